@@ -1,0 +1,80 @@
+-- Daily point-in-time snapshots: each row holds what was known about an item at the end of a day,
+-- so Feast's historical join never leaks tomorrow's clicks into today's training row.
+with items as (
+    select * from {{ ref('stg_items') }}
+),
+
+events as (
+    select * from {{ ref('stg_events') }} where surface = 'search'
+),
+
+reviews as (
+    select item_id, count(*) as n_reviews_text, avg(rating) as review_rating_mean
+    from {{ ref('stg_reviews') }}
+    group by item_id
+),
+
+days as (
+    select cast(unnest(generate_series(min(ts)::date, max(ts)::date, interval 1 day)) as date) as day
+    from events
+),
+
+daily_counts as (
+    select
+        item_id,
+        ts::date as day,
+        count(*) filter (where event_type = 'impression') as impressions,
+        count(*) filter (where event_type = 'click') as clicks,
+        count(*) filter (where event_type = 'add_to_cart') as add_to_carts,
+        count(*) filter (where event_type = 'purchase') as purchases
+    from events
+    group by all
+),
+
+cumulative as (
+    select
+        i.item_id,
+        d.day,
+        coalesce(sum(c.impressions), 0) as impressions,
+        coalesce(sum(c.clicks), 0) as clicks,
+        coalesce(sum(c.add_to_carts), 0) as add_to_carts,
+        coalesce(sum(c.purchases), 0) as purchases
+    from items as i
+    cross join days as d
+    left join daily_counts as c on c.item_id = i.item_id and c.day <= d.day
+    where i.created_at < d.day + interval 1 day
+    group by all
+),
+
+prior as (
+    select
+        sum(clicks)::double / greatest(sum(impressions), 1) as ctr,
+        sum(purchases)::double / greatest(sum(clicks), 1) as cvr
+    from daily_counts
+),
+
+final as (
+    select
+        c.item_id,
+        cast(c.day + interval 1 day as timestamp) as event_timestamp,
+        i.price,
+        ln(i.price) as log_price,
+        i.rating,
+        i.review_count,
+        ln(1 + i.review_count) as log_review_count,
+        coalesce(r.review_rating_mean, i.rating) as review_rating_mean,
+        c.impressions,
+        c.clicks,
+        c.purchases,
+        -- Bayesian smoothing: an item with few impressions stays near the catalog's mean CTR.
+        (c.clicks + p.ctr * {{ var('ctr_prior_impressions') }}) / (c.impressions + {{ var('ctr_prior_impressions') }}) as ctr_smoothed,
+        (c.purchases + p.cvr * 10) / (c.clicks + 10) as cvr_smoothed,
+        ln(1 + c.clicks + 5 * c.purchases) as popularity,
+        date_diff('day', i.created_at, c.day + interval 1 day) as age_days
+    from cumulative as c
+    join items as i using (item_id)
+    left join reviews as r using (item_id)
+    cross join prior as p
+)
+
+select * from final

@@ -1,0 +1,24 @@
+-- The text the encoder reads for an item: title, brand, category, description and a review summary.
+with items as (
+    select * from {{ ref('stg_items') }}
+),
+
+reviews as (
+    select item_id, string_agg(review_text, ' ' order by ts desc) as review_summary
+    from {{ ref('stg_reviews') }}
+    group by item_id
+),
+
+final as (
+    select
+        i.item_id,
+        i.title,
+        i.brand,
+        i.category_path,
+        i.price,
+        concat_ws(' | ', i.title, i.brand, i.category_path, i.description, coalesce(r.review_summary, '')) as item_text
+    from items as i
+    left join reviews as r using (item_id)
+)
+
+select * from final

@@ -1,0 +1,51 @@
+-- (query, item) pairs with labels: graded judgments, and logged impressions with their click and
+-- position (the position is what bias correction needs). event_timestamp is when the label was
+-- known, so Feast joins the features of that moment.
+with judgments as (
+    select * from {{ ref('stg_judgments') }}
+),
+
+events as (
+    select * from {{ ref('stg_events') }} where surface = 'search'
+),
+
+as_of as (
+    select cast(max(ts)::date + interval 1 day as timestamp) as ts from events
+),
+
+judged as (
+    select
+        j.query_id,
+        j.query_text,
+        j.item_id,
+        'judgment' as label_source,
+        j.grade,
+        cast(null as integer) as position,
+        cast(null as boolean) as clicked,
+        a.ts as event_timestamp
+    from judgments as j
+    cross join as_of as a
+),
+
+logged as (
+    select
+        query_id,
+        any_value(query_text) as query_text,
+        item_id,
+        'click_log' as label_source,
+        cast(null as integer) as grade,
+        min(position) filter (where event_type = 'impression') as position,
+        bool_or(event_type = 'click') as clicked,
+        min(ts) as event_timestamp
+    from events
+    group by session_id, query_id, item_id
+    having count(*) filter (where event_type = 'impression') > 0
+),
+
+final as (
+    select * from judged
+    union all
+    select * from logged
+)
+
+select * from final

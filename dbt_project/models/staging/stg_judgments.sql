@@ -1,0 +1,21 @@
+-- Graded relevance labels (ESCI-style 0..3); the latest grade for a (query, item) pair wins.
+with source as (
+    select * from {{ source('landing', 'judgments') }}
+),
+
+ranked as (
+    select
+        query_id,
+        query_text,
+        item_id,
+        cast(grade as integer) as grade,
+        cast(dt as date) as judged_on,
+        row_number() over (partition by query_id, item_id order by dt desc) as version_rank
+    from source
+),
+
+final as (
+    select * exclude (version_rank) from ranked where version_rank = 1
+)
+
+select * from final

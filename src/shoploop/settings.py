@@ -1,0 +1,129 @@
+"""One frozen settings object for the whole loop (env prefix ``SHOPLOOP_``).
+
+Paths, ports, backends and model tags live here and nowhere else. Reading the
+settings never creates a directory; the steps that write create what they need.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHOPLOOP_", frozen=True, extra="ignore")
+
+    home: Path = Field(default=PROJECT_DIR / ".shoploop", description="All state: landing zone, warehouse, stores.")
+    project_dir: Path = PROJECT_DIR
+    seed: int = 7
+    # Simulator scale: items, users and days of traffic. The demo default is the issue's minimum shop.
+    n_items: int = 2000
+    n_users: int = 1500
+    n_days: int = 7
+    sessions_per_day: int = 600
+    # Keyed hash for user ids. Unset, a random key is made once per home and kept in it (never in git).
+    pseudonym_key: SecretStr | None = None
+    admin_token: SecretStr | None = None
+
+    host: str = "127.0.0.1"
+    service_port: int = 3000
+    airflow_port: int = 8080
+    evidently_port: int = 8000
+    model_name: str = "shoploop-ranker"
+    feature_service: str = "ranker_v1"
+    max_k: int = 100
+
+    @property
+    def landing(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def marts(self) -> Path:
+        return self.home / "marts"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.home / "feast"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def bentoml_home(self) -> Path:
+        return self.home / "bentoml"
+
+    @property
+    def evidently_workspace(self) -> Path:
+        return self.home / "evidently"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def dbt_dir(self) -> Path:
+        return self.project_dir / "dbt_project"
+
+    @property
+    def feature_repo(self) -> Path:
+        return self.project_dir / "feature_repo"
+
+    @cached_property
+    def user_key(self) -> str:
+        """The pseudonymisation key: from settings, else one kept in the home (created on first use)."""
+        if self.pseudonym_key is not None:
+            return self.pseudonym_key.get_secret_value()
+        path = self.home / "secrets" / "pseudonym_key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    @cached_property
+    def admin_secret(self) -> str:
+        if self.admin_token is not None:
+            return self.admin_token.get_secret_value()
+        path = self.home / "secrets" / "admin_token"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(24))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def tool_env(self) -> dict[str, str]:
+        """Environment for the tools we shell out to (dbt, feast, bentoml, airflow)."""
+        return {
+            "SHOPLOOP_HOME": str(self.home),
+            "SHOPLOOP_PSEUDONYM_KEY": self.user_key,
+            "BENTOML_HOME": str(self.bentoml_home),
+            "BENTOML_DO_NOT_TRACK": "True",
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+            "DO_NOT_TRACK": "1",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "FEAST_USAGE": "False",
+        }
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,68 @@
+"""The warehouse step: run the dbt project (DuckDB by default) over the landing zone.
+
+dbt runs in-process through its programmatic ``dbtRunner``; the marts come out as parquet
+(dbt-duckdb's ``external`` materialisation) under ``$SHOPLOOP_HOME/marts``, where Feast reads them.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+from dbt.adapters.duckdb.plugins import BasePlugin
+
+from shoploop.privacy import KEY_ENV, pseudonymise
+from shoploop.settings import Settings
+
+
+class DbtFailed(RuntimeError):
+    pass
+
+
+@contextmanager
+def _tool_env(settings: Settings):
+    saved = dict(os.environ)
+    os.environ.update(settings.tool_env())
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def run_dbt(settings: Settings, *args: str) -> None:
+    """Run one dbt command (``build``, ``test``...) against this home's warehouse; raise on failure."""
+    from dbt.cli.main import dbtRunner
+
+    settings.marts.mkdir(parents=True, exist_ok=True)
+    target_dir = settings.home / "dbt" / "target"
+    cli = [*args, "--project-dir", str(settings.dbt_dir), "--profiles-dir", str(settings.dbt_dir),
+           "--target-path", str(target_dir), "--log-path", str(settings.home / "dbt" / "logs")]
+    with _tool_env(settings):
+        result = dbtRunner().invoke(cli)
+    if not result.success:
+        raise DbtFailed(f"dbt {' '.join(args)} failed: {result.exception or 'see ' + str(settings.home / 'dbt/logs')}")
+
+
+def transform(settings: Settings) -> None:
+    run_dbt(settings, "build")
+
+
+class Plugin(BasePlugin):
+    """dbt-duckdb plugin: registers ``pseudonymise(varchar) -> varchar`` on every connection."""
+
+    def initialize(self, plugin_config: dict) -> None:
+        key = os.environ.get(KEY_ENV, "")
+        if len(key) < 16:
+            raise RuntimeError(
+                f"{KEY_ENV} is unset or shorter than 16 characters; run dbt through `shoploop transform`, "
+                "which passes the key from settings"
+            )
+        self._key = key
+
+    def configure_connection(self, conn) -> None:
+        key = self._key
+        conn.create_function(
+            "pseudonymise", lambda user_id: pseudonymise(user_id, key), ["VARCHAR"], "VARCHAR",
+            null_handling="special", side_effects=False,
+        )
