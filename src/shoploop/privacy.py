@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 KEY_ENV = "SHOPLOOP_PSEUDONYM_KEY"
 
@@ -18,3 +19,18 @@ def pseudonymise(user_id: str | None, key: str) -> str | None:
     if user_id is None:
         return None
     return hmac.new(key.encode(), user_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+# Personal data shoppers paste into a search box. Card-like: 13-19 digits, optionally grouped.
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
+_PHONE = re.compile(r"(?<![\w])\+?\d[\d ()./-]{6,}\d\b")
+
+
+def scrub(text: str | None) -> str | None:
+    """Replace emails, card-like numbers and phone numbers with placeholders before a query is logged."""
+    if text is None:
+        return None
+    text = _EMAIL.sub("<email>", text)
+    text = _CARD.sub("<card>", text)
+    return _PHONE.sub("<phone>", text)

@@ -35,10 +35,10 @@ cumulative as (
     select
         i.item_id,
         d.day,
-        coalesce(sum(c.impressions), 0) as impressions,
-        coalesce(sum(c.clicks), 0) as clicks,
-        coalesce(sum(c.add_to_carts), 0) as add_to_carts,
-        coalesce(sum(c.purchases), 0) as purchases
+        cast(coalesce(sum(c.impressions), 0) as bigint) as impressions,
+        cast(coalesce(sum(c.clicks), 0) as bigint) as clicks,
+        cast(coalesce(sum(c.add_to_carts), 0) as bigint) as add_to_carts,
+        cast(coalesce(sum(c.purchases), 0) as bigint) as purchases
     from items as i
     cross join days as d
     left join daily_counts as c on c.item_id = i.item_id and c.day <= d.day

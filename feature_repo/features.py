@@ -1,0 +1,85 @@
+"""Feast declarations for shoploop: entities, sources over the dbt marts, feature views, services.
+
+Declarations only; the marts they read are written by `shoploop transform` (dbt).
+"""
+
+import os
+from datetime import timedelta
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource
+from feast.types import Float64, Int64
+from feast.value_type import ValueType
+
+# Marts live in the shoploop home; feature_store.yaml expands the same variable.
+MARTS = os.path.join(os.environ.get("SHOPLOOP_HOME", ".shoploop"), "marts")
+
+# Why: every item feature and ranking row is keyed by the catalog's item id.
+item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING, description="A catalog item")
+
+# Why: shoppers are keyed by the pseudonymised user_key, never the raw id (see shoploop.privacy).
+user = Entity(name="user", join_keys=["user_key"], value_type=ValueType.STRING, description="A pseudonymised shopper")
+
+# Why: the item_features mart holds daily point-in-time snapshots written by dbt.
+item_features_source = FileSource(
+    name="item_features_source",
+    path=os.path.join(MARTS, "item_features.parquet"),
+    timestamp_field="event_timestamp",
+)
+
+# Why: the user_features mart holds daily snapshots of shopper behaviour.
+user_features_source = FileSource(
+    name="user_features_source",
+    path=os.path.join(MARTS, "user_features.parquet"),
+    timestamp_field="event_timestamp",
+)
+
+# Why: what the ranker knows about an item besides its text: price, quality signals, popularity.
+item_features = FeatureView(
+    name="item_features",
+    entities=[item],
+    ttl=timedelta(days=30),
+    schema=[
+        Field(name="log_price", dtype=Float64),
+        Field(name="rating", dtype=Float64),
+        Field(name="log_review_count", dtype=Float64),
+        Field(name="review_rating_mean", dtype=Float64),
+        Field(name="impressions", dtype=Int64),
+        Field(name="clicks", dtype=Int64),
+        Field(name="ctr_smoothed", dtype=Float64),
+        Field(name="cvr_smoothed", dtype=Float64),
+        Field(name="popularity", dtype=Float64),
+        Field(name="age_days", dtype=Int64),
+    ],
+    online=True,
+    source=item_features_source,
+    tags={"team": "search", "mart": "item_features"},
+)
+
+# Why: a shopper's activity and price level personalise ranking and recommendations.
+user_features = FeatureView(
+    name="user_features",
+    entities=[user],
+    ttl=timedelta(days=90),
+    schema=[
+        Field(name="sessions", dtype=Int64),
+        Field(name="clicks", dtype=Int64),
+        Field(name="purchases", dtype=Int64),
+        Field(name="log_mean_clicked_price", dtype=Float64),
+    ],
+    online=True,
+    source=user_features_source,
+    tags={"team": "recommend", "mart": "user_features"},
+)
+
+# Why: the ranker's exact feature set, versioned so a model names the features it was trained on.
+ranker_v1 = FeatureService(
+    name="ranker_v1",
+    features=[
+        item_features[["log_price", "rating", "log_review_count", "review_rating_mean", "ctr_smoothed",
+                       "cvr_smoothed", "popularity", "age_days"]],
+    ],
+    tags={"model": "shoploop-ranker"},
+)
+
+# Why: the recommender's user context, served with the same online store.
+recommender_v1 = FeatureService(name="recommender_v1", features=[user_features], tags={"model": "shoploop-recommender"})

@@ -1,0 +1,99 @@
+"""The single door: `shoploop <step> --run-date YYYY-MM-DD`, each step idempotent for its date."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+
+import typer
+
+from shoploop import steps
+from shoploop.settings import get_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+def _run_date(value: str | None) -> date:
+    if value is None:
+        return datetime.now(timezone.utc).date()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD, e.g. 2026-11-29")
+
+
+RunDate = typer.Option(None, "--run-date", help="The logical date (YYYY-MM-DD); default today (UTC).")
+
+
+def _show(result) -> None:
+    if result is not None:
+        typer.echo(json.dumps(result, indent=2, default=str))
+
+
+@app.command()
+def simulate(run_date: str = RunDate):
+    """Simulate the shop for the days before the run date and land every table."""
+    _show(steps.simulate(get_settings(), _run_date(run_date)))
+
+
+@app.command()
+def transform(run_date: str = RunDate):
+    """dbt build: staging (typed, deduplicated, pseudonymised) and marts, with their tests."""
+    steps.transform(get_settings(), _run_date(run_date))
+
+
+@app.command()
+def features(run_date: str = RunDate):
+    """feast apply, then materialise the latest features into the online store."""
+    steps.feature_store(get_settings(), _run_date(run_date))
+
+
+@app.command()
+def train(run_date: str = RunDate):
+    """Encode the catalog, build BM25, fit the ranker on point-in-time features."""
+    _show(steps.train(get_settings(), _run_date(run_date)))
+
+
+@app.command()
+def evaluate(run_date: str = RunDate):
+    """nDCG@10 on held-out queries: model vs BM25, zero-shot dense and random."""
+    _show(steps.evaluate(get_settings(), _run_date(run_date)))
+
+
+@app.command()
+def register(run_date: str = RunDate):
+    """Save the version in the BentoML model store; promote it if it passes the gate."""
+    _show(steps.register(get_settings(), _run_date(run_date)))
+
+
+@app.command()
+def deploy():
+    """(Re)start the BentoML service on the champion model."""
+    typer.echo(steps.deploy(get_settings()))
+
+
+@app.command()
+def monitor(run_date: str = RunDate):
+    """Evidently drift report (features and model scores), HTML + JSON + workspace run."""
+    _show(steps.monitor(get_settings(), _run_date(run_date)))
+
+
+@app.command()
+def demo(run_date: str = RunDate):
+    """The main job: the whole loop, then the service, Airflow and Evidently UIs left running."""
+    from shoploop import demo as run
+
+    run.run(get_settings(), _run_date(run_date), say=typer.echo)
+
+
+@app.command()
+def stop():
+    """Stop every server `shoploop demo` started (by process group)."""
+    from shoploop import demo as run
+
+    stopped = run.stop_all(get_settings())
+    typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,88 @@
+"""`shoploop demo`: the whole loop on the embedded defaults, leaving the service and the UIs up."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+from shoploop import processes, steps
+from shoploop.settings import Settings
+
+LIVE_SESSIONS = 60
+
+
+def airflow_env(settings: Settings) -> dict[str, str]:
+    home = settings.airflow_home
+    return {
+        **settings.tool_env(),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(settings.project_dir / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__API__HOST": settings.host,
+        "AIRFLOW__API__PORT": str(settings.airflow_port),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+    }
+
+
+def start_airflow(settings: Settings) -> str:
+    if not processes.running(settings, "airflow"):
+        settings.airflow_home.mkdir(parents=True, exist_ok=True)
+        processes.start(settings, "airflow", [steps.bin_of("airflow", ".venv-airflow"), "standalone"],
+                        env=airflow_env(settings), cwd=settings.airflow_home)
+    url = f"http://{settings.host}:{settings.airflow_port}"
+    processes.wait_http(f"{url}/api/v2/monitor/health", 300, "airflow standalone", settings.run_dir / "airflow.log")
+    return url
+
+
+def start_evidently(settings: Settings) -> str:
+    if not processes.running(settings, "evidently"):
+        settings.evidently_workspace.mkdir(parents=True, exist_ok=True)
+        processes.start(settings, "evidently",
+                        [steps.bin_of("evidently"), "ui", "--workspace", str(settings.evidently_workspace),
+                         "--host", settings.host, "--port", str(settings.evidently_port)],
+                        env=settings.tool_env(), cwd=settings.home)
+    url = f"http://{settings.host}:{settings.evidently_port}"
+    processes.wait_http(url, 120, "evidently ui", settings.run_dir / "evidently.log")
+    return url
+
+
+def airflow_password(settings: Settings) -> str:
+    path = settings.airflow_home / "passwords.json"
+    return json.loads(path.read_text()).get("admin", "?") if path.exists() else f"(see {path})"
+
+
+def run(settings: Settings, run_date: date, say=print) -> dict:
+    from shoploop.data import landing
+    from shoploop.data.live import run_shoppers
+
+    say(f"shoploop demo, run date {run_date}, home {settings.home}")
+    say(f"  simulate   {steps.simulate(settings, run_date)}")
+    steps.transform(settings, run_date)
+    say("  transform  dbt build passed")
+    steps.feature_store(settings, run_date)
+    say("  features   feast apply + materialize done")
+    say(f"  train      {steps.train(settings, run_date)}")
+    say(f"  evaluate   {steps.evaluate(settings, run_date)}")
+    say(f"  register   {steps.register(settings, run_date)}")
+    service = steps.deploy(settings, run_date)
+    say(f"  serve      {service}")
+    airflow = start_airflow(settings)
+    evidently = start_evidently(settings)
+    judgments = landing.read_table(settings.landing, "judgments")
+    say(f"  shoppers   {run_shoppers(service, judgments, LIVE_SESSIONS, settings.seed)}")
+    # The live feedback is in the event log now: rebuild the marts so the report sees it.
+    steps.transform(settings, run_date)
+    drift = steps.monitor(settings, run_date)
+    say(f"  monitor    drift share {drift.get('drift_share')} -> {drift['html']}")
+    say("")
+    say("Running now (stop all with `make stop`):")
+    say(f"  shop API      {service}   (POST /search, /recommend, /feedback; docs at {service}/docs)")
+    say(f"  Airflow UI    {airflow}   (login admin / {airflow_password(settings)})")
+    say(f"  Evidently UI  {evidently}   (project 'shoploop', no login)")
+    return {"service": service, "airflow": airflow, "evidently": evidently, "drift": drift}
+
+
+def stop_all(settings: Settings) -> list[str]:
+    return [name for name in ("service", "airflow", "evidently") if processes.stop(settings, name)]

@@ -1,0 +1,90 @@
+"""The seed's ranker: Y = σ(θᵀ [H_q ⊕ H_item ⊕ H_features]).
+
+H_q and H_item are MiniLM embeddings of the query and the item text; H_features are the item's
+Feast features plus two query-item match signals (BM25 and cosine). A linear θ over a plain
+concatenation adds θ_qᵀH_q, a constant per query, so it cannot order items for a query by how
+well they match it; the concatenation therefore also carries the interaction H_q ⊙ H_item,
+which keeps the model a single logistic layer while letting θ weigh which dimensions must agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+# The Feast features the ranker reads (feature service ranker_v1), in this order.
+ITEM_FEATURES = ["log_price", "rating", "log_review_count", "review_rating_mean", "ctr_smoothed",
+                 "cvr_smoothed", "popularity", "age_days"]
+MATCH_FEATURES = ["bm25", "cosine"]
+
+
+@dataclass
+class RankerConfig:
+    embedding_dim: int = 384
+    n_features: int = len(ITEM_FEATURES) + len(MATCH_FEATURES)
+    epochs: int = 8
+    batch_size: int = 512
+    lr: float = 3e-3
+    # L2 on θ: 1,152 text weights against ~50k labelled pairs would otherwise fit query noise.
+    weight_decay: float = 1e-4
+    seed: int = 7
+
+
+class SeedRanker(nn.Module):
+    def __init__(self, config: RankerConfig):
+        super().__init__()
+        self.config = config
+        self.theta = nn.Linear(3 * config.embedding_dim + config.n_features, 1)
+        # Standardisation of H_features, fitted on the training set and saved with the weights.
+        self.register_buffer("feature_mean", torch.zeros(config.n_features))
+        self.register_buffer("feature_std", torch.ones(config.n_features))
+
+    def forward(self, h_query: torch.Tensor, h_item: torch.Tensor, h_features: torch.Tensor) -> torch.Tensor:
+        """Logits; σ of them is the probability that the item is relevant to the query."""
+        h_features = (h_features - self.feature_mean) / self.feature_std
+        x = torch.cat([h_query, h_item, h_query * h_item, h_features], dim=-1)
+        return self.theta(x).squeeze(-1)
+
+    @torch.inference_mode()
+    def score(self, h_query: np.ndarray, h_items: np.ndarray, h_features: np.ndarray) -> np.ndarray:
+        """σ scores of several items for one query (h_query: [dim], h_items: [n, dim])."""
+        q = torch.from_numpy(np.broadcast_to(h_query, h_items.shape).copy())
+        logits = self(q, torch.from_numpy(h_items), torch.from_numpy(h_features.astype(np.float32)))
+        return torch.sigmoid(logits).numpy()
+
+    def fit(self, h_query: np.ndarray, h_item: np.ndarray, h_features: np.ndarray, target: np.ndarray) -> list[float]:
+        """Binary cross-entropy against graded targets in [0, 1]; returns the loss per epoch."""
+        torch.manual_seed(self.config.seed)
+        feats = torch.from_numpy(h_features.astype(np.float32))
+        self.feature_mean.copy_(feats.mean(0))
+        self.feature_std.copy_(feats.std(0).clamp(min=1e-6))
+        data = torch.utils.data.TensorDataset(torch.from_numpy(h_query), torch.from_numpy(h_item), feats,
+                                              torch.from_numpy(target.astype(np.float32)))
+        loader = torch.utils.data.DataLoader(data, batch_size=self.config.batch_size, shuffle=True,
+                                             generator=torch.Generator().manual_seed(self.config.seed))
+        optimiser = torch.optim.AdamW(self.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+        losses = []
+        self.train()
+        for _ in range(self.config.epochs):
+            total = 0.0
+            for q, i, f, y in loader:
+                optimiser.zero_grad()
+                loss = nn.functional.binary_cross_entropy_with_logits(self(q, i, f), y)
+                loss.backward()
+                optimiser.step()
+                total += loss.item() * len(y)
+            losses.append(total / len(data))
+        self.eval()
+        return losses
+
+    def state(self) -> dict:
+        return {"config": asdict(self.config), "weights": self.state_dict()}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "SeedRanker":
+        model = cls(RankerConfig(**state["config"]))
+        model.load_state_dict(state["weights"])
+        return model.eval()

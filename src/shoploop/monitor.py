@@ -1,0 +1,102 @@
+"""Monitoring with Evidently: drift of features and model scores, reference window vs current window.
+
+The reference window is the older part of the logged search impressions, the current window the
+most recent days (live feedback included once dbt has run over it). Each run is saved as HTML, as
+a JSON summary the loop can act on, and as a run of the "shoploop" project in the local Evidently
+workspace that `evidently ui` shows.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from shoploop.predict import SearchEngine, scaled_bm25
+from shoploop.settings import Settings
+
+PROJECT = "shoploop"
+CURRENT_DAYS = 2
+# Columns watched for drift: what shoppers saw and did, what the item looked like, what the model said.
+COLUMNS = ["position", "price_seen", "clicked", "log_price", "rating", "ctr_smoothed", "popularity", "model_score"]
+
+
+def impressions(settings: Settings) -> pd.DataFrame:
+    """Logged search impressions with their click, the item's latest features and the day."""
+    pairs = pd.read_parquet(settings.marts / "ranker_training_pairs.parquet")
+    logged = pairs[pairs["label_source"] == "click_log"].copy()
+    feats = pd.read_parquet(settings.marts / "item_features.parquet")
+    latest = feats.sort_values("event_timestamp").drop_duplicates("item_id", keep="last").set_index("item_id")
+    logged = logged.join(latest[["price", "log_price", "rating", "ctr_smoothed", "popularity"]], on="item_id")
+    logged["price_seen"] = logged["price"]
+    logged["clicked"] = logged["clicked"].astype(int)
+    return logged
+
+
+def model_scores(engine: SearchEngine, frame: pd.DataFrame) -> np.ndarray:
+    """The serving ranker's score for every logged (query, item) pair."""
+    row_of = {item_id: r for r, item_id in enumerate(engine.item_ids)}
+    scores = np.full(len(frame), np.nan)
+    texts = frame["query_text"].fillna("").to_numpy()
+    rows = frame["item_id"].map(row_of).to_numpy()
+    unique = sorted({t for t in texts if t})
+    vectors = dict(zip(unique, engine.encoder.encode(unique)))
+    for text in unique:
+        at = np.flatnonzero((texts == text) & ~pd.isna(rows))
+        if len(at):
+            bm25 = scaled_bm25(engine.bundle.lexical.scores(text))
+            scores[at] = engine.rank(vectors[text], rows[at].astype(int), bm25)
+    return scores
+
+
+def split_windows(frame: pd.DataFrame, current_days: int = CURRENT_DAYS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    end = pd.Timestamp(frame["event_timestamp"].max()).normalize() + timedelta(days=1)
+    cut = end - timedelta(days=current_days)
+    is_current = frame["event_timestamp"] >= cut
+    return frame[~is_current], frame[is_current]
+
+
+def summarise(snapshot_dict: dict) -> dict:
+    """The JSON the loop reads: share of drifted columns and, per column, its drift score."""
+    summary: dict = {"columns": {}}
+    for metric in snapshot_dict["metrics"]:
+        name, value = metric.get("metric_id", ""), metric.get("value")
+        if name.startswith("DriftedColumnsCount"):
+            summary["drifted_columns"] = int(value["count"])
+            summary["drift_share"] = round(float(value["share"]), 4)
+        elif name.startswith("ValueDrift"):
+            column = metric["config"]["column"]
+            summary["columns"][column] = round(float(value), 4)
+    return summary
+
+
+def drift_report(settings: Settings, engine: SearchEngine, run_date) -> dict:
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+    from evidently.ui.workspace import Workspace
+
+    frame = impressions(settings)
+    frame["model_score"] = model_scores(engine, frame)
+    reference, current = split_windows(frame)
+    if reference.empty or current.empty:
+        raise ValueError("drift needs both windows: land at least three days of events first")
+    report = Report([DataDriftPreset(columns=COLUMNS)])
+    snapshot = report.run(current_data=current[COLUMNS], reference_data=reference[COLUMNS],
+                          name=f"drift {run_date}", tags=["drift", "search"])
+    out = settings.reports / str(run_date)
+    out.mkdir(parents=True, exist_ok=True)
+    snapshot.save_html(str(out / "drift.html"))
+    summary = {
+        "run_date": str(run_date), "reference_rows": len(reference), "current_rows": len(current),
+        "model_version": getattr(engine, "model_version", None), **summarise(snapshot.dict()),
+        "html": str(out / "drift.html"),
+    }
+    (out / "drift.json").write_text(json.dumps(summary, indent=2))
+    workspace = Workspace.create(str(settings.evidently_workspace))
+    found = workspace.search_project(PROJECT)
+    project = found[0] if found else workspace.create_project(PROJECT, description="shoploop drift and quality")
+    workspace.add_run(project.id, snapshot)
+    return summary

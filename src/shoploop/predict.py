@@ -1,0 +1,98 @@
+"""The request path: encode the query, retrieve candidates, fetch their features, rank.
+
+The service calls only this module; offline evaluation calls the same code with features from a
+point-in-time frame instead of the online store, so what is measured is what is served.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from shoploop.models.bundle import ModelBundle
+from shoploop.models.encoder import TextEncoder
+from shoploop.models.ranker import ITEM_FEATURES
+from shoploop.models.retrieval import hybrid_candidates, top_k
+
+# Items the ranker rescores per request: enough for recall, few enough for one Feast lookup.
+CANDIDATES = 100
+
+# item ids -> [n, len(ITEM_FEATURES)] matrix; NaN where an item has no features yet.
+FeatureLookup = Callable[[list[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Hit:
+    item_id: str
+    score: float
+    title: str
+    brand: str
+    category_path: str
+    price: float
+
+
+def scaled_bm25(bm25: np.ndarray) -> np.ndarray:
+    """BM25 over the catalog divided by the query's best score, so it is comparable across queries."""
+    top = float(bm25.max()) if len(bm25) else 0.0
+    return bm25 / top if top > 0 else np.zeros_like(bm25)
+
+
+def ranking_features(item_features: np.ndarray, fill: np.ndarray, bm25: np.ndarray, cosine: np.ndarray) -> np.ndarray:
+    """H_features of candidates: item features (NaN -> ``fill``) then the match signals."""
+    feats = np.where(np.isnan(item_features), fill, item_features).astype(np.float32)
+    return np.concatenate([feats, np.stack([bm25, cosine], axis=1).astype(np.float32)], axis=1)
+
+
+class SearchEngine:
+    def __init__(self, bundle: ModelBundle, encoder: TextEncoder, item_features: FeatureLookup):
+        self.bundle, self.encoder, self.item_features = bundle, encoder, item_features
+        self.item_ids = bundle.catalog["item_id"].tolist()
+
+    def rank(self, h_query: np.ndarray, rows: np.ndarray, bm25: np.ndarray) -> np.ndarray:
+        """Ranker scores of the given item rows for one query vector (bm25: scaled, whole catalog)."""
+        h_items = self.bundle.item_embeddings[rows]
+        # An item the store has no row for (new since materialisation) gets the training mean: neutral.
+        fill = self.bundle.ranker.feature_mean.numpy()[: len(ITEM_FEATURES)]
+        feats = self.item_features([self.item_ids[r] for r in rows])
+        return self.bundle.ranker.score(h_query, h_items, ranking_features(feats, fill, bm25[rows], h_items @ h_query))
+
+    def search_rows(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        h_query = self.encoder.encode([query])[0]
+        bm25 = scaled_bm25(self.bundle.lexical.scores(query))
+        dense = self.bundle.item_embeddings @ h_query
+        rows = hybrid_candidates(bm25, dense, CANDIDATES)
+        scores = self.rank(h_query, rows, bm25)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return rows[order], scores[order]
+
+    def search(self, query: str, k: int) -> list[Hit]:
+        return self._hits(*self.search_rows(query, k))
+
+    def recommend(self, user_key: str | None, k: int) -> list[Hit]:
+        """Items near the shopper's taste vector, re-ranked; popular items for an unknown shopper."""
+        profile = self.bundle.user_profiles.get(user_key) if user_key else None
+        if profile is None:
+            rows = self.bundle.popular[:k]
+            return self._hits(rows, np.linspace(1.0, 0.5, len(rows)))
+        rows = top_k(self.bundle.item_embeddings @ profile, CANDIDATES)
+        scores = self.rank(profile, rows, np.zeros(len(self.item_ids), dtype=np.float32))
+        order = np.argsort(-scores, kind="stable")[:k]
+        return self._hits(rows[order], scores[order])
+
+    def _hits(self, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
+        cat = self.bundle.catalog
+        return [Hit(item_id=cat.item_id.iat[r], score=float(s), title=cat.title.iat[r], brand=cat.brand.iat[r],
+                    category_path=cat.category_path.iat[r], price=float(cat.price.iat[r]))
+                for r, s in zip(rows, scores)]
+
+
+def frame_lookup(frame) -> FeatureLookup:
+    """A FeatureLookup over a frame indexed by item_id (offline: a point-in-time Feast result)."""
+    table = frame[ITEM_FEATURES].astype(np.float64)
+
+    def lookup(item_ids: list[str]) -> np.ndarray:
+        return table.reindex(item_ids).to_numpy()
+
+    return lookup

@@ -1,0 +1,87 @@
+"""The model registry: BentoML's model store, plus a champion pointer that decides what serves.
+
+Every trained version is saved with its metrics, data window and lineage in the model's metadata.
+A version is promoted to champion only if it passes the gate: it must beat BM25 on the held-out
+queries and must not fall below the current champion on the same metric.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from shoploop.models.bundle import ModelBundle
+from shoploop.settings import Settings
+
+
+def _bentoml(settings: Settings):
+    # BentoML reads BENTOML_HOME once, at import: set it first, and keep it outside the source tree.
+    os.environ.update(settings.tool_env())
+    import bentoml
+
+    return bentoml
+
+
+def _git_sha(settings: Settings) -> str:
+    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=settings.project_dir,
+                            capture_output=True, text=True)
+    return result.stdout.strip() or "unknown"
+
+
+def register(settings: Settings, bundle_dir: Path, metrics: dict, lineage: dict) -> str:
+    """Copy a saved bundle into the model store; returns the new tag."""
+    import shutil
+
+    bentoml = _bentoml(settings)
+    metadata = {"metrics": metrics, "lineage": {**lineage, "git_sha": _git_sha(settings)},
+                "feature_service": settings.feature_service}
+    with bentoml.models.create(settings.model_name, labels={"component": "search-ranker"},
+                               metadata=metadata) as model:
+        shutil.copytree(bundle_dir, model.path, dirs_exist_ok=True)
+    return str(model.tag)
+
+
+def champion_file(settings: Settings) -> Path:
+    return settings.home / "registry" / "champion.json"
+
+
+def champion(settings: Settings) -> dict | None:
+    path = champion_file(settings)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def gate(metrics: dict, current: dict | None) -> tuple[bool, str]:
+    if metrics["model"] <= metrics["bm25"]:
+        return False, f"nDCG@10 {metrics['model']} does not beat BM25 {metrics['bm25']}"
+    if current and metrics["model"] < current["metrics"]["model"]:
+        return False, f"nDCG@10 {metrics['model']} is below the champion's {current['metrics']['model']}"
+    return True, "beats BM25 and is not below the champion"
+
+
+def promote(settings: Settings, tag: str, metrics: dict) -> tuple[bool, str]:
+    """Make ``tag`` the champion if it passes the gate; the reason is returned either way."""
+    current = champion(settings)
+    if current and current["tag"] == tag:
+        return True, "already champion"
+    ok, reason = gate(metrics, current)
+    if ok:
+        path = champion_file(settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"tag": tag, "metrics": metrics, "previous": current and current["tag"]}))
+        tmp.rename(path)
+    return ok, reason
+
+
+def load_champion(settings: Settings) -> tuple[str, ModelBundle]:
+    """The serving bundle: the champion's tag, or SHOPLOOP_MODEL_TAG to pin another version."""
+    bentoml = _bentoml(settings)
+    current = champion(settings)
+    tag = os.environ.get("SHOPLOOP_MODEL_TAG") or (current and current["tag"])
+    if not tag:
+        raise LookupError(f"no champion model in {champion_file(settings)}: run `shoploop train`, "
+                          "`shoploop evaluate` and `shoploop register` first")
+    model = bentoml.models.get(tag)
+    return str(model.tag), ModelBundle.load(Path(model.path))

@@ -1,0 +1,36 @@
+"""The event stream, embedded default: a durable append-only log in the landing zone.
+
+Every accepted batch becomes one fsynced parquet file in the day's ``events`` partition before the
+request is answered, so an acknowledged event survives a crash or restart. Duplicate deliveries
+are harmless: staging deduplicates on ``event_id``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from shoploop.data import landing
+from shoploop.privacy import scrub
+from shoploop.settings import Settings
+
+
+def record_events(settings: Settings, events: list[dict]) -> list[str]:
+    """Append events (contract fields; event_id and ts filled when absent); returns their event ids."""
+    if not events:
+        return []
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    rows = []
+    for event in events:
+        row = {column: event.get(column) for column in landing.CONTRACT["events"]}
+        row["event_id"] = row["event_id"] or str(uuid.uuid4())
+        row["ts"] = (row["ts"].astimezone(timezone.utc).replace(tzinfo=None)
+                     if row["ts"] is not None and row["ts"].tzinfo else row["ts"] or now)
+        row["query_text"] = scrub(row["query_text"])
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for dt, day in frame.groupby(frame["ts"].dt.date):
+        landing.append(settings.landing, "events", dt, day, prefix="feedback")
+    return frame["event_id"].tolist()
