@@ -60,16 +60,19 @@ def split_windows(frame: pd.DataFrame, current_days: int = CURRENT_DAYS) -> tupl
 
 
 def summarise(snapshot_dict: dict) -> dict:
-    """The JSON the loop reads: share of drifted columns and, per column, its drift score."""
+    """The JSON the loop reads: how many columns drifted and, per column, the test and its result."""
     summary: dict = {"columns": {}}
     for metric in snapshot_dict["metrics"]:
-        name, value = metric.get("metric_id", ""), metric.get("value")
-        if name.startswith("DriftedColumnsCount"):
+        config, value = metric["config"], metric["value"]
+        if config["type"].endswith(":DriftedColumnsCount"):
             summary["drifted_columns"] = int(value["count"])
             summary["drift_share"] = round(float(value["share"]), 4)
-        elif name.startswith("ValueDrift"):
-            column = metric["config"]["column"]
-            summary["columns"][column] = round(float(value), 4)
+        elif config["type"].endswith(":ValueDrift"):
+            # p-value tests drift below the threshold; distance tests (Wasserstein, PSI...) above it.
+            is_p_value = "p_value" in config["method"]
+            drifted = value < config["threshold"] if is_p_value else value > config["threshold"]
+            summary["columns"][config["column"]] = {"method": config["method"], "value": round(float(value), 6),
+                                                    "threshold": config["threshold"], "drifted": bool(drifted)}
     return summary
 
 

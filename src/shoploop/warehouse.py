@@ -41,7 +41,10 @@ def run_dbt(settings: Settings, *args: str) -> None:
     with _tool_env(settings):
         result = dbtRunner().invoke(cli)
     if not result.success:
-        raise DbtFailed(f"dbt {' '.join(args)} failed: {result.exception or 'see ' + str(settings.home / 'dbt/logs')}")
+        failed = [f"{r.node.name} ({r.status})" for r in getattr(result.result, "results", [])
+                  if str(r.status) in ("error", "fail")]
+        detail = result.exception or ", ".join(failed) or "see the log"
+        raise DbtFailed(f"dbt {' '.join(args)} failed: {detail}; log in {settings.home / 'dbt' / 'logs'}")
 
 
 def transform(settings: Settings) -> None:

@@ -2,6 +2,7 @@
 with events as (
     select * from {{ ref('stg_events') }}
     where event_type in ('click', 'add_to_cart', 'purchase')
+      and user_key is not null  -- anonymous sessions have no history to keep
 ),
 
 final as (

@@ -55,4 +55,5 @@ def hybrid_candidates(bm25_scores: np.ndarray, dense_scores: np.ndarray, k: int)
         if scores is bm25_scores:
             ranked = ranked[scores[ranked] > 0]  # items matching no query term are not lexical candidates
         fused[ranked] += 1.0 / (RRF_K + np.arange(1, len(ranked) + 1))
-    return top_k(fused, k)
+    best = top_k(fused, k)
+    return best[fused[best] > 0]

@@ -1,0 +1,55 @@
+"""Shared fixtures: a small simulated shop built once per session through the real tools."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+
+import pytest
+
+RUN_DATE = date(2026, 11, 29)
+# Small enough to build in about a minute on 2 cores, big enough for every phenomenon to show.
+SMALL_SHOP = {"SHOPLOOP_N_ITEMS": "400", "SHOPLOOP_N_USERS": "300", "SHOPLOOP_N_DAYS": "4",
+              "SHOPLOOP_SESSIONS_PER_DAY": "200", "SHOPLOOP_SERVICE_PORT": "3091"}
+
+
+@pytest.fixture(scope="session")
+def shop_env(tmp_path_factory):
+    """Environment of a throwaway home with a small shop; restored afterwards."""
+    saved = dict(os.environ)
+    env = {**SMALL_SHOP, "SHOPLOOP_HOME": str(tmp_path_factory.mktemp("home")),
+           "SHOPLOOP_PSEUDONYM_KEY": "test-key-0123456789abcdef", "HF_HUB_OFFLINE": "1",
+           "BENTOML_DO_NOT_TRACK": "True", "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
+    os.environ.update(env)
+    yield env
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def settings(shop_env):
+    from shoploop.settings import Settings
+
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def built(settings):
+    """The loop up to a registered champion: simulate, dbt build, Feast, train, evaluate, register."""
+    from shoploop import steps
+
+    steps.simulate(settings, RUN_DATE)
+    steps.transform(settings, RUN_DATE)
+    steps.feature_store(settings, RUN_DATE)
+    train_report = steps.train(settings, RUN_DATE)
+    metrics = steps.evaluate(settings, RUN_DATE)
+    registered = steps.register(settings, RUN_DATE)
+    return {"settings": settings, "train": train_report, "metrics": metrics, "register": registered}
+
+
+@pytest.fixture(scope="session")
+def engine(built):
+    from shoploop import steps
+
+    engine, _ = steps.offline_engine(built["settings"], steps.artifacts(built["settings"], RUN_DATE) / "bundle")
+    return engine

@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+
+from shoploop.evaluate import is_heldout, ndcg_at_k
+from shoploop.models.retrieval import hybrid_candidates, top_k
+
+
+def test_ndcg_is_one_for_the_ideal_order_and_lower_otherwise():
+    grades = {"a": 3, "b": 2, "c": 0}
+    assert ndcg_at_k(["a", "b", "c"], grades) == pytest.approx(1.0)
+    assert ndcg_at_k(["c", "b", "a"], grades) < ndcg_at_k(["b", "a", "c"], grades) < 1.0
+    assert ndcg_at_k(["x", "y"], {"x": 0}) == 0.0
+
+
+def test_ndcg_counts_unjudged_items_as_irrelevant():
+    assert ndcg_at_k(["new", "a"], {"a": 3}) == pytest.approx(1 / np.log2(3))
+
+
+def test_heldout_split_is_stable_and_about_a_fifth():
+    ids = [f"q{i}" for i in range(2000)]
+    share = np.mean([is_heldout(q) for q in ids])
+    assert 0.15 < share < 0.25
+    assert [is_heldout(q) for q in ids] == [is_heldout(q) for q in ids]
+
+
+def test_top_k_orders_by_score():
+    assert top_k(np.array([0.1, 0.9, 0.5, 0.7]), 3).tolist() == [1, 3, 2]
+
+
+def test_hybrid_candidates_take_from_both_retrievers():
+    bm25 = np.array([5.0, 0.0, 0.0, 1.0, 0.0])
+    dense = np.array([0.0, 0.9, 0.1, 0.0, 0.2])
+    assert set(hybrid_candidates(bm25, dense, 2).tolist()) == {0, 1}
+    # an item matching no query word is no lexical candidate: the dense list's top beats it
+    assert set(hybrid_candidates(np.array([5.0, 0, 0, 0, 0]), np.array([0, 0, 0, 0, 1.0]), 2).tolist()) == {0, 4}

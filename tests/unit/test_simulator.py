@@ -1,0 +1,83 @@
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shoploop.data import landing
+from shoploop.data.catalog import top_category
+from shoploop.data.simulator import Intent, MarketSimulator, grade
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return MarketSimulator(seed=3, n_items=600, n_users=300, n_days=7, sessions_per_day=150).run(date(2026, 11, 29))
+
+
+def test_same_seed_gives_the_same_shop(tables):
+    # given the same seed and date / when simulated again / then every table is identical
+    again = MarketSimulator(seed=3, n_items=600, n_users=300, n_days=7, sessions_per_day=150).run(date(2026, 11, 29))
+    for name in tables:
+        pd.testing.assert_frame_equal(tables[name], again[name])
+
+
+def test_tables_fit_the_contract(tables):
+    for name, frame in tables.items():
+        assert landing.to_table(name, frame).num_rows == len(frame)
+
+
+def test_catalog_has_variety(tables):
+    items = tables["items"]
+    assert items["category_path"].map(top_category).nunique() >= 5
+    assert items["item_id"].is_unique
+    # heavy-tailed prices: the top 1% costs several times the median
+    assert items["price"].quantile(0.99) > 3 * items["price"].median()
+
+
+def test_events_cover_seven_days_and_every_event_type(tables):
+    events = tables["events"]
+    assert events["ts"].dt.date.nunique() == 7
+    assert set(events["event_type"]) == set(landing.EVENT_TYPES)
+    assert events["event_id"].is_unique
+
+
+def test_clicks_show_position_bias(tables):
+    events = tables["events"]
+    shown = events[events["event_type"] == "impression"].groupby("position").size()
+    clicked = events[events["event_type"] == "click"].groupby("position").size()
+    ctr = (clicked / shown).fillna(0)
+    assert ctr[1] > ctr[5] > ctr[10]
+
+
+def test_clicks_follow_relevance(tables):
+    # given the graded judgments / when joined to impressions / then clicked items are more relevant
+    events, judgments = tables["events"], tables["judgments"]
+    grades = judgments.set_index(["query_id", "item_id"])["grade"]
+    imp = events[events["event_type"] == "impression"].copy()
+    clicks = events[events["event_type"] == "click"]
+    clicked = set(zip(clicks["session_id"], clicks["item_id"]))
+    imp["grade"] = [grades.get((q, i), 0) for q, i in zip(imp["query_id"], imp["item_id"])]
+    imp["clicked"] = [(s, i) in clicked for s, i in zip(imp["session_id"], imp["item_id"])]
+    assert imp.loc[imp["clicked"], "grade"].mean() > imp.loc[~imp["clicked"], "grade"].mean() + 0.5
+
+
+def test_popularity_is_long_tailed(tables):
+    clicks = tables["events"].query("event_type == 'click'")["item_id"].value_counts()
+    top_decile = clicks.iloc[: max(1, len(clicks) // 10)].sum()
+    assert top_decile / clicks.sum() > 0.3
+
+
+def test_grades_follow_attributes():
+    item = {"type": "frying pan", "colour": "red", "material": "cast iron", "brand": "Ferro", "price": 30.0}
+    assert grade(Intent("frying pan", colour="red"), item) == 3
+    assert grade(Intent("frying pan", colour="blue"), item) == 2
+    assert grade(Intent("frying pan", max_price=20.0), item) == 2
+    assert grade(Intent("spatula"), item) == 1  # a pan complements a spatula
+    assert grade(Intent("yoga mat"), item) == 0
+
+
+def test_judgments_grade_every_relevant_item(tables):
+    judgments = tables["judgments"]
+    assert set(judgments["grade"]) == {0, 1, 2, 3}
+    per_query = judgments.groupby("query_id")["grade"].max()
+    assert (per_query >= 2).mean() > 0.9
