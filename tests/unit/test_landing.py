@@ -33,3 +33,12 @@ def test_appends_accumulate_and_leave_no_temporary_files(tmp_path):
 def test_reading_an_empty_landing_zone_says_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="shoploop simulate"):
         landing.read_table(tmp_path, "events")
+
+
+def test_a_reload_keeps_appended_events(tmp_path):
+    # given live feedback appended to a day that is later bulk-loaded again
+    landing.append(tmp_path, "judgments", date(2026, 1, 1), _judgments(2), prefix="feedback")
+    landing.write_partition(tmp_path, "judgments", date(2026, 1, 1), _judgments(3))
+    landing.write_partition(tmp_path, "judgments", date(2026, 1, 1), _judgments(3))
+    # then the appended rows survive next to the reloaded ones
+    assert len(landing.read_table(tmp_path, "judgments")) == 5

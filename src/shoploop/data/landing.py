@@ -1,15 +1,14 @@
 """The landing zone: partitioned parquet in the data contract's shape.
 
-``$SHOPLOOP_HOME/landing/<table>/dt=YYYY-MM-DD/*.parquet``. Writing a partition replaces it
-whole, so a step re-run for the same date gives the same result. Appends (live feedback) add a
-new file to the day's partition, written to a temporary name, fsynced, then renamed, so a crash
-never leaves half a file behind.
+``$SHOPLOOP_HOME/landing/<table>/dt=YYYY-MM-DD/*.parquet``. A bulk load replaces the day's
+``part-0.parquet``, so a step re-run for the same date gives the same result; appends (live
+feedback) add their own files beside it and are never overwritten by a reload. Every file is
+written to a temporary name, fsynced, then renamed, so a crash never leaves half a file behind.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from datetime import date
 from pathlib import Path
@@ -55,14 +54,10 @@ def partition_dir(landing: Path, name: str, dt: date) -> Path:
 
 
 def write_partition(landing: Path, name: str, dt: date, frame: pd.DataFrame) -> Path:
-    """Replace one day's partition of a table."""
+    """Replace a day's bulk load (``part-0.parquet``) atomically; appended files in it are kept."""
     target = partition_dir(landing, name, dt)
-    staging = target.parent / f".{target.name}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    _write_durably(to_table(name, frame), staging / "part-0.parquet")
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    target.mkdir(parents=True, exist_ok=True)
+    _write_durably(to_table(name, frame), target / "part-0.parquet")
     return target
 
 
@@ -80,7 +75,7 @@ def _write_durably(table: pa.Table, path: Path) -> None:
     pq.write_table(table, tmp)
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
-    tmp.rename(path)
+    os.replace(tmp, path)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

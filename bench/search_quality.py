@@ -1,0 +1,53 @@
+"""Search quality and step timings at default scale: nDCG@10 of model v0, BM25, zero-shot MiniLM, random.
+
+Builds a fresh shop in its own home (SHOPLOOP_HOME, default .shoploop-bench), runs the loop's
+steps through dbt, Feast and training, evaluates on the held-out queries, prints a table and
+saves bench/results/search_quality.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("SHOPLOOP_HOME", str(ROOT / ".shoploop-bench"))
+
+from shoploop import steps  # noqa: E402
+from shoploop.settings import Settings  # noqa: E402
+
+RUN_DATE = date(2026, 11, 29)
+
+
+def main() -> None:
+    settings = Settings()
+    timings = {}
+    for name, step in [("simulate", steps.simulate), ("transform", steps.transform),
+                       ("features", steps.feature_store), ("train", steps.train), ("evaluate", steps.evaluate)]:
+        started = time.perf_counter()
+        result = step(settings, RUN_DATE)
+        timings[name] = round(time.perf_counter() - started, 1)
+    metrics = result
+    scale = {"items": settings.n_items, "users": settings.n_users, "days": settings.n_days,
+             "sessions_per_day": settings.sessions_per_day, "seed": settings.seed}
+    rows = [("model v0 (hybrid + seed ranker)", metrics["model"]), ("zero-shot MiniLM (dense)", metrics["dense_zero_shot"]),
+            ("BM25", metrics["bm25"]), ("random", metrics["random"])]
+    print(f"\nsearch quality, {metrics['n_queries']} held-out queries, scale {scale}")
+    print(f"{'system':<34}{metrics['metric']:>10}")
+    for name, value in rows:
+        print(f"{name:<34}{value:>10.4f}")
+    print("\nstep timings (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()))
+    out = ROOT / "bench" / "results" / "search_quality.json"
+    out.write_text(json.dumps({"run_date": RUN_DATE.isoformat(), "scale": scale, "metrics": metrics,
+                               "seconds": timings, "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                                                               "platform": platform.platform()}}, indent=2))
+    print(f"saved {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The service at three levels: request models alone, the class instantiated directly, and HTTP."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "services"))
+
+from service import FeedbackRequest, SearchRequest  # noqa: E402
+
+
+# --- level 1: the request models (no model, no server) ---------------------------------------
+@pytest.mark.parametrize("body, field", [
+    ({"query": ""}, "query"), ({"query": "   "}, "query"), ({"query": "pan", "k": 0}, "k"),
+    ({"query": "pan", "k": 10_000}, "k"), ({"query": "pan", "colour": "red"}, "colour"),
+    ({"query": 42}, "query"), ({"query": "pan", "k": "ten"}, "k"),
+])
+def test_bad_search_input_is_rejected_naming_the_field(body, field):
+    with pytest.raises(ValidationError) as error:
+        SearchRequest(**body)
+    assert field in str(error.value)
+
+
+def test_feedback_rejects_unknown_event_types_and_empty_batches():
+    with pytest.raises(ValidationError, match="event_type"):
+        FeedbackRequest(events=[{"session_id": "s", "event_type": "explode", "item_id": "i1"}])
+    with pytest.raises(ValidationError, match="events"):
+        FeedbackRequest(events=[])
+
+
+# --- level 2: the class, instantiated directly --------------------------------------------------
+@pytest.mark.slow
+def test_service_class_answers_directly(built):
+    from service import Shoploop
+
+    service = Shoploop.inner()
+    ranking = service.search(query="yoga mat", k=5)
+    assert len(ranking.items) == 5 and ranking.model_version == built["register"]["tag"]
+    assert [i.score for i in ranking.items] == sorted((i.score for i in ranking.items), reverse=True)
+
+
+# --- level 3: a real `bentoml serve` over HTTP ------------------------------------------------
+@pytest.fixture(scope="module")
+def served(built):
+    from shoploop import processes, steps
+
+    url = steps.deploy(built["settings"])
+    yield url
+    processes.stop(built["settings"], "service")
+
+
+@pytest.mark.slow
+def test_search_recommend_feedback_over_http(built, served):
+    import bentoml
+
+    with bentoml.SyncHTTPClient(served, server_ready_timeout=60) as client:
+        ranking = client.search(query="water bottle", user_id="u000001", k=7)
+        assert len(ranking["items"]) == 7
+        recs = client.recommend(user_id="u000001", k=4)
+        assert len(recs["items"]) == 4
+        ack = client.feedback(events=[{"session_id": "t-1", "user_id": "u000001", "event_type": "click",
+                                       "item_id": ranking["items"][0]["item_id"], "position": 1,
+                                       "query_text": "water bottle for me@example.com"}])
+    assert ack["accepted"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path, body", [
+    ("/search", {"query": ""}), ("/search", {"query": "pan", "k": 0}), ("/search", {"query": "pan", "k": 5000}),
+    ("/search", {"query": "pan", "unknown": 1}), ("/search", {"query": ["pan"]}), ("/recommend", {"k": 3}),
+    ("/feedback", {"events": [{"session_id": "s", "event_type": "click"}]}),
+])
+def test_bad_input_over_http_is_a_400_with_a_message(served, path, body):
+    response = httpx.post(served + path, json=body, timeout=30)
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"][0]["msg"]
+
+
+@pytest.mark.slow
+def test_feedback_is_durable_across_a_restart(built, served):
+    from shoploop import processes, steps
+    from shoploop.data import landing
+
+    settings = built["settings"]
+    event = {"event_id": "durable-test-1", "session_id": "t-2", "event_type": "purchase", "item_id": "i000001",
+             "query_text": "call +44 20 7946 0958"}
+    assert httpx.post(served + "/feedback", json={"events": [event]}, timeout=30).status_code == 200
+    # when the service is killed and started again
+    processes.stop(settings, "service")
+    steps.deploy(settings)
+    # then the acknowledged event is in the log, with the phone number scrubbed
+    events = landing.read_table(settings.landing, "events")
+    row = events[events["event_id"] == "durable-test-1"]
+    assert len(row) == 1 and row["query_text"].iat[0] == "call <phone>"
+    assert httpx.post(served + "/search", json={"query": "tent"}, timeout=30).status_code == 200
