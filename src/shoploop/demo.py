@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import date
+from pathlib import Path
 
 from shoploop import processes, steps
 from shoploop.settings import Settings
@@ -13,8 +15,11 @@ LIVE_SESSIONS = 60
 
 def airflow_env(settings: Settings) -> dict[str, str]:
     home = settings.airflow_home
+    airflow_bin = Path(steps.bin_of("airflow", ".venv-airflow")).parent
     return {
         **settings.tool_env(),
+        # `airflow standalone` starts its components as `airflow ...` found on PATH.
+        "PATH": f"{airflow_bin}{os.pathsep}{os.environ.get('PATH', '')}",
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.project_dir / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -32,7 +37,8 @@ def start_airflow(settings: Settings) -> str:
         processes.start(settings, "airflow", [steps.bin_of("airflow", ".venv-airflow"), "standalone"],
                         env=airflow_env(settings), cwd=settings.airflow_home)
     url = f"http://{settings.host}:{settings.airflow_port}"
-    processes.wait_http(f"{url}/api/v2/monitor/health", 300, "airflow standalone", settings.run_dir / "airflow.log")
+    processes.wait_http(f"{url}/api/v2/monitor/health", 300, "airflow standalone", settings.run_dir / "airflow.log",
+                        alive=lambda: processes.running(settings, "airflow") is not None)
     return url
 
 
@@ -44,7 +50,8 @@ def start_evidently(settings: Settings) -> str:
                          "--host", settings.host, "--port", str(settings.evidently_port)],
                         env=settings.tool_env(), cwd=settings.home)
     url = f"http://{settings.host}:{settings.evidently_port}"
-    processes.wait_http(url, 120, "evidently ui", settings.run_dir / "evidently.log")
+    processes.wait_http(url, 120, "evidently ui", settings.run_dir / "evidently.log",
+                        alive=lambda: processes.running(settings, "evidently") is not None)
     return url
 
 

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 import httpx
 
@@ -22,10 +23,18 @@ def pid_file(settings: Settings, name: str) -> Path:
     return settings.run_dir / f"{name}.pgid"
 
 
+# Servers started by this process: polling them reaps a crashed one, which would linger as a zombie
+# (and still look alive to a signal probe) until its parent exits.
+_started: dict[str, subprocess.Popen] = {}
+
+
 def running(settings: Settings, name: str) -> int | None:
     """The process group id of a server we started, if it is still alive."""
     path = pid_file(settings, name)
     if not path.exists():
+        return None
+    if name in _started and _started[name].poll() is not None:
+        path.unlink(missing_ok=True)
         return None
     pgid = int(path.read_text())
     try:
@@ -42,6 +51,7 @@ def start(settings: Settings, name: str, command: list[str], env: dict[str, str]
     proc = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     pid_file(settings, name).write_text(str(proc.pid))
+    _started[name] = proc
     return proc.pid
 
 
@@ -63,10 +73,10 @@ def stop(settings: Settings, name: str, grace_s: float = 20.0) -> bool:
     return True
 
 
-def wait_http(url: str, timeout_s: float, name: str, log: Path) -> None:
-    """Wait until ``url`` answers below 500, or fail with the tail of the server's log."""
+def wait_http(url: str, timeout_s: float, name: str, log: Path, alive: Callable[[], bool] = lambda: True) -> None:
+    """Wait until ``url`` answers below 500; fail with the tail of the server's log if it dies or times out."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and alive():
         try:
             if httpx.get(url, timeout=2.0).status_code < 500:
                 return
@@ -74,4 +84,5 @@ def wait_http(url: str, timeout_s: float, name: str, log: Path) -> None:
             pass
         time.sleep(1.0)
     tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
-    raise TimeoutError(f"{name} did not answer at {url} within {timeout_s:.0f}s; last log lines:\n{tail}")
+    why = "exited" if not alive() else f"did not answer at {url} within {timeout_s:.0f}s"
+    raise TimeoutError(f"{name} {why}; last log lines of {log}:\n{tail}")

@@ -100,7 +100,8 @@ def deploy(settings: Settings, run_date: date | None = None) -> str:
                      "--port", str(settings.service_port)],
                     env=settings.tool_env(), cwd=settings.project_dir / "services")
     url = f"http://{settings.host}:{settings.service_port}"
-    processes.wait_http(f"{url}/readyz", 180, "bentoml serve", settings.run_dir / "service.log")
+    processes.wait_http(f"{url}/readyz", 180, "bentoml serve", settings.run_dir / "service.log",
+                        alive=lambda: processes.running(settings, "service") is not None)
     return url
 
 
