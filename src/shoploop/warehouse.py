@@ -36,7 +36,8 @@ def run_dbt(settings: Settings, *args: str) -> None:
 
     settings.marts.mkdir(parents=True, exist_ok=True)
     target_dir = settings.home / "dbt" / "target"
-    cli = [*args, "--project-dir", str(settings.dbt_dir), "--profiles-dir", str(settings.dbt_dir),
+    # Progress lines go to the log file; the console gets warnings and failures only.
+    cli = [*args, "--log-level", "warn", "--log-level-file", "info", "--project-dir", str(settings.dbt_dir), "--profiles-dir", str(settings.dbt_dir),
            "--target-path", str(target_dir), "--log-path", str(settings.home / "dbt" / "logs")]
     with _tool_env(settings):
         result = dbtRunner().invoke(cli)
