@@ -7,6 +7,7 @@ fields, so a malformed request gets a 400 with the offending field named.
 
 from __future__ import annotations
 
+import hmac
 from datetime import datetime
 from typing import Literal
 
@@ -63,18 +64,9 @@ class FeedbackRequest(Strict):
     events: list[Event] = Field(min_length=1, max_length=1000)
 
 
-class Item(BaseModel):
-    item_id: str
-    score: float
-    title: str
-    brand: str
-    category_path: str
-    price: float
-
-
 class Ranking(BaseModel):
     model_version: str
-    items: list[Item]
+    items: list[Hit]
 
 
 class FeedbackAck(BaseModel):
@@ -82,32 +74,44 @@ class FeedbackAck(BaseModel):
     event_ids: list[str]
 
 
-def _items(hits: list[Hit]) -> list[Item]:
-    return [Item(**hit.__dict__) for hit in hits]
-
-
 @bentoml.service(resources={"cpu": "2"}, traffic={"timeout": 30}, workers=1)
 class Shoploop:
     def __init__(self) -> None:
         self.settings = get_settings()
-        self.model_version, bundle = registry.load_champion(self.settings)
+        self.encoder = TextEncoder()
         store = features.store(self.settings)
-        service = store.get_feature_service(self.settings.feature_service)
-        self.engine = SearchEngine(bundle, TextEncoder(), features.online_lookup(store, service))
+        self.lookup = features.online_lookup(store, store.get_feature_service(self.settings.feature_service))
+        self._load_champion()
+
+    def _load_champion(self) -> None:
+        self.model_version, bundle = registry.load_champion(self.settings)
+        self.engine = SearchEngine(bundle, self.encoder, self.lookup)
 
     @bentoml.api(input_spec=SearchRequest)
     def search(self, query: str, user_id: str | None = None, k: int = 10) -> Ranking:
         """Items for a query, best first."""
-        return Ranking(model_version=self.model_version, items=_items(self.engine.search(query, k)))
+        return Ranking(model_version=self.model_version, items=self.engine.search(query, k))
 
     @bentoml.api(input_spec=RecommendRequest)
     def recommend(self, user_id: str, k: int = 10) -> Ranking:
         """Items this shopper should see next (popular items for a shopper we do not know)."""
         user_key = pseudonymise(user_id, self.settings.user_key)
-        return Ranking(model_version=self.model_version, items=_items(self.engine.recommend(user_key, k)))
+        return Ranking(model_version=self.model_version, items=self.engine.recommend(user_key, k))
 
     @bentoml.api(input_spec=FeedbackRequest)
     def feedback(self, events: list[Event]) -> FeedbackAck:
         """Shopper events, appended durably to the event log before the answer."""
         ids = stream.record_events(self.settings, [e.model_dump() for e in events])
         return FeedbackAck(accepted=len(ids), event_ids=ids)
+
+    @bentoml.api(route="/admin/reload")
+    def reload(self, ctx: bentoml.Context) -> dict:
+        """Swap in the current champion without a restart. Needs ``Authorization: Bearer <admin token>``."""
+        sent = ctx.request.headers.get("authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {self.settings.admin_secret}".encode()):
+            ctx.response.status_code = 401
+            return {"error": "admin token missing or wrong: send 'Authorization: Bearer <token>' with the token "
+                             "from SHOPLOOP_ADMIN_TOKEN or $SHOPLOOP_HOME/secrets/admin_token"}
+        previous = self.model_version
+        self._load_champion()
+        return {"model_version": self.model_version, "previous": previous}

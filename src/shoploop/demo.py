@@ -86,6 +86,7 @@ def run(settings: Settings, run_date: date, say=print) -> dict:
     say("")
     say("Running now (stop all with `make stop`):")
     say(f"  shop API      {service}   (POST /search, /recommend, /feedback; docs at {service}/docs)")
+    say(f"                admin: POST /admin/reload with 'Authorization: Bearer <{settings.home / 'secrets' / 'admin_token'}>'")
     say(f"  Airflow UI    {airflow}   (login admin / {airflow_password(settings)})")
     say(f"  Evidently UI  {evidently}   (project 'shoploop', no login)")
     return {"service": service, "airflow": airflow, "evidently": evidently, "drift": drift}

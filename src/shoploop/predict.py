@@ -6,10 +6,10 @@ point-in-time frame instead of the online store, so what is measured is what is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from pydantic import BaseModel
 
 from shoploop.models.bundle import ModelBundle
 from shoploop.models.encoder import TextEncoder
@@ -23,8 +23,9 @@ CANDIDATES = 100
 FeatureLookup = Callable[[list[str]], np.ndarray]
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(BaseModel):
+    """One ranked item, as the service returns it."""
+
     item_id: str
     score: float
     title: str

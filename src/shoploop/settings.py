@@ -87,28 +87,26 @@ class Settings(BaseSettings):
     def feature_repo(self) -> Path:
         return self.project_dir / "feature_repo"
 
-    @cached_property
-    def user_key(self) -> str:
-        """The pseudonymisation key: from settings, else one kept in the home (created on first use)."""
-        if self.pseudonym_key is not None:
-            return self.pseudonym_key.get_secret_value()
-        path = self.home / "secrets" / "pseudonym_key"
+    def _secret(self, configured: SecretStr | None, name: str, make) -> str:
+        """A configured secret, else one generated once into the home (0600, never in git)."""
+        if configured is not None:
+            return configured.get_secret_value()
+        path = self.home / "secrets" / name
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_hex(32))
+            path.write_text(make())
             path.chmod(0o600)
         return path.read_text().strip()
 
     @cached_property
+    def user_key(self) -> str:
+        """The key of the keyed hash that pseudonymises user ids."""
+        return self._secret(self.pseudonym_key, "pseudonym_key", lambda: secrets.token_hex(32))
+
+    @cached_property
     def admin_secret(self) -> str:
-        if self.admin_token is not None:
-            return self.admin_token.get_secret_value()
-        path = self.home / "secrets" / "admin_token"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(24))
-            path.chmod(0o600)
-        return path.read_text().strip()
+        """The bearer token the service's admin endpoints require."""
+        return self._secret(self.admin_token, "admin_token", lambda: secrets.token_urlsafe(24))
 
     def tool_env(self) -> dict[str, str]:
         """Environment for the tools we shell out to (dbt, feast, bentoml, airflow)."""

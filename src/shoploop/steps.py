@@ -95,6 +95,7 @@ def bin_of(tool: str, venv: str = ".venv") -> str:
 def deploy(settings: Settings, run_date: date | None = None) -> str:
     """(Re)start `bentoml serve` on the champion and wait until it answers."""
     processes.stop(settings, "service")
+    settings.admin_secret  # made before the service starts, so an operator can read it at once
     processes.start(settings, "service",
                     [bin_of("bentoml"), "serve", "service:Shoploop", "--host", settings.host,
                      "--port", str(settings.service_port)],

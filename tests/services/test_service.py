@@ -98,3 +98,13 @@ def test_feedback_is_durable_across_a_restart(built, served):
     row = events[events["event_id"] == "durable-test-1"]
     assert len(row) == 1 and row["query_text"].iat[0] == "call <phone>"
     assert httpx.post(served + "/search", json={"query": "tent"}, timeout=30).status_code == 200
+
+
+@pytest.mark.slow
+def test_admin_reload_needs_the_token(built, served):
+    assert httpx.post(served + "/admin/reload", json={}, timeout=30).status_code == 401
+    wrong = httpx.post(served + "/admin/reload", json={}, headers={"Authorization": "Bearer nope"}, timeout=30)
+    assert wrong.status_code == 401
+    token = built["settings"].admin_secret
+    ok = httpx.post(served + "/admin/reload", json={}, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert ok.status_code == 200 and ok.json()["model_version"] == built["register"]["tag"]
