@@ -37,6 +37,16 @@ def simulate(run_date: str = RunDate):
 
 
 @app.command()
+def ingest(fmt: str = typer.Argument(..., metavar="FORMAT", help="amazon2018 | esci | unisrec | recbole | generic"),
+           path: str = typer.Argument(..., help="folder holding the dataset's files (read in place)"),
+           run_date: str = RunDate):
+    """Land a real dataset in the contract's shape; rows that cannot land go to quarantine with a reason."""
+    from shoploop.data import ingest as run
+
+    _show(run(get_settings(), fmt, path, _run_date(run_date)))
+
+
+@app.command()
 def transform(run_date: str = RunDate):
     """dbt build: staging (typed, deduplicated, pseudonymised) and marts, with their tests."""
     steps.transform(get_settings(), _run_date(run_date))
@@ -95,5 +105,16 @@ def stop():
     typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
 
 
+def main() -> None:
+    """Entry point: a failing step prints one clear line (what failed, where to look) and exits 1."""
+    from shoploop.warehouse import DbtFailed
+
+    try:
+        app()
+    except (DbtFailed, FileNotFoundError, ValueError, LookupError, TimeoutError, RuntimeError) as error:
+        typer.secho(f"shoploop: {error}", err=True, fg=typer.colors.RED)
+        raise SystemExit(1)
+
+
 if __name__ == "__main__":
-    app()
+    main()

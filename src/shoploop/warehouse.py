@@ -11,8 +11,9 @@ from contextlib import contextmanager
 
 from dbt.adapters.duckdb.plugins import BasePlugin
 
-from shoploop.privacy import KEY_ENV, pseudonymise
+from shoploop.privacy import KEY_ENV, pseudonymise, scrub
 from shoploop.settings import Settings
+from shoploop.text import clean_text
 
 
 class DbtFailed(RuntimeError):
@@ -53,7 +54,11 @@ def transform(settings: Settings) -> None:
 
 
 class Plugin(BasePlugin):
-    """dbt-duckdb plugin: registers ``pseudonymise(varchar) -> varchar`` on every connection."""
+    """dbt-duckdb plugin: registers the Python rules staging applies, on every connection.
+
+    ``pseudonymise(user_id)`` (keyed HMAC), ``scrub(text)`` (emails, phones, cards out of query
+    text) and ``clean_text(text)`` (HTML, CSS, Unicode): one implementation for SQL and Python.
+    """
 
     def initialize(self, plugin_config: dict) -> None:
         key = os.environ.get(KEY_ENV, "")
@@ -66,7 +71,6 @@ class Plugin(BasePlugin):
 
     def configure_connection(self, conn) -> None:
         key = self._key
-        conn.create_function(
-            "pseudonymise", lambda user_id: pseudonymise(user_id, key), ["VARCHAR"], "VARCHAR",
-            null_handling="special", side_effects=False,
-        )
+        udfs = {"pseudonymise": lambda user_id: pseudonymise(user_id, key), "scrub": scrub, "clean_text": clean_text}
+        for name, function in udfs.items():
+            conn.create_function(name, function, ["VARCHAR"], "VARCHAR", null_handling="special", side_effects=False)

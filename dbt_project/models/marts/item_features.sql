@@ -1,11 +1,11 @@
 -- Daily point-in-time snapshots: each row holds what was known about an item at the end of a day,
 -- so Feast's historical join never leaks tomorrow's clicks into today's training row.
 with items as (
-    select * from {{ ref('stg_items') }}
+    select * from {{ ref('int_items_valid') }}
 ),
 
 events as (
-    select * from {{ ref('stg_events') }} where surface = 'search'
+    select * from {{ ref('int_events_valid') }} where surface = 'search'
 ),
 
 reviews as (
@@ -57,12 +57,13 @@ final as (
     select
         c.item_id,
         cast(c.day + interval 1 day as timestamp) as event_timestamp,
-        i.price,
-        ln(i.price) as log_price,
-        i.rating,
+        -- Missing-value rule: an unknown price ranks at its category's median, an unknown rating at 3.
+        coalesce(i.price, i.category_median_price) as price,
+        ln(coalesce(i.price, i.category_median_price, 1.0)) as log_price,
+        coalesce(i.rating, 3.0) as rating,
         i.review_count,
         ln(1 + i.review_count) as log_review_count,
-        coalesce(r.review_rating_mean, i.rating) as review_rating_mean,
+        coalesce(r.review_rating_mean, i.rating, 3.0) as review_rating_mean,
         c.impressions,
         c.clicks,
         c.purchases,

@@ -1,6 +1,6 @@
 -- The text the encoder reads for an item: title, brand, category, description and a review summary.
 with items as (
-    select * from {{ ref('stg_items') }}
+    select * from {{ ref('int_items_valid') }}
 ),
 
 reviews as (

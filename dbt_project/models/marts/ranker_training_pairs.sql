@@ -6,7 +6,7 @@ with judgments as (
 ),
 
 events as (
-    select * from {{ ref('stg_events') }} where surface = 'search'
+    select * from {{ ref('int_events_valid') }} where surface = 'search'
 ),
 
 as_of as (

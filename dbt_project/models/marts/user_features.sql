@@ -1,6 +1,6 @@
 -- Daily point-in-time snapshots of a shopper's behaviour, keyed by the pseudonymised user_key.
 with events as (
-    select * from {{ ref('stg_events') }} where user_key is not null
+    select * from {{ ref('int_events_valid') }} where user_key is not null
 ),
 
 days as (

@@ -1,6 +1,6 @@
 -- What each (pseudonymised) shopper engaged with, in order: the recommender's input.
 with events as (
-    select * from {{ ref('stg_events') }}
+    select * from {{ ref('int_events_valid') }}
     where event_type in ('click', 'add_to_cart', 'purchase')
       and user_key is not null  -- anonymous sessions have no history to keep
 ),

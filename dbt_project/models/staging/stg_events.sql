@@ -1,6 +1,12 @@
--- Deduplicated on event_id (the idempotency key): a replayed or re-sent event counts once.
+-- Deduplicated on event_id (the idempotency key): a replayed or re-sent event counts once. User
+-- ids are pseudonymised and query text scrubbed of emails, phones and card numbers here, before
+-- any mart. Rows that break a rule keep a reject_reason (see int_events_valid and quarantine).
 with source as (
     select * from {{ source('landing', 'events') }}
+),
+
+items as (
+    select item_id from {{ ref('stg_items') }} where reject_reason is null
 ),
 
 typed as (
@@ -12,18 +18,28 @@ typed as (
         lower(event_type) as event_type,
         item_id,
         query_id,
-        query_text,
+        scrub(query_text) as query_text,
         cast(position as integer) as position,
         surface,
         model_version,
         cast(price_seen as double) as price_seen,
         row_number() over (partition by event_id order by ts) as copy_rank
     from source
-    where event_id is not null
 ),
 
 final as (
-    select * exclude (copy_rank) from typed where copy_rank = 1
+    select
+        t.* exclude (copy_rank),
+        case
+            when t.event_id is null then 'missing event_id'
+            when t.ts is null then 'missing ts'
+            when t.event_type not in ('impression', 'click', 'add_to_cart', 'purchase', 'view') then 'unknown event_type'
+            when i.item_id is null then 'unknown item_id'
+            when t.position is not null and t.position < 1 then 'position below 1'
+        end as reject_reason
+    from typed as t
+    left join items as i using (item_id)
+    where t.copy_rank = 1
 )
 
 select * from final

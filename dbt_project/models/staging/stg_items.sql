@@ -1,30 +1,56 @@
--- One row per item: the newest landed version wins when an item is listed more than once.
+-- One row per item, text cleaned (HTML, CSS, Unicode), the newest landing winning when an item is
+-- listed more than once. Rows that cannot serve (no title left after cleaning) carry a
+-- reject_reason and go to the quarantine mart instead of the catalog.
 with source as (
     select * from {{ source('landing', 'items') }}
 ),
 
-ranked as (
+cleaned as (
     select
         item_id,
-        trim(title) as title,
-        trim(description) as description,
-        trim(brand) as brand,
-        category_path,
-        split_part(category_path, ' > ', 1) as category,
+        clean_text(title) as title,
+        coalesce(clean_text(description), '') as description,
+        nullif(clean_text(brand), '') as brand,
+        coalesce(nullif(clean_text(category_path), ''), 'Uncategorised') as category_path,
         attributes,
-        cast(price as double) as price,
-        upper(currency) as currency,
-        cast(rating as double) as rating,
-        cast(review_count as bigint) as review_count,
+        -- Missing-value rule: a missing or non-positive price stays null (price_missing); marts
+        -- impute the category median so the item still ranks.
+        case when price > 0 then cast(price as double) end as price,
+        upper(coalesce(currency, 'EUR')) as currency,
+        image_url,
+        case when rating between 1 and 5 then cast(rating as double) end as rating,
+        coalesce(cast(review_count as bigint), 0) as review_count,
         cast(created_at as timestamp) as created_at,
         cast(dt as date) as landed_on,
-        row_number() over (partition by item_id order by dt desc) as version_rank
+        row_number() over (partition by item_id order by dt desc, length(coalesce(description, '')) desc) as version_rank
     from source
-    where item_id is not null
+),
+
+flagged as (
+    select
+        * exclude (version_rank),
+        split_part(category_path, ' > ', 1) as category,
+        price is null as price_missing,
+        case
+            when item_id is null then 'missing item_id'
+            when title is null or title = '' then 'title empty after cleaning'
+        end as reject_reason
+    from cleaned
+    where version_rank = 1
+),
+
+category_prices as (
+    select category, median(price) as category_median_price from flagged group by category
 ),
 
 final as (
-    select * exclude (version_rank) from ranked where version_rank = 1
+    select
+        f.*,
+        -- Outlier rule: more than 20x from the category median is flagged (kept: luxury exists).
+        coalesce(f.price > 20 * c.category_median_price or f.price < c.category_median_price / 20, false) as price_outlier,
+        c.category_median_price
+    from flagged as f
+    left join category_prices as c using (category)
 )
 
 select * from final

@@ -6,7 +6,7 @@ with source as (
 ranked as (
     select
         query_id,
-        query_text,
+        scrub(query_text) as query_text,
         item_id,
         cast(grade as integer) as grade,
         cast(dt as date) as judged_on,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
+import pandas as pd
+
 from shoploop.data import landing
 from shoploop.data.simulator import MarketSimulator
 from shoploop.settings import Settings
@@ -13,6 +15,8 @@ def simulate(settings: Settings, run_date: date) -> dict[str, int]:
     """Simulate the shop for the days before ``run_date`` and land every table; returns row counts."""
     sim = MarketSimulator(settings.seed, settings.n_items, settings.n_users, settings.n_days, settings.sessions_per_day)
     tables = sim.run(run_date)
+    # The simulator rejects nothing, but the day's quarantine partition exists like any source's.
+    tables["quarantine"] = pd.DataFrame(columns=list(landing.CONTRACT["quarantine"]))
     counts = {}
     for name, frame in tables.items():
         if name == "events":
@@ -21,5 +25,24 @@ def simulate(settings: Settings, run_date: date) -> dict[str, int]:
                 landing.write_partition(settings.landing, name, dt, day)
         else:
             landing.write_partition(settings.landing, name, run_date, frame)
+        counts[name] = len(frame)
+    return counts
+
+
+def ingest(settings: Settings, fmt: str, path, run_date: date) -> dict[str, int]:
+    """Land a real dataset (see shoploop.data.adapters) in the run date's partition; returns row counts."""
+    from datetime import datetime
+    from pathlib import Path
+
+    from shoploop.data import adapters
+
+    landed = adapters.read(fmt, Path(path), datetime.combine(run_date, datetime.min.time()))
+    tables = {**landed.tables, "quarantine": landed.quarantine}
+    counts = {}
+    # Every contract table gets this source's file, empty when the format has no such table, so
+    # the warehouse always finds each source.
+    for name, columns in landing.CONTRACT.items():
+        frame = tables.get(name, pd.DataFrame(columns=list(columns)))
+        landing.write_partition(settings.landing, name, run_date, frame, part=f"{fmt}-0")
         counts[name] = len(frame)
     return counts

@@ -35,6 +35,8 @@ CONTRACT: dict[str, dict[str, pa.DataType]] = {
         "position": pa.int64(), "surface": pa.string(), "model_version": pa.string(), "price_seen": pa.float64(),
     },
     "judgments": {"query_id": pa.string(), "query_text": pa.string(), "item_id": pa.string(), "grade": pa.int64()},
+    # Rows an adapter could not land, kept with the reason (the record as JSON, cut at 4,000 chars).
+    "quarantine": {"source": pa.string(), "table_name": pa.string(), "record": pa.string(), "reason": pa.string()},
 }
 EVENT_TYPES = ("impression", "click", "add_to_cart", "purchase", "view")
 
@@ -53,11 +55,11 @@ def partition_dir(landing: Path, name: str, dt: date) -> Path:
     return landing / name / f"dt={dt.isoformat()}"
 
 
-def write_partition(landing: Path, name: str, dt: date, frame: pd.DataFrame) -> Path:
-    """Replace a day's bulk load (``part-0.parquet``) atomically; appended files in it are kept."""
+def write_partition(landing: Path, name: str, dt: date, frame: pd.DataFrame, part: str = "part-0") -> Path:
+    """Replace one bulk load of a day (``<part>.parquet``) atomically; other files in the day are kept."""
     target = partition_dir(landing, name, dt)
     target.mkdir(parents=True, exist_ok=True)
-    _write_durably(to_table(name, frame), target / "part-0.parquet")
+    _write_durably(to_table(name, frame), target / f"{part}.parquet")
     return target
 
 

@@ -1,0 +1,33 @@
+"""Cleaning of shop text: HTML and CSS out, entities decoded, Unicode and whitespace normalised.
+
+Real catalogs paste markup into descriptions (Amazon's Office Products carry whole ``<style>``
+blocks and A+ content CSS). The same function runs inside DuckDB while dbt builds staging (a UDF
+the dbt-duckdb plugin registers) and anywhere Python needs it.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+_BLOCKS = re.compile(r"<(script|style)\b.*?</\1\s*>|<!--.*?(?:-->|$)", re.IGNORECASE | re.DOTALL)
+_TAGS = re.compile(r"</?[a-zA-Z][^<>]*>")
+_BREAKS = re.compile(r"<\s*(br|/p|/div|/li|/h\d)\s*/?>", re.IGNORECASE)
+# A CSS rule left as text: ".headerM {color:#000;...}" or "#aloha{...}".
+_CSS_RULES = re.compile(r"[.#@]?[\w\-.#:, >*\[\]=\"']*\{[^{}]*:[^{}]*\}")
+_SPACE = re.compile(r"\s+")
+
+
+def clean_text(text: str | None) -> str | None:
+    """Plain, NFKC-normalised, single-spaced text; None stays None."""
+    if text is None:
+        return None
+    text = _BLOCKS.sub(" ", text)
+    text = _BREAKS.sub(" ", text)
+    text = _TAGS.sub(" ", text)
+    text = html.unescape(text)
+    text = _CSS_RULES.sub(" ", text)
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text)
+    return _SPACE.sub(" ", text).strip()
