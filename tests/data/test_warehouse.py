@@ -65,3 +65,37 @@ def test_feast_historical_join_does_not_see_the_future(built):
     early, late = got.iloc[0], got.iloc[1]
     assert early["popularity"] <= late["popularity"]
     assert early["age_days"] < late["age_days"]
+
+
+def test_bad_rows_are_quarantined_with_a_reason_not_crashed_on(built):
+    # given events that break rules, and a query carrying an email, written straight to the landing zone
+    settings = built["settings"]
+    good = landing.read_table(settings.landing, "events").drop(columns=["dt"], errors="ignore").iloc[[0]]
+    bad = pd.concat([good.assign(event_id="bad-type", event_type="explode"),
+                     good.assign(event_id="bad-item", item_id="no-such-item"),
+                     good.assign(event_id="pii", query_text="tent for jo@example.org 0170 1234567")])
+    landing.append(settings.landing, "events", pd.Timestamp(good["ts"].iat[0]).date(), bad, prefix="bad")
+    # when the warehouse is rebuilt
+    steps.transform(settings, date(2026, 11, 29))
+    # then the rule breakers are in quarantine with their reasons, and no mart holds the email
+    quarantine = pd.read_parquet(settings.marts / "quarantine.parquet").dropna(how="all")
+    reasons = dict(zip(quarantine["record_key"], quarantine["reason"]))
+    assert reasons["bad-type"] == "unknown event_type" and reasons["bad-item"] == "unknown item_id"
+    texts = " ".join(pd.read_parquet(p).to_csv() for p in settings.marts.glob("*.parquet"))
+    assert "jo@example.org" not in texts and "1234567" not in texts
+    con = duckdb.connect(str(settings.warehouse_path))
+    scrubbed = con.execute("select query_text from stg_events where event_id = 'pii'").fetchone()[0]
+    con.close()
+    assert scrubbed == "tent for <email> <phone>"
+
+
+def test_staging_cleans_markup_out_of_item_text(built):
+    settings = built["settings"]
+    items = landing.read_table(settings.landing, "items").drop(columns=["dt"], errors="ignore")
+    dirty = items.iloc[[0]].assign(item_id="html-item", title="<b>Bold</b> pan &amp; lid",
+                                   description='<style>.x{color:red}</style><p>Great&nbsp;pan</p>')
+    landing.append(settings.landing, "items", date(2026, 11, 29), dirty, prefix="dirty")
+    steps.transform(settings, date(2026, 11, 29))
+    text = pd.read_parquet(settings.marts / "item_text.parquet").set_index("item_id")
+    assert text.loc["html-item", "title"] == "Bold pan & lid"
+    assert "Great pan" in text.loc["html-item", "item_text"] and "<" not in text.loc["html-item", "item_text"]
