@@ -8,6 +8,7 @@ from datetime import date, datetime, timezone
 import typer
 
 from shoploop import steps
+from shoploop.data.simulator import DRIFTS
 from shoploop.settings import get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -31,9 +32,20 @@ def _show(result) -> None:
 
 
 @app.command()
-def simulate(run_date: str = RunDate):
+def simulate(run_date: str = RunDate,
+             scale: int = typer.Option(None, help="items in the shop; users and traffic grow with it "
+                                                  "(200000 gives ~1.4M events)"),
+             drift: str = typer.Option(None, help="drift scenarios, e.g. 'price_shock@2026-11-25,bots@2026-11-27'; "
+                                                  "names: " + ", ".join(DRIFTS))):
     """Simulate the shop for the days before the run date and land every table."""
-    _show(steps.simulate(get_settings(), _run_date(run_date)))
+    settings = get_settings()
+    overrides = {}
+    if scale:
+        overrides.update(n_items=scale, n_users=max(settings.n_users, scale // 4),
+                         sessions_per_day=max(settings.sessions_per_day, int(scale * 0.036)))
+    if drift is not None:
+        overrides["drift"] = drift
+    _show(steps.simulate(settings.model_copy(update=overrides), _run_date(run_date)))
 
 
 @app.command()

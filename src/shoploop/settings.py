@@ -22,11 +22,13 @@ class Settings(BaseSettings):
     home: Path = Field(default=PROJECT_DIR / ".shoploop", description="All state: landing zone, warehouse, stores.")
     project_dir: Path = PROJECT_DIR
     seed: int = 7
-    # Simulator scale: items, users and days of traffic. The demo default is the minimum shop.
-    n_items: int = 2000
-    n_users: int = 1500
-    n_days: int = 7
+    # Simulator scale: items, users, days of traffic and search sessions a day (~13 events each).
+    n_items: int = 5000
+    n_users: int = 2000
+    n_days: int = 14
     sessions_per_day: int = 600
+    # Drift scenarios, "name@YYYY-MM-DD" comma-separated (see shoploop.data.simulator.DRIFTS).
+    drift: str = ""
     # Keyed hash for user ids. Unset, a random key is made once per home and kept in it (never in git).
     pseudonym_key: SecretStr | None = None
     admin_token: SecretStr | None = None

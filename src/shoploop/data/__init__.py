@@ -7,13 +7,14 @@ from datetime import date
 import pandas as pd
 
 from shoploop.data import landing
-from shoploop.data.simulator import MarketSimulator
+from shoploop.data.simulator import MarketSimulator, parse_drifts
 from shoploop.settings import Settings
 
 
 def simulate(settings: Settings, run_date: date) -> dict[str, int]:
     """Simulate the shop for the days before ``run_date`` and land every table; returns row counts."""
-    sim = MarketSimulator(settings.seed, settings.n_items, settings.n_users, settings.n_days, settings.sessions_per_day)
+    sim = MarketSimulator(settings.seed, settings.n_items, settings.n_users, settings.n_days, settings.sessions_per_day,
+                          parse_drifts(settings.drift))
     tables = sim.run(run_date)
     # The simulator rejects nothing, but the day's quarantine partition exists like any source's.
     tables["quarantine"] = pd.DataFrame(columns=list(landing.CONTRACT["quarantine"]))

@@ -1,9 +1,11 @@
-"""Market simulator v0: a synthetic shop whose search traffic has real ranking phenomena.
+"""Market simulator: a synthetic shop whose search traffic has real ranking phenomena.
 
 Items have typed attributes; shoppers have latent tastes and heavy-tailed activity; queries come
 from shopper intent; every (query, item) pair has an ESCI-style grade derived from attributes;
 impressions come from a logging ranker, and clicks follow a position-based model (examination
-falls with rank, attraction follows relevance, quality and taste). Deterministic for a seed.
+falls with rank, attraction follows relevance, quality, taste and price). Drift scenarios switch
+on by name at a date. Deterministic for a seed; vectorised so 200,000 items and a million events
+take minutes, not hours.
 """
 
 from __future__ import annotations
@@ -16,14 +18,50 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from shoploop.data.catalog import (
-    ADJECTIVES, BRANDS, COLOURS, FEATURES, REVIEW_PHRASES, TYPES, VAGUE_WORDS, ProductType, top_category,
+    ADJECTIVES, BRANDS, COLOURS, FEATURES, REVIEW_PHRASES, TYPES, VAGUE_WORDS, top_category,
 )
 
 LOGGING_MODEL = "sim-lexical-v0"
 SLATE = 10
+POOL = 200          # logging-ranker candidates kept per query; a slate is drawn from them
+MAX_JUDGED = 500    # relevant items judged per query; beyond it a sample (TREC-style pooling)
 NAMESPACE = uuid.UUID("5b0c1e6a-3c36-4c2e-9a38-2f3b6c1d7e01")
+CATEGORIES = list(BRANDS)
+ALL_BRANDS = [b for c in CATEGORIES for b in BRANDS[c]]
+TYPE_INDEX = {t.name: i for i, t in enumerate(TYPES)}
+TYPE_CATEGORY = np.array([CATEGORIES.index(top_category(t.category_path)) for t in TYPES])
+TYPE_MEDIAN_PRICE = np.array([t.median_price for t in TYPES])
+COMPLEMENTS = [np.array([TYPE_INDEX[c] for c in t.complements], dtype=int) for t in TYPES]
+DRIFTS = {
+    "trend_shift": "40% of shoppers' attention moves to Sports & Outdoors",
+    "price_shock": "Electronics prices rise by 60%",
+    "new_items": "a wave of new items (10% of the catalog) arrives with no history",
+    "vocab_shift": "queries switch to synonyms and new slang for the same intents",
+    "bots": "bot sessions: a few ids, many sessions, clicks blind to position and relevance",
+}
+
+
+@dataclass(frozen=True)
+class Drift:
+    name: str
+    start: date
+
+
+def parse_drifts(spec: str) -> list[Drift]:
+    """'trend_shift@2026-11-26,bots@2026-11-27' -> drifts; an unknown name is an error naming the choices."""
+    drifts = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, start = part.partition("@")
+        if name not in DRIFTS:
+            raise ValueError(f"unknown drift {name!r}: use one of {', '.join(DRIFTS)}")
+        try:
+            drifts.append(Drift(name, date.fromisoformat(start)))
+        except ValueError:
+            raise ValueError(f"drift {name!r} needs a start date: {name}@YYYY-MM-DD") from None
+    return drifts
 
 
 @dataclass(frozen=True)
@@ -41,117 +79,137 @@ def query_id_for(text: str) -> str:
     return "q" + hashlib.md5(" ".join(text.lower().split()).encode()).hexdigest()[:12]
 
 
-def tokens(text: str) -> set[str]:
-    return set(text.lower().replace(",", " ").split())
-
-
 def grade(intent: Intent, item: dict) -> int:
-    """ESCI grade: 3 exact, 2 substitute, 1 complement, 0 irrelevant."""
+    """ESCI grade of one item: 3 exact, 2 substitute, 1 complement, 0 irrelevant."""
     if item["type"] == intent.type_name:
         wanted = [(intent.colour, item["colour"]), (intent.material, item["material"]), (intent.brand, item["brand"])]
         exact = all(w is None or w == have for w, have in wanted)
         if intent.max_price is not None and item["price"] > intent.max_price:
             exact = False
         return 3 if exact else 2
-    if item["type"] in TYPE_BY_NAME_COMPLEMENTS.get(intent.type_name, ()):
-        return 1
-    return 0
+    complements = TYPES[TYPE_INDEX[intent.type_name]].complements
+    return 1 if item["type"] in complements else 0
 
 
-TYPE_BY_NAME_COMPLEMENTS = {t.name: t.complements for t in TYPES}
+class Catalog:
+    """Items as arrays (one row per item), the truth the simulator grades and clicks against."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame
+        self.type = frame["type_idx"].to_numpy()
+        self.colour = frame["colour"].to_numpy()
+        self.material = frame["material"].to_numpy()
+        self.brand = frame["brand"].to_numpy()
+        self.price = frame["price"].to_numpy()
+        self.quality = frame["quality"].to_numpy()
+        self.category = TYPE_CATEGORY[self.type]
+
+    def grades(self, intent: Intent) -> np.ndarray:
+        """Every item's grade for an intent (the vectorised form of ``grade``)."""
+        same_type = self.type == TYPE_INDEX[intent.type_name]
+        exact = same_type.copy()
+        for wanted, have in ((intent.colour, self.colour), (intent.material, self.material), (intent.brand, self.brand)):
+            if wanted is not None:
+                exact &= have == wanted
+        if intent.max_price is not None:
+            exact &= self.price <= intent.max_price
+        out = np.where(exact, 3, np.where(same_type, 2, 0))
+        out[np.isin(self.type, COMPLEMENTS[TYPE_INDEX[intent.type_name]]) & ~same_type] = 1
+        return out.astype(np.int8)
 
 
 class MarketSimulator:
-    def __init__(self, seed: int, n_items: int, n_users: int, n_days: int, sessions_per_day: int):
+    def __init__(self, seed: int, n_items: int, n_users: int, n_days: int, sessions_per_day: int,
+                 drifts: list[Drift] | tuple = ()):
         self.seed, self.n_items, self.n_users = seed, n_items, n_users
-        self.n_days, self.sessions_per_day = n_days, sessions_per_day
+        self.n_days, self.sessions_per_day, self.drifts = n_days, sessions_per_day, list(drifts)
         self.rng = np.random.default_rng(seed)
 
-    # --- catalog -------------------------------------------------------------------------
+    def drift_day(self, name: str, start: datetime) -> int | None:
+        """The simulated day index a drift starts on, or None when it is off."""
+        for d in self.drifts:
+            if d.name == name:
+                return max(0, (datetime.combine(d.start, datetime.min.time()) - start).days)
+        return None
+
+    # --- catalog -------------------------------------------------------------------------------
     def items(self, start: datetime) -> pd.DataFrame:
-        rng = self.rng
-        rows = []
+        rng, n = self.rng, self.n_items
+        wave = self.drift_day("new_items", start)
+        n_new = n // 10 if wave is not None and wave < self.n_days else 0
+        total = n + n_new
         # Type popularity is itself skewed: some product types sell far more than others.
-        type_weights = rng.dirichlet(np.full(len(TYPES), 0.8))
-        type_idx = rng.choice(len(TYPES), size=self.n_items, p=type_weights)
-        for i, t_i in enumerate(type_idx):
-            t: ProductType = TYPES[t_i]
-            brand = rng.choice(BRANDS[top_category(t.category_path)])
-            colour, material, size = rng.choice(COLOURS), rng.choice(t.materials), rng.choice(t.sizes)
-            # Heavy-tailed prices per type: lognormal around the type's median.
-            price = round(float(t.median_price * rng.lognormal(0.0, 0.45)), 2)
-            quality = float(rng.normal())
-            rating = float(np.clip(3.9 + 0.6 * quality + rng.normal(0, 0.3), 1.0, 5.0))
-            review_count = int(rng.pareto(1.3) * 8 * np.exp(0.4 * quality))
-            type_word = t.name if rng.random() < 0.7 else rng.choice(t.synonyms)
-            adjective = rng.choice(ADJECTIVES)
-            title = rng.choice([
-                f"{brand} {adjective} {colour} {material} {type_word}, {size}",
-                f"{brand} {type_word} - {colour}, {material}, {size}",
-                f"{adjective.title()} {material} {type_word} by {brand} ({colour}, {size})",
-            ])
-            feats = rng.choice(FEATURES, size=2, replace=False)
-            description = (
-                f"This {colour} {type_word} from {brand} is made of {material}. "
-                f"Size {size}. {feats[0].capitalize()} and {feats[1]}. "
-                f"Part of our {t.category_path.split(' > ')[-1].lower()} range."
-            )
-            # Most of the catalog predates the window; about 5% arrives during it (new items).
-            age_days = rng.uniform(-self.n_days, 365) if rng.random() < 0.05 else rng.uniform(0, 365)
-            created = start - timedelta(days=float(age_days))
-            rows.append({
-                "item_id": f"i{i:06d}", "title": title, "description": description, "brand": str(brand),
-                "category_path": f"{t.category_path} > {t.name.title()}",
-                "attributes": json.dumps({"type": t.name, "colour": str(colour), "material": str(material), "size": str(size)}),
-                "price": price, "currency": "EUR", "image_url": None, "rating": round(rating, 1),
-                "review_count": review_count, "created_at": created,
-                # Latent truth, used by the simulator only, never landed.
-                "type": t.name, "colour": str(colour), "material": str(material), "quality": quality,
-            })
-        return pd.DataFrame(rows)
-
-    def users(self, start: datetime) -> pd.DataFrame:
-        rng = self.rng
-        cats = list(BRANDS)
+        type_idx = rng.choice(len(TYPES), size=total, p=rng.dirichlet(np.full(len(TYPES), 0.8)))
+        quality = rng.normal(size=total)
+        # Heavy-tailed prices per type: lognormal around the type's median.
+        price = np.round(TYPE_MEDIAN_PRICE[type_idx] * rng.lognormal(0.0, 0.45, total), 2)
+        rating = np.clip(3.9 + 0.6 * quality + rng.normal(0, 0.3, total), 1.0, 5.0).round(1)
+        review_count = (rng.pareto(1.3, total) * 8 * np.exp(0.4 * quality)).astype(np.int64)
+        # Most of the catalog predates the window; ~5% arrives during it, plus any drift wave.
+        age = np.where(rng.random(total) < 0.05, rng.uniform(-self.n_days, 0, total), rng.uniform(0, 365, total))
+        if n_new:
+            age[n:] = -rng.uniform(wave, self.n_days, n_new)
+            review_count[n:], rating[n:] = 0, np.nan
+        u = rng.random((total, 6))
         rows = []
-        for u in range(self.n_users):
-            rows.append({
-                "user_id": f"u{u:06d}",
-                "signup_ts": start - timedelta(days=float(rng.uniform(1, 900))),
-                "attributes": json.dumps({"country": str(rng.choice(["DE", "FR", "NL", "ES", "IT"])),
-                                          "device": str(rng.choice(["mobile", "desktop", "tablet"], p=[0.6, 0.33, 0.07]))}),
-                # Latent tastes: category mix, price sensitivity, heavy-tailed activity.
-                "taste": rng.dirichlet(np.full(len(cats), 0.5)),
-                "price_sensitivity": float(rng.gamma(2.0, 0.5)),
-                "activity": float(rng.pareto(1.5) + 0.1),
-            })
-        return pd.DataFrame(rows)
+        for i in range(total):
+            t = TYPES[type_idx[i]]
+            cat_brands = BRANDS[top_category(t.category_path)]
+            brand = cat_brands[int(u[i, 0] * len(cat_brands))]
+            colour = COLOURS[int(u[i, 1] * len(COLOURS))]
+            material, size = t.materials[int(u[i, 2] * len(t.materials))], t.sizes[int(u[i, 3] * len(t.sizes))]
+            type_word = t.name if u[i, 4] < 0.7 else t.synonyms[int(u[i, 4] * 10) % len(t.synonyms)]
+            adjective = ADJECTIVES[i % len(ADJECTIVES)]
+            template = int(u[i, 5] * 3)
+            title = (f"{brand} {adjective} {colour} {material} {type_word}, {size}", f"{brand} {type_word} - {colour}, {material}, {size}",
+                     f"{adjective.title()} {material} {type_word} by {brand} ({colour}, {size})")[template]
+            f1, f2 = FEATURES[i % len(FEATURES)], FEATURES[(i * 7 + 3) % len(FEATURES)]
+            rows.append((f"i{i:06d}", title, f"This {colour} {type_word} from {brand} is made of {material}. Size {size}. "
+                         f"{f1.capitalize()} and {f2}. Part of our {t.category_path.split(' > ')[-1].lower()} range.",
+                         brand, f"{t.category_path} > {t.name.title()}",
+                         json.dumps({"type": t.name, "colour": colour, "material": material, "size": size}), colour, material))
+        frame = pd.DataFrame(rows, columns=["item_id", "title", "description", "brand", "category_path", "attributes",
+                                            "colour", "material"])
+        frame = frame.assign(price=price, currency="EUR", image_url=None, rating=rating, review_count=review_count,
+                             created_at=(start - pd.to_timedelta(age, unit="D")).floor("s"), type_idx=type_idx, quality=quality,
+                             type=[TYPES[t].name for t in type_idx])
+        return frame
 
-    # --- queries ---------------------------------------------------------------------------
-    def intent_text(self, intent: Intent) -> str:
+    def users(self, start: datetime) -> tuple[pd.DataFrame, np.ndarray]:
+        """Shoppers, and their latent category tastes (one row per user, summing to 1)."""
+        rng, n = self.rng, self.n_users
+        return pd.DataFrame({
+            "user_id": [f"u{u:06d}" for u in range(n)],
+            "signup_ts": (start - pd.to_timedelta(rng.uniform(1, 900, n), unit="D")).floor("s"),
+            "attributes": [json.dumps({"country": c, "device": d}) for c, d in zip(
+                rng.choice(["DE", "FR", "NL", "ES", "IT"], n), rng.choice(["mobile", "desktop", "tablet"], n, p=[0.6, 0.33, 0.07]))],
+            # Latent: category tastes, price sensitivity, heavy-tailed activity.
+            "price_sensitivity": rng.gamma(2.0, 0.5, n),
+            "activity": rng.pareto(1.5, n) + 0.1,
+        }), rng.dirichlet(np.full(len(CATEGORIES), 0.5), n)
+
+    # --- queries ---------------------------------------------------------------------------------
+    def intent_text(self, intent: Intent, synonym_p: float = 0.4) -> str:
         rng = self.rng
-        t = next(t for t in TYPES if t.name == intent.type_name)
-        head = intent.type_name if rng.random() < 0.6 else str(rng.choice(t.synonyms))
-        mods = [m for m in (intent.brand, intent.colour, intent.material) if m]
-        words = mods + [head]
-        if rng.random() < 0.2:  # word-order change: "pan frying cast iron"
-            words = [head] + mods
+        t = TYPES[TYPE_INDEX[intent.type_name]]
+        head = intent.type_name if rng.random() >= synonym_p else str(rng.choice(t.synonyms))
+        words = [m for m in (intent.brand, intent.colour, intent.material) if m] + [head]
+        if rng.random() < 0.2:  # word-order change: "frying pan red"
+            words = words[-1:] + words[:-1]
         if intent.max_price is not None:
             words.append(f"under {int(intent.max_price)}")
         if rng.random() < 0.1:
             words.insert(0, str(rng.choice(VAGUE_WORDS)))
         text = " ".join(words)
         if rng.random() < 0.08:  # a misspelling: two adjacent letters swapped in one word
-            chars = list(text)
-            j = int(rng.integers(0, max(1, len(chars) - 2)))
-            if chars[j] != " " and chars[j + 1] != " ":
-                chars[j], chars[j + 1] = chars[j + 1], chars[j]
-            text = "".join(chars)
+            j = int(rng.integers(0, max(1, len(text) - 2)))
+            if text[j] != " " and text[j + 1] != " ":
+                text = text[:j] + text[j + 1] + text[j] + text[j + 2:]
         return text
 
-    def query_pool(self, items: pd.DataFrame, n_queries: int) -> pd.DataFrame:
-        rng = self.rng
-        rows, seen = [], set()
+    def query_pool(self, n_queries: int) -> pd.DataFrame:
+        """Intents with their surface text; under vocab_shift each intent also gets a synonym-heavy form."""
+        rng, rows, seen = self.rng, [], set()
         while len(rows) < n_queries:
             t = TYPES[int(rng.integers(len(TYPES)))]
             intent = Intent(
@@ -165,115 +223,165 @@ class MarketSimulator:
             if text in seen:
                 continue
             seen.add(text)
+            shifted = self.intent_text(intent, synonym_p=1.0) if self.drifts and any(
+                d.name == "vocab_shift" for d in self.drifts) else None
             rows.append({"query_id": query_id_for(text), "query_text": text, "intent": intent,
-                         "category": top_category(t.category_path)})
+                         "category": CATEGORIES.index(top_category(t.category_path)), "shifted_text": shifted})
         return pd.DataFrame(rows)
 
-    # --- behaviour -------------------------------------------------------------------------
-    def logging_scores(self, query_text: str, item_tokens: list[set[str]], log_pop: np.ndarray) -> np.ndarray:
-        """The ranker serving while the simulator logs: lexical overlap plus a popularity prior."""
-        q = tokens(query_text)
-        overlap = np.fromiter((len(q & it) / np.sqrt(len(it)) for it in item_tokens), float, len(item_tokens))
-        return overlap + 0.15 * log_pop
+    # --- behaviour -------------------------------------------------------------------------------
+    @staticmethod
+    def lexical_index(catalog: Catalog) -> tuple[sparse.csc_matrix, dict[str, int], np.ndarray]:
+        """Item x word incidence of titles and brands, and 1/sqrt(words) per item (the logging ranker's data)."""
+        vocab: dict[str, int] = {}
+        rows, cols = [], []
+        for i, text in enumerate(catalog.frame["title"] + " " + catalog.frame["brand"]):
+            for word in set(_words(text)):
+                rows.append(i)
+                cols.append(vocab.setdefault(word, len(vocab)))
+        matrix = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(catalog.frame), len(vocab)))
+        return matrix.tocsc(), vocab, 1.0 / np.sqrt(np.maximum(np.asarray(matrix.sum(1)).ravel(), 1))
 
-    def sessions(self, items, users, pool, start: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+    @staticmethod
+    def logging_pool(text: str, index, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The logging ranker (word overlap plus a popularity prior): its top POOL items and their scores."""
+        matrix, vocab, inv_len = index
+        words = [vocab[w] for w in set(_words(text)) if w in vocab]
+        overlap = np.asarray(matrix[:, words].sum(1)).ravel() if words else np.zeros(matrix.shape[0])
+        score = overlap * inv_len + prior
+        top = np.argpartition(-score, min(POOL, len(score) - 1))[:POOL]
+        return top, score[top]
+
+    def sessions(self, catalog: Catalog, users: pd.DataFrame, taste: np.ndarray, pool: pd.DataFrame,
+                 start: datetime) -> pd.DataFrame:
         rng = self.rng
-        item_recs = items.to_dict("records")
-        item_tokens = [tokens(f"{r['title']} {r['brand']}") for r in item_recs]
-        log_pop = np.log1p(items["review_count"].to_numpy())
-        quality = items["quality"].to_numpy()
-        prices = items["price"].to_numpy()
-        type_median = np.array([next(t.median_price for t in TYPES if t.name == ty) for ty in items["type"]])
-        grades_cache: dict[str, np.ndarray] = {}
-        score_cache: dict[str, np.ndarray] = {}
-        cats = list(BRANDS)
-        by_cat = {c: pool.index[pool["category"] == c].to_numpy() for c in cats}
+        n_sessions = self.n_days * self.sessions_per_day
+        day = np.repeat(np.arange(self.n_days), self.sessions_per_day)
+        user = rng.choice(len(users), n_sessions, p=(a := users["activity"].to_numpy()) / a.sum())
+        taste_s = taste[user].copy()
+        if (trend := self.drift_day("trend_shift", start)) is not None:
+            after = day >= trend
+            # 40% of every shopper's attention moves to one category.
+            taste_s[after] *= 0.6
+            taste_s[after, CATEGORIES.index("Sports & Outdoors")] += 0.4
+        category = (rng.random(n_sessions)[:, None] > taste_s.cumsum(1)).sum(1).clip(0, len(CATEGORIES) - 1)
         # Zipf-like query popularity inside each category: head queries repeat, the tail is long.
-        zipf = {c: (w := 1.0 / np.arange(1, len(ix) + 1) ** 1.1) / w.sum() for c, ix in by_cat.items() if len(ix)}
-        activity = users["activity"].to_numpy()
-        user_p = activity / activity.sum()
-        item_cat = np.array([cats.index(top_category(p)) for p in items["category_path"]])
-        events = []
-        n = 0
-        for day in range(self.n_days):
-            for s in range(self.sessions_per_day):
-                u = int(rng.choice(len(users), p=user_p))
-                user = users.iloc[u]
-                cat = cats[int(rng.choice(len(cats), p=user["taste"]))]
-                if cat not in zipf:
-                    continue
-                q = pool.loc[by_cat[cat][int(rng.choice(len(by_cat[cat]), p=zipf[cat]))]]
-                if q.query_text not in grades_cache:
-                    grades_cache[q.query_text] = np.array([grade(q.intent, r) for r in item_recs])
-                    score_cache[q.query_text] = self.logging_scores(q.query_text, item_tokens, log_pop)
-                g = grades_cache[q.query_text]
-                noisy = score_cache[q.query_text] + rng.gumbel(0, 0.15, len(item_recs))
-                slate = np.argsort(-noisy)[:SLATE]
-                ts = start + timedelta(days=day, seconds=float(rng.uniform(0, 86_400 - 600)))
-                session_id = f"s{day:03d}{s:05d}-{self.seed}"
-                n += 1
-                for pos, i in enumerate(slate, start=1):
-                    t_ev = ts + timedelta(seconds=pos)
-                    base = dict(session_id=session_id, user_id=user.user_id, item_id=items.item_id.iat[i],
-                                query_id=q.query_id, query_text=q.query_text, position=pos, surface="search",
-                                model_version=LOGGING_MODEL, price_seen=float(prices[i]))
-                    events.append(self._event(base, "impression", t_ev))
-                    examined = rng.random() < (1.0 / pos) ** 0.9
-                    taste = user["taste"][item_cat[i]]
-                    price_pain = user["price_sensitivity"] * np.log(prices[i] / type_median[i])
-                    attract = 1 / (1 + np.exp(-(-2.4 + 1.1 * g[i] + 0.5 * quality[i] + 1.5 * taste - 0.3 * price_pain)))
-                    if not (examined and rng.random() < attract):
-                        continue
-                    events.append(self._event(base, "click", t_ev + timedelta(seconds=5)))
-                    events.append(self._event(base, "view", t_ev + timedelta(seconds=6)))
-                    if rng.random() < 0.15 + 0.08 * g[i] - 0.05 * price_pain:
-                        events.append(self._event(base, "add_to_cart", t_ev + timedelta(seconds=60)))
-                        if rng.random() < 0.55 - 0.1 * price_pain:
-                            events.append(self._event(base, "purchase", t_ev + timedelta(seconds=300)))
-        return pd.DataFrame(events), pd.DataFrame({"n_sessions": [n]})
+        query = rng.integers(0, len(pool), n_sessions)
+        for c in range(len(CATEGORIES)):
+            in_cat, ix = category == c, np.flatnonzero(pool["category"].to_numpy() == c)
+            if len(ix) and in_cat.any():
+                zipf = 1.0 / np.arange(1, len(ix) + 1) ** 1.1
+                query[in_cat] = ix[rng.choice(len(ix), in_cat.sum(), p=zipf / zipf.sum())]
+        shifted = np.zeros(n_sessions, bool)
+        if (vocab_day := self.drift_day("vocab_shift", start)) is not None:
+            shifted = (day >= vocab_day) & (rng.random(n_sessions) < 0.6)
+        bot = np.zeros(n_sessions, bool)
+        if (bot_day := self.drift_day("bots", start)) is not None and bot_day < self.n_days:
+            n_bot = int(0.3 * self.sessions_per_day * (self.n_days - bot_day))
+            day = np.concatenate([day, rng.integers(bot_day, self.n_days, n_bot)])
+            user = np.concatenate([user, rng.integers(0, 5, n_bot)])
+            query = np.concatenate([query, rng.integers(0, len(pool), n_bot)])
+            shifted, bot = np.concatenate([shifted, np.zeros(n_bot, bool)]), np.concatenate([bot, np.ones(n_bot, bool)])
+            taste_s = np.concatenate([taste_s, np.full((n_bot, len(CATEGORIES)), 1 / len(CATEGORIES))])
+        return self._slates_and_clicks(catalog, users, pool, start, day, user, query, shifted, bot, taste_s)
 
-    def _event(self, base: dict, event_type: str, ts: datetime) -> dict:
-        key = f"{base['session_id']}|{base['position']}|{event_type}"
-        return {"event_id": str(uuid.uuid5(NAMESPACE, key)), "ts": ts, "event_type": event_type, **base}
-
-    def reviews(self, items: pd.DataFrame, users: pd.DataFrame, start: datetime) -> pd.DataFrame:
+    def _slates_and_clicks(self, catalog, users, pool, start, day, user, query, shifted, bot, taste_s) -> pd.DataFrame:
         rng = self.rng
-        rows = []
-        for r in items.itertuples():
-            for k in range(min(r.review_count, 3)):
-                stars = int(np.clip(round(r.rating + rng.normal(0, 0.8)), 1, 5))
-                phrases = rng.choice(REVIEW_PHRASES[stars], size=2, replace=False)
-                rows.append({
-                    "review_id": f"r{r.item_id}-{k}", "item_id": r.item_id,
-                    "user_id": users.user_id.iat[int(rng.integers(len(users)))], "rating": stars,
-                    "text": f"{phrases[0].capitalize()}. {phrases[1].capitalize()}, this {r.type}.",
-                    "ts": start - timedelta(days=float(rng.uniform(0, 300))),
-                })
-        return pd.DataFrame(rows)
+        index = self.lexical_index(catalog)
+        prior = 0.15 * np.log1p(catalog.frame["review_count"].to_numpy())
+        texts = np.where(shifted, pool["shifted_text"].to_numpy()[query], pool["query_text"].to_numpy()[query])
+        candidates = {t: self.logging_pool(t, index, prior) for t in dict.fromkeys(texts)}
+        grades = {i: catalog.grades(intent) for i, intent in enumerate(pool["intent"])}
+        n = len(day)
+        slate = np.empty((n, SLATE), dtype=np.int64)
+        for s in range(n):
+            items, score = candidates[texts[s]]
+            noisy = score + rng.gumbel(0, 0.15, len(score))
+            slate[s] = items[np.argsort(-noisy)[:SLATE]]
+        sess, pos = np.repeat(np.arange(n), SLATE), np.tile(np.arange(1, SLATE + 1), n)
+        item = slate.ravel()
+        g = np.array([grades[q][i] for q, i in zip(query[sess], item)], dtype=float)
+        price = catalog.price[item].copy()
+        if (shock := self.drift_day("price_shock", start)) is not None:
+            price[(day[sess] >= shock) & (catalog.category[item] == CATEGORIES.index("Electronics"))] *= 1.6
+        price_pain = users["price_sensitivity"].to_numpy()[user[sess]] * np.log(price / TYPE_MEDIAN_PRICE[catalog.type[item]])
+        attract = 1 / (1 + np.exp(-(-2.4 + 1.1 * g + 0.5 * catalog.quality[item]
+                                    + 1.5 * taste_s[sess, catalog.category[item]] - 0.3 * price_pain)))
+        is_bot = bot[sess]
+        # Humans examine top-down with falling attention; bots click blind to position and relevance.
+        click = np.where(is_bot, rng.random(len(item)) < 0.5,
+                         (rng.random(len(item)) < (1.0 / pos) ** 0.9) & (rng.random(len(item)) < attract))
+        cart = click & ~is_bot & (rng.random(len(item)) < 0.15 + 0.08 * g - 0.05 * price_pain)
+        purchase = cart & (rng.random(len(item)) < 0.55 - 0.1 * price_pain)
+        ts0 = np.datetime64(start) + (day[sess] * 86_400 + (rng.uniform(0, 86_000, n)[sess]).astype(int) + pos).astype("timedelta64[s]")
+        user_ids = np.where(bot, np.char.add("bot-", np.char.zfill(user.astype(str), 5)),
+                            users["user_id"].to_numpy()[np.minimum(user, len(users) - 1)])
+        base = pd.DataFrame({
+            "session_id": np.char.add(np.char.add("s", np.char.zfill(sess.astype(str), 7)), f"-{self.seed}"),
+            "user_id": user_ids[sess], "item_id": catalog.frame["item_id"].to_numpy()[item],
+            "query_id": [query_id_for(t) for t in texts[sess]] if shifted.any() else pool["query_id"].to_numpy()[query[sess]],
+            "query_text": texts[sess], "position": pos, "surface": "search", "model_version": LOGGING_MODEL,
+            "price_seen": price.round(2), "ts": ts0,
+        })
+        parts = [base.assign(event_type="impression")]
+        for event_type, mask, delay in (("click", click, 5), ("view", click, 6), ("add_to_cart", cart, 60), ("purchase", purchase, 300)):
+            parts.append(base[mask].assign(event_type=event_type, ts=base["ts"][mask] + pd.Timedelta(seconds=delay)))
+        events = pd.concat(parts, ignore_index=True)
+        keys = events["session_id"] + "|" + events["position"].astype(str) + "|" + events["event_type"]
+        events["event_id"] = [str(uuid.uuid5(NAMESPACE, k)) for k in keys]
+        return events.sort_values(["ts", "event_id"], ignore_index=True)
 
-    def judgments(self, items: pd.DataFrame, pool: pd.DataFrame) -> pd.DataFrame:
-        """Graded labels for every pool query: all relevant items plus a sample of irrelevant ones."""
-        rng = self.rng
-        recs = items.to_dict("records")
-        rows = []
+    def reviews(self, catalog: Catalog, users: pd.DataFrame, start: datetime) -> pd.DataFrame:
+        rng, items = self.rng, catalog.frame
+        per_item = np.minimum(items["review_count"].to_numpy(), 3)
+        row = np.repeat(np.arange(len(items)), per_item)
+        k = np.concatenate([np.arange(c) for c in per_item]) if len(row) else np.array([], int)
+        # Tone follows the stars: phrases are drawn from the review's own rating.
+        stars = np.clip(np.round(items["rating"].to_numpy()[row] + rng.normal(0, 0.8, len(row))), 1, 5).astype(int)
+        pick = rng.integers(0, 4, (len(row), 2))
+        texts = [f"{REVIEW_PHRASES[s][a].capitalize()}. {REVIEW_PHRASES[s][(a + 1 + b % 3) % 4].capitalize()}, this {t}."
+                 for s, a, b, t in zip(stars, pick[:, 0], pick[:, 1], items["type"].to_numpy()[row])]
+        return pd.DataFrame({
+            "review_id": [f"r{i}-{j}" for i, j in zip(items["item_id"].to_numpy()[row], k)],
+            "item_id": items["item_id"].to_numpy()[row], "rating": stars, "text": texts,
+            "user_id": users["user_id"].to_numpy()[rng.integers(0, len(users), len(row))],
+            "ts": (start - pd.to_timedelta(rng.uniform(0, 300, len(row)), unit="D")).floor("s"),
+        })
+
+    def judgments(self, catalog: Catalog, pool: pd.DataFrame) -> pd.DataFrame:
+        """Graded labels for every pool query (and its shifted form): the relevant items, exact ones
+        first, up to MAX_JUDGED, plus 20 sampled irrelevant ones."""
+        rng, ids, frames = self.rng, catalog.frame["item_id"].to_numpy(), []
         for q in pool.itertuples():
-            g = np.array([grade(q.intent, r) for r in recs])
-            negatives = rng.choice(np.flatnonzero(g == 0), size=min(20, int((g == 0).sum())), replace=False)
-            for i in np.concatenate([np.flatnonzero(g > 0), negatives]):
-                rows.append({"query_id": q.query_id, "query_text": q.query_text,
-                             "item_id": recs[i]["item_id"], "grade": int(g[i])})
-        return pd.DataFrame(rows)
+            g = catalog.grades(q.intent)
+            relevant = np.flatnonzero(g > 0)
+            if len(relevant) > MAX_JUDGED:
+                relevant = relevant[np.argsort(-g[relevant] - rng.random(len(relevant)), kind="stable")[:MAX_JUDGED]]
+            zeros = np.flatnonzero(g == 0)
+            rows = np.concatenate([relevant, rng.choice(zeros, min(20, len(zeros)), replace=False)])
+            for text in filter(None, (q.query_text, q.shifted_text)):
+                frames.append(pd.DataFrame({"query_id": query_id_for(text), "query_text": text,
+                                            "item_id": ids[rows], "grade": g[rows].astype(int)}))
+        return pd.concat(frames, ignore_index=True)
 
-    def run(self, run_date: date, n_queries: int = 400) -> dict[str, pd.DataFrame]:
+    def run(self, run_date: date, n_queries: int | None = None) -> dict[str, pd.DataFrame]:
         start = datetime.combine(run_date - timedelta(days=self.n_days), datetime.min.time())
-        items = self.items(start)
-        users = self.users(start)
-        pool = self.query_pool(items, n_queries)
-        events, _ = self.sessions(items, users, pool, start)
-        reviews = self.reviews(items, users, start)
-        judgments = self.judgments(items, pool)
+        catalog = Catalog(self.items(start))
+        users, taste = self.users(start)
+        # More items, more distinct needs: the pool grows with the catalog (400 at the default 2,000).
+        pool = self.query_pool(n_queries or int(np.clip(self.n_items // 5, 400, 5000)))
+        events = self.sessions(catalog, users, taste, pool, start)
+        items = catalog.frame
+        if self.drift_day("price_shock", start) is not None:  # the landed catalog shows today's prices
+            electronics = catalog.category == CATEGORIES.index("Electronics")
+            items = items.assign(price=np.where(electronics, (items["price"] * 1.6).round(2), items["price"]))
         return {
-            "items": items.drop(columns=["type", "colour", "material", "quality"]),
+            "items": items.drop(columns=["type", "type_idx", "colour", "material", "quality"]),
             "users": users[["user_id", "signup_ts", "attributes"]],
-            "reviews": reviews, "events": events, "judgments": judgments,
+            "reviews": self.reviews(catalog, users, start), "events": events,
+            "judgments": self.judgments(catalog, pool),
         }
+
+
+def _words(text: str) -> list[str]:
+    return text.lower().replace(",", " ").replace("(", " ").replace(")", " ").replace(" - ", " ").split()
