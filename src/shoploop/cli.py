@@ -101,6 +101,30 @@ def monitor(run_date: str = RunDate):
 
 
 @app.command()
+def shop(url: str = typer.Option(None, help="the running service; default http://HOST:SERVICE_PORT"),
+         sessions: int = typer.Option(100, min=1, help="shopper sessions to run"),
+         rate: float = typer.Option(2.0, min=0.0, help="sessions a second (0: as fast as it answers)")):
+    """Live mode: simulated shoppers search the running service and post their clicks to /feedback."""
+    from shoploop.data import landing
+    from shoploop.data.live import run_shoppers
+
+    settings = get_settings()
+    judgments = landing.read_table(settings.landing, "judgments")
+    url = url or f"http://{settings.host}:{settings.service_port}"
+    _show(run_shoppers(url, judgments, sessions, settings.seed, rate=rate))
+
+
+@app.command()
+def report(what: str = typer.Argument("data", help="the report to write (data)"), run_date: str = RunDate):
+    """Write a report with plots: `data` covers catalog mix, prices, popularity, position bias and drift."""
+    if what != "data":
+        raise typer.BadParameter(f"unknown report {what!r}: the one report so far is 'data'")
+    from shoploop.report import data_report
+
+    typer.echo(data_report(get_settings(), _run_date(run_date)))
+
+
+@app.command()
 def demo(run_date: str = RunDate):
     """The main job: the whole loop, then the service, Airflow and Evidently UIs left running."""
     from shoploop import demo as run

@@ -99,3 +99,13 @@ def test_staging_cleans_markup_out_of_item_text(built):
     text = pd.read_parquet(settings.marts / "item_text.parquet").set_index("item_id")
     assert text.loc["html-item", "title"] == "Bold pan & lid"
     assert "Great pan" in text.loc["html-item", "item_text"] and "<" not in text.loc["html-item", "item_text"]
+
+
+def test_data_report_is_written_with_its_plots(built):
+    from shoploop.report import data_report
+
+    path = data_report(built["settings"], date(2026, 11, 29))
+    text = path.read_text()
+    assert "Position bias: CTR" in text and "No drift scenario is active." in text
+    for png in ("overview.png", "drift_signals.png"):
+        assert (path.parent / png).stat().st_size > 10_000

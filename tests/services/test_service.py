@@ -108,3 +108,15 @@ def test_admin_reload_needs_the_token(built, served):
     token = built["settings"].admin_secret
     ok = httpx.post(served + "/admin/reload", json={}, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     assert ok.status_code == 200 and ok.json()["model_version"] == built["register"]["tag"]
+
+
+@pytest.mark.slow
+def test_live_shoppers_drive_the_service(built, served):
+    from shoploop.data import landing
+    from shoploop.data.live import run_shoppers
+
+    judgments = landing.read_table(built["settings"].landing, "judgments")
+    before = len(landing.read_table(built["settings"].landing, "events"))
+    stats = run_shoppers(served, judgments, n_sessions=4, seed=1, rate=20.0)
+    assert stats["sessions"] == 4 and stats["errors"] == 0 and stats["impressions"] == 40
+    assert len(landing.read_table(built["settings"].landing, "events")) == before + 40 + stats["clicks"] + stats["purchases"]

@@ -7,6 +7,7 @@ the graded relevance), and posts the impressions, clicks and purchases to /feedb
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime, timezone
 
@@ -15,13 +16,18 @@ import numpy as np
 import pandas as pd
 
 
-def run_shoppers(base_url: str, judgments: pd.DataFrame, n_sessions: int, seed: int, k: int = 10) -> dict:
+def run_shoppers(base_url: str, judgments: pd.DataFrame, n_sessions: int, seed: int, k: int = 10,
+                 rate: float = 0.0) -> dict:
+    """Drive ``n_sessions`` shopper sessions at ``rate`` sessions a second (0: as fast as the service answers)."""
     rng = np.random.default_rng(seed)
+    started = time.monotonic()
     queries = judgments[["query_id", "query_text"]].drop_duplicates("query_id").reset_index(drop=True)
     grades = {(q, i): g for q, i, g in judgments[["query_id", "item_id", "grade"]].itertuples(index=False)}
     stats = {"sessions": 0, "impressions": 0, "clicks": 0, "purchases": 0, "errors": 0}
     with httpx.Client(base_url=base_url, timeout=30.0) as client:
         for s in range(n_sessions):
+            if rate > 0:  # open-loop pacing: session s starts at s / rate seconds
+                time.sleep(max(0.0, started + s / rate - time.monotonic()))
             q = queries.iloc[int(rng.integers(len(queries)))]
             user_id = f"u{int(rng.integers(0, 1500)):06d}"
             response = client.post("/search", json={"query": q.query_text, "user_id": user_id, "k": k})
@@ -48,4 +54,5 @@ def run_shoppers(base_url: str, judgments: pd.DataFrame, n_sessions: int, seed: 
             if client.post("/feedback", json={"events": events}).status_code != 200:
                 stats["errors"] += 1
             stats["sessions"] += 1
+    stats["seconds"] = round(time.monotonic() - started, 1)
     return stats

@@ -293,10 +293,13 @@ class MarketSimulator:
         candidates = {t: self.logging_pool(t, index, prior) for t in dict.fromkeys(texts)}
         grades = {i: catalog.grades(intent) for i, intent in enumerate(pool["intent"])}
         n = len(day)
+        # Days since the window opened on which each item came online (negative: before it).
+        online_day = ((catalog.frame["created_at"] - start).dt.total_seconds() / 86_400).to_numpy()
         slate = np.empty((n, SLATE), dtype=np.int64)
         for s in range(n):
             items, score = candidates[texts[s]]
-            noisy = score + rng.gumbel(0, 0.15, len(score))
+            # An item cannot be shown before it exists (nor fill a slate: its score becomes -inf).
+            noisy = np.where(online_day[items] < day[s], score + rng.gumbel(0, 0.15, len(score)), -np.inf)
             slate[s] = items[np.argsort(-noisy)[:SLATE]]
         sess, pos = np.repeat(np.arange(n), SLATE), np.tile(np.arange(1, SLATE + 1), n)
         item = slate.ravel()
