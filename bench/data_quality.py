@@ -7,6 +7,7 @@ Prints a table and saves bench/results/data_quality.json.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import tempfile
@@ -30,10 +31,13 @@ def _settings(home: Path):
     return Settings()
 
 
-def simulator_and_dbt(home: Path) -> dict:
+def simulator_and_dbt(home: Path, scale: int | None = None) -> dict:
     from shoploop import steps
 
     settings = _settings(home)
+    if scale:  # the same growth rule as `shoploop simulate --scale`
+        settings = settings.model_copy(update={"n_items": scale, "n_users": max(settings.n_users, scale // 4),
+                                               "sessions_per_day": max(settings.sessions_per_day, int(scale * 0.036))})
     started = time.perf_counter()
     counts = steps.simulate(settings, RUN_DATE)
     sim_s = time.perf_counter() - started
@@ -72,13 +76,19 @@ def real_dataset(fmt: str, folder: str, home: Path) -> dict:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", type=int, default=200_000, help="items for the at-scale run (0: skip it)")
+    args = parser.parse_args()
     results = {"run_date": RUN_DATE.isoformat()}
     with tempfile.TemporaryDirectory() as tmp:
         results["simulator"] = simulator_and_dbt(Path(tmp) / "sim")
+        if args.scale:
+            results["simulator_at_scale"] = simulator_and_dbt(Path(tmp) / "scale", args.scale)
         results["real"] = {folder: real_dataset(fmt, folder, Path(tmp) / folder) for fmt, folder in REAL}
-    s = results["simulator"]
-    print(f"\nsimulator: {s['events']} events for {s['items']} items in {s['simulate_s']} s "
-          f"({s['events_per_s']} events/s); dbt build {s['dbt_build_s']} s")
+    for key in ("simulator", "simulator_at_scale"):
+        if s := results.get(key):
+            print(f"\n{key}: {s['events']:,} events for {s['items']:,} items in {s['simulate_s']} s "
+                  f"({s['events_per_s']:,} events/s); dbt build {s['dbt_build_s']} s")
     print(f"\n{'dataset':<26}{'items':>7}{'no price':>10}{'outliers':>10}{'dup events':>12}{'dbt s':>8}  quarantined")
     for folder, r in results["real"].items():
         print(f"{folder:<26}{r['items_after_dedup']:>7}{r['price_missing']:>10}{r['price_outliers']:>10}"

@@ -68,8 +68,8 @@ final as (
         c.clicks,
         c.purchases,
         -- Bayesian smoothing: an item with few impressions stays near the catalog's mean CTR.
-        (c.clicks + p.ctr * {{ var('ctr_prior_impressions') }}) / (c.impressions + {{ var('ctr_prior_impressions') }}) as ctr_smoothed,
-        (c.purchases + p.cvr * 10) / (c.clicks + 10) as cvr_smoothed,
+        round((c.clicks + p.ctr * {{ var('ctr_prior_impressions') }}) / (c.impressions + {{ var('ctr_prior_impressions') }}), 6) as ctr_smoothed,
+        round((c.purchases + p.cvr * 10) / (c.clicks + 10), 6) as cvr_smoothed,
         ln(1 + c.clicks + 5 * c.purchases) as popularity,
         date_diff('day', i.created_at, c.day + interval 1 day) as age_days
     from cumulative as c
