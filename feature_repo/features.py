@@ -40,6 +40,7 @@ item_features = FeatureView(
     ttl=timedelta(days=30),
     schema=[
         Field(name="log_price", dtype=Float64),
+        Field(name="price_band", dtype=Int64),
         Field(name="rating", dtype=Float64),
         Field(name="log_review_count", dtype=Float64),
         Field(name="review_rating_mean", dtype=Float64),

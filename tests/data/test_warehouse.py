@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 
 def test_marts_exist_and_are_not_empty(built):
     marts = built["settings"].marts
-    for name in ["item_features", "user_features", "ranker_training_pairs", "item_text", "user_histories", "query_features"]:
+    for name in ["item_features", "user_features", "ranker_training_pairs", "item_text", "user_histories",
+                 "query_features", "user_category_preferences"]:
         assert len(pd.read_parquet(marts / f"{name}.parquet")) > 0, name
 
 

@@ -1,7 +1,12 @@
 -- Daily point-in-time snapshots: each row holds what was known about an item at the end of a day,
 -- so Feast's historical join never leaks tomorrow's clicks into today's training row.
 with items as (
-    select * from {{ ref('int_items_valid') }}
+    select
+        *,
+        -- Price band 1 (cheapest fifth) .. 5 within the item's category; 3 when the price is unknown.
+        case when price is null then 3 else ntile(5) over (partition by category, price is null order by price) end
+            as price_band
+    from {{ ref('int_items_valid') }}
 ),
 
 events as (
@@ -61,6 +66,7 @@ final as (
         coalesce(i.price, i.category_median_price) as price,
         ln(coalesce(i.price, i.category_median_price, 1.0)) as log_price,
         coalesce(i.rating, 3.0) as rating,
+        i.price_band,
         i.review_count,
         ln(1 + i.review_count) as log_review_count,
         coalesce(r.review_rating_mean, i.rating, 3.0) as review_rating_mean,
