@@ -18,7 +18,7 @@ from shoploop import features
 from shoploop.evaluate import is_heldout
 from shoploop.models.bundle import CATALOG_COLUMNS, ModelBundle
 from shoploop.models.encoder import TextEncoder
-from shoploop.models.ranker import ITEM_FEATURES, RankerConfig, SeedRanker
+from shoploop.models.ranker import RankerConfig, SeedRanker
 from shoploop.models.retrieval import LexicalIndex, hybrid_candidates
 from shoploop.predict import frame_lookup, ranking_features, scaled_bm25
 from shoploop.settings import Settings

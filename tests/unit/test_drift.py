@@ -5,7 +5,8 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from shoploop.data.simulator import CATEGORIES, MarketSimulator, parse_drifts
+from shoploop.data.relevance import CATEGORIES
+from shoploop.data.simulator import MarketSimulator, parse_drifts
 
 RUN_DATE, START = date(2026, 11, 29), pd.Timestamp("2026-11-25")
 

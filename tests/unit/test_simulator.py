@@ -1,12 +1,12 @@
 from datetime import date
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from shoploop.data import landing
 from shoploop.data.catalog import top_category
-from shoploop.data.simulator import Intent, MarketSimulator, grade
+from shoploop.data.relevance import Intent, grade
+from shoploop.data.simulator import MarketSimulator
 
 
 @pytest.fixture(scope="module")

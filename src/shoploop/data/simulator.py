@@ -10,7 +10,6 @@ take minutes, not hours.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -23,18 +22,14 @@ from scipy import sparse
 from shoploop.data.catalog import (
     ADJECTIVES, BRANDS, COLOURS, FEATURES, REVIEW_PHRASES, TYPES, VAGUE_WORDS, top_category,
 )
+from shoploop.data.relevance import CATEGORIES, TYPE_INDEX, Catalog, Intent, query_id_for
 
 LOGGING_MODEL = "sim-lexical-v0"
 SLATE = 10
 POOL = 200          # logging-ranker candidates kept per query; a slate is drawn from them
 MAX_JUDGED = 500    # relevant items judged per query; beyond it a sample (TREC-style pooling)
 NAMESPACE = uuid.UUID("5b0c1e6a-3c36-4c2e-9a38-2f3b6c1d7e01")
-CATEGORIES = list(BRANDS)
-ALL_BRANDS = [b for c in CATEGORIES for b in BRANDS[c]]
-TYPE_INDEX = {t.name: i for i, t in enumerate(TYPES)}
-TYPE_CATEGORY = np.array([CATEGORIES.index(top_category(t.category_path)) for t in TYPES])
 TYPE_MEDIAN_PRICE = np.array([t.median_price for t in TYPES])
-COMPLEMENTS = [np.array([TYPE_INDEX[c] for c in t.complements], dtype=int) for t in TYPES]
 DRIFTS = {
     "trend_shift": "40% of shoppers' attention moves to Sports & Outdoors",
     "price_shock": "Electronics prices rise by 60%",
@@ -62,60 +57,6 @@ def parse_drifts(spec: str) -> list[Drift]:
         except ValueError:
             raise ValueError(f"drift {name!r} needs a start date: {name}@YYYY-MM-DD") from None
     return drifts
-
-
-@dataclass(frozen=True)
-class Intent:
-    """What a shopper wants: a product type, optionally a colour, material, brand or price bound."""
-
-    type_name: str
-    colour: str | None = None
-    material: str | None = None
-    brand: str | None = None
-    max_price: float | None = None
-
-
-def query_id_for(text: str) -> str:
-    return "q" + hashlib.md5(" ".join(text.lower().split()).encode()).hexdigest()[:12]
-
-
-def grade(intent: Intent, item: dict) -> int:
-    """ESCI grade of one item: 3 exact, 2 substitute, 1 complement, 0 irrelevant."""
-    if item["type"] == intent.type_name:
-        wanted = [(intent.colour, item["colour"]), (intent.material, item["material"]), (intent.brand, item["brand"])]
-        exact = all(w is None or w == have for w, have in wanted)
-        if intent.max_price is not None and item["price"] > intent.max_price:
-            exact = False
-        return 3 if exact else 2
-    complements = TYPES[TYPE_INDEX[intent.type_name]].complements
-    return 1 if item["type"] in complements else 0
-
-
-class Catalog:
-    """Items as arrays (one row per item), the truth the simulator grades and clicks against."""
-
-    def __init__(self, frame: pd.DataFrame):
-        self.frame = frame
-        self.type = frame["type_idx"].to_numpy()
-        self.colour = frame["colour"].to_numpy()
-        self.material = frame["material"].to_numpy()
-        self.brand = frame["brand"].to_numpy()
-        self.price = frame["price"].to_numpy()
-        self.quality = frame["quality"].to_numpy()
-        self.category = TYPE_CATEGORY[self.type]
-
-    def grades(self, intent: Intent) -> np.ndarray:
-        """Every item's grade for an intent (the vectorised form of ``grade``)."""
-        same_type = self.type == TYPE_INDEX[intent.type_name]
-        exact = same_type.copy()
-        for wanted, have in ((intent.colour, self.colour), (intent.material, self.material), (intent.brand, self.brand)):
-            if wanted is not None:
-                exact &= have == wanted
-        if intent.max_price is not None:
-            exact &= self.price <= intent.max_price
-        out = np.where(exact, 3, np.where(same_type, 2, 0))
-        out[np.isin(self.type, COMPLEMENTS[TYPE_INDEX[intent.type_name]]) & ~same_type] = 1
-        return out.astype(np.int8)
 
 
 class MarketSimulator:

@@ -6,6 +6,7 @@ it is faster than building an ANN index; the ANN index arrives with the catalog 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import bm25s
@@ -21,6 +22,8 @@ class LexicalIndex:
 
     @classmethod
     def build(cls, texts: list[str]) -> "LexicalIndex":
+        # Feast configures the root logger at DEBUG; bm25s would narrate every index build.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
         retriever = bm25s.BM25()
         retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
         return cls(retriever, len(texts))
