@@ -75,7 +75,7 @@ def summarise(snapshot_dict: dict) -> dict:
     return summary
 
 
-def drift_report(settings: Settings, engine: SearchEngine, run_date) -> dict:
+def drift_report(settings: Settings, engine: SearchEngine, run_date, model_version: str) -> dict:
     from evidently import Report
     from evidently.presets import DataDriftPreset
     from evidently.ui.workspace import Workspace
@@ -93,7 +93,7 @@ def drift_report(settings: Settings, engine: SearchEngine, run_date) -> dict:
     snapshot.save_html(str(out / "drift.html"))
     summary = {
         "run_date": str(run_date), "reference_rows": len(reference), "current_rows": len(current),
-        "model_version": getattr(engine, "model_version", None), **summarise(snapshot.dict()),
+        "model_version": model_version, **summarise(snapshot.dict()),
         "html": str(out / "drift.html"),
     }
     (out / "drift.json").write_text(json.dumps(summary, indent=2))

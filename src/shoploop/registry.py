@@ -76,10 +76,10 @@ def promote(settings: Settings, tag: str, metrics: dict) -> tuple[bool, str]:
 
 
 def load_champion(settings: Settings) -> tuple[str, ModelBundle]:
-    """The serving bundle: the champion's tag, or SHOPLOOP_MODEL_TAG to pin another version."""
+    """The serving bundle: the champion's, or the version pinned by settings.model_tag."""
     bentoml = _bentoml(settings)
     current = champion(settings)
-    tag = os.environ.get("SHOPLOOP_MODEL_TAG") or (current and current["tag"])
+    tag = settings.model_tag or (current and current["tag"])
     if not tag:
         raise LookupError(f"no champion model in {champion_file(settings)}: run `shoploop train`, "
                           "`shoploop evaluate` and `shoploop register` first")

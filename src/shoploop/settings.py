@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     airflow_port: int = 8080
     evidently_port: int = 8000
     model_name: str = "shoploop-ranker"
+    # Pin the served version (e.g. "shoploop-ranker:abc123"); unset, the champion serves.
+    model_tag: str | None = None
     feature_service: str = "ranker_v1"
     max_k: int = 100
 

@@ -116,5 +116,4 @@ def monitor(settings: Settings, run_date: date) -> dict:
     feats = pd.read_parquet(settings.marts / "item_features.parquet")
     latest = feats.sort_values("event_timestamp").drop_duplicates("item_id", keep="last").set_index("item_id")
     engine = SearchEngine(bundle, TextEncoder(), frame_lookup(latest))
-    engine.model_version = tag
-    return drift_report(settings, engine, run_date)
+    return drift_report(settings, engine, run_date, model_version=tag)
