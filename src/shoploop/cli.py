@@ -110,8 +110,9 @@ def shop(url: str = typer.Option(None, help="the running service; default http:/
 
     settings = get_settings()
     judgments = landing.read_table(settings.landing, "judgments")
+    users = landing.read_table(settings.landing, "users")["user_id"].tolist()
     url = url or f"http://{settings.host}:{settings.service_port}"
-    _show(run_shoppers(url, judgments, sessions, settings.seed, rate=rate))
+    _show(run_shoppers(url, judgments, users, sessions, settings.seed, rate=rate))
 
 
 @app.command()

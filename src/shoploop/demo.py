@@ -78,7 +78,8 @@ def run(settings: Settings, run_date: date, say=print) -> dict:
     airflow = start_airflow(settings)
     evidently = start_evidently(settings)
     judgments = landing.read_table(settings.landing, "judgments")
-    say(f"  shoppers   {run_shoppers(service, judgments, LIVE_SESSIONS, settings.seed)}")
+    users = landing.read_table(settings.landing, "users")["user_id"].tolist()
+    say(f"  shoppers   {run_shoppers(service, judgments, users, LIVE_SESSIONS, settings.seed)}")
     # The live feedback is in the event log now: rebuild the marts so the report sees it.
     steps.transform(settings, run_date)
     drift = steps.monitor(settings, run_date)

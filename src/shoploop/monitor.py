@@ -36,18 +36,16 @@ def impressions(settings: Settings) -> pd.DataFrame:
 
 
 def model_scores(engine: SearchEngine, frame: pd.DataFrame) -> np.ndarray:
-    """The serving ranker's score for every logged (query, item) pair."""
+    """The serving ranker's score for every logged (query, item) pair (NaN where the item is unknown)."""
     row_of = {item_id: r for r, item_id in enumerate(engine.item_ids)}
     scores = np.full(len(frame), np.nan)
-    texts = frame["query_text"].fillna("").to_numpy()
-    rows = frame["item_id"].map(row_of).to_numpy()
-    unique = sorted({t for t in texts if t})
-    vectors = dict(zip(unique, engine.encoder.encode(unique)))
-    for text in unique:
-        at = np.flatnonzero((texts == text) & ~pd.isna(rows))
-        if len(at):
-            bm25 = scaled_bm25(engine.bundle.lexical.scores(text))
-            scores[at] = engine.rank(vectors[text], rows[at].astype(int), bm25)
+    known = frame.assign(row=frame["item_id"].map(row_of), at=np.arange(len(frame)))
+    known = known[known["row"].notna() & known["query_text"].fillna("").ne("")]
+    texts = known["query_text"].unique().tolist()
+    vectors = dict(zip(texts, engine.encoder.encode(texts)))
+    for text, rows in known.groupby("query_text"):
+        bm25 = scaled_bm25(engine.bundle.lexical.scores(text))
+        scores[rows["at"].to_numpy()] = engine.rank(vectors[text], rows["row"].to_numpy(dtype=int), bm25)
     return scores
 
 

@@ -87,9 +87,10 @@ def train(settings: Settings, encoder: TextEncoder | None = None) -> tuple[Model
     train_judgments = data.judgments[~data.judgments["query_id"].map(is_heldout)]
     queries = train_judgments[["query_id", "query_text"]].drop_duplicates("query_id")
     q_emb = encoder.encode(queries["query_text"].tolist())
+    by_query = {query_id: rows for query_id, rows in train_judgments.groupby("query_id")}
     hq, hi, hf, target = [], [], [], []
     for (query_id, text), qv in zip(queries.itertuples(index=False), q_emb):
-        grades = train_judgments[train_judgments["query_id"] == query_id]
+        grades = by_query[query_id]
         graded = dict(zip(grades["item_id"].map(row_of), grades["grade"]))
         bm25 = scaled_bm25(lexical.scores(text))
         candidates = hybrid_candidates(bm25, embeddings @ qv, TRAIN_CANDIDATES)

@@ -117,6 +117,7 @@ def test_live_shoppers_drive_the_service(built, served):
 
     judgments = landing.read_table(built["settings"].landing, "judgments")
     before = len(landing.read_table(built["settings"].landing, "events"))
-    stats = run_shoppers(served, judgments, n_sessions=4, seed=1, rate=20.0)
+    users = landing.read_table(built["settings"].landing, "users")["user_id"].tolist()
+    stats = run_shoppers(served, judgments, users, n_sessions=4, seed=1, rate=20.0)
     assert stats["sessions"] == 4 and stats["errors"] == 0 and stats["impressions"] == 40
     assert len(landing.read_table(built["settings"].landing, "events")) == before + 40 + stats["clicks"] + stats["purchases"]

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 
-def run_shoppers(base_url: str, judgments: pd.DataFrame, n_sessions: int, seed: int, k: int = 10,
-                 rate: float = 0.0) -> dict:
+def run_shoppers(base_url: str, judgments: pd.DataFrame, user_ids: list[str], n_sessions: int, seed: int,
+                 k: int = 10, rate: float = 0.0) -> dict:
     """Drive ``n_sessions`` shopper sessions at ``rate`` sessions a second (0: as fast as the service answers)."""
     rng = np.random.default_rng(seed)
     started = time.monotonic()
@@ -29,7 +29,7 @@ def run_shoppers(base_url: str, judgments: pd.DataFrame, n_sessions: int, seed: 
             if rate > 0:  # open-loop pacing: session s starts at s / rate seconds
                 time.sleep(max(0.0, started + s / rate - time.monotonic()))
             q = queries.iloc[int(rng.integers(len(queries)))]
-            user_id = f"u{int(rng.integers(0, 1500)):06d}"
+            user_id = user_ids[int(rng.integers(len(user_ids)))]
             response = client.post("/search", json={"query": q.query_text, "user_id": user_id, "k": k})
             if response.status_code != 200:
                 stats["errors"] += 1
