@@ -59,9 +59,10 @@ def ingest(fmt: str = typer.Argument(..., metavar="FORMAT", help="amazon2018 | e
 
 
 @app.command()
-def transform(run_date: str = RunDate):
+def transform(run_date: str = RunDate,
+              full_refresh: bool = typer.Option(False, help="rebuild incremental models from the whole landing zone")):
     """dbt build: staging (typed, deduplicated, pseudonymised) and marts, with their tests."""
-    steps.transform(get_settings(), _run_date(run_date))
+    steps.transform(get_settings(), _run_date(run_date), full_refresh=full_refresh)
 
 
 @app.command()

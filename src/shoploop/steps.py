@@ -26,10 +26,10 @@ def simulate(settings: Settings, run_date: date) -> dict:
     return run(settings, run_date)
 
 
-def transform(settings: Settings, run_date: date) -> None:
+def transform(settings: Settings, run_date: date, full_refresh: bool = False) -> None:
     from shoploop.warehouse import transform as run
 
-    run(settings)
+    run(settings, full_refresh=full_refresh)
 
 
 def feature_store(settings: Settings, run_date: date) -> None:

@@ -1,6 +1,6 @@
 """The event stream, embedded default: a durable append-only log in the landing zone.
 
-Every accepted batch becomes one fsynced parquet file in the day's ``events`` partition before the
+Every accepted batch becomes one fsynced parquet file in today's ``events`` partition before the
 request is answered, so an acknowledged event survives a crash or restart. Duplicate deliveries
 are harmless: staging deduplicates on ``event_id``.
 """
@@ -31,6 +31,6 @@ def record_events(settings: Settings, events: list[dict]) -> list[str]:
         row["query_text"] = scrub(row["query_text"])
         rows.append(row)
     frame = pd.DataFrame(rows)
-    for dt, day in frame.groupby(frame["ts"].dt.date):
-        landing.append(settings.landing, "events", dt, day, prefix="feedback")
+    # Partitioned by arrival day: a late event lands today, where an incremental build looks.
+    landing.append(settings.landing, "events", now.date(), frame, prefix="feedback")
     return frame["event_id"].tolist()

@@ -49,8 +49,9 @@ def run_dbt(settings: Settings, *args: str) -> None:
         raise DbtFailed(f"dbt {' '.join(args)} failed: {detail}; log in {settings.home / 'dbt' / 'logs'}")
 
 
-def transform(settings: Settings) -> None:
-    run_dbt(settings, "build")
+def transform(settings: Settings, full_refresh: bool = False) -> None:
+    """dbt build; ``full_refresh`` rebuilds the incremental models from the whole landing zone."""
+    run_dbt(settings, "build", *(["--full-refresh"] if full_refresh else []))
 
 
 class Plugin(BasePlugin):

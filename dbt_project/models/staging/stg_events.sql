@@ -1,8 +1,21 @@
 -- Deduplicated on event_id (the idempotency key): a replayed or re-sent event counts once. User
 -- ids are pseudonymised and query text scrubbed of emails, phones and card numbers here, before
 -- any mart. Rows that break a rule keep a reject_reason (see int_events_valid and quarantine).
+-- Incremental: events are append-only, so a build reads only landing files it has not seen; the
+-- post-hook drops rows whose file is gone (a reloaded day lands under a new, content-derived name).
+{{ config(
+    materialized='incremental',
+    unique_key='event_id',
+    incremental_strategy='delete+insert',
+    post_hook="delete from {{ this }} where source_file not in (select file from glob('"
+              ~ env_var('SHOPLOOP_HOME') ~ "/landing/events/dt=*/*.parquet'))",
+) }}
+
 with source as (
     select * from {{ source('landing', 'events') }}
+    {% if is_incremental() %}
+    where filename not in (select distinct source_file from {{ this }})
+    {% endif %}
 ),
 
 items as (
@@ -23,6 +36,7 @@ typed as (
         surface,
         model_version,
         cast(price_seen as double) as price_seen,
+        filename as source_file,
         row_number() over (partition by event_id order by ts) as copy_rank
     from source
 ),

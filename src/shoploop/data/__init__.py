@@ -44,6 +44,6 @@ def ingest(settings: Settings, fmt: str, path, run_date: date) -> dict[str, int]
     # the warehouse always finds each source.
     for name, columns in landing.CONTRACT.items():
         frame = tables.get(name, pd.DataFrame(columns=list(columns)))
-        landing.write_partition(settings.landing, name, run_date, frame, part=f"{fmt}-0")
+        landing.write_partition(settings.landing, name, run_date, frame, part=fmt)
         counts[name] = len(frame)
     return counts

@@ -1,13 +1,15 @@
 """The landing zone: partitioned parquet in the data contract's shape.
 
-``$SHOPLOOP_HOME/landing/<table>/dt=YYYY-MM-DD/*.parquet``. A bulk load replaces the day's
-``part-0.parquet``, so a step re-run for the same date gives the same result; appends (live
+``$SHOPLOOP_HOME/landing/<table>/dt=YYYY-MM-DD/*.parquet``. ``dt`` is the day the rows landed
+(a historical backfill lands each day of history under its own date). A bulk load replaces its
+own file of the day, so a step re-run for the same date gives the same result; appends (live
 feedback) add their own files beside it and are never overwritten by a reload. Every file is
 written to a temporary name, fsynced, then renamed, so a crash never leaves half a file behind.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from datetime import date
@@ -55,11 +57,22 @@ def partition_dir(landing: Path, name: str, dt: date) -> Path:
     return landing / name / f"dt={dt.isoformat()}"
 
 
-def write_partition(landing: Path, name: str, dt: date, frame: pd.DataFrame, part: str = "part-0") -> Path:
-    """Replace one bulk load of a day (``<part>.parquet``) atomically; other files in the day are kept."""
+def write_partition(landing: Path, name: str, dt: date, frame: pd.DataFrame, part: str = "part") -> Path:
+    """Replace one bulk load of a day; other files in the day (appends, other sources) are kept.
+
+    The file is named after its content (``<part>-<sha1>.parquet``), so an incremental reader
+    knows a reloaded day by its new name and drops what came from the old one.
+    """
     target = partition_dir(landing, name, dt)
     target.mkdir(parents=True, exist_ok=True)
-    _write_durably(to_table(name, frame), target / f"{part}.parquet")
+    staged = target / f".{part}-{uuid.uuid4().hex}.staged"
+    pq.write_table(to_table(name, frame), staged)
+    digest = hashlib.sha1(staged.read_bytes()).hexdigest()[:12]
+    final = target / f"{part}-{digest}.parquet"
+    _make_durable(staged, final)
+    for old in target.glob(f"{part}-*.parquet"):
+        if old != final:
+            old.unlink()
     return target
 
 
@@ -75,6 +88,11 @@ def append(landing: Path, name: str, dt: date, frame: pd.DataFrame, prefix: str 
 def _write_durably(table: pa.Table, path: Path) -> None:
     tmp = path.with_name("." + path.name + ".tmp")
     pq.write_table(table, tmp)
+    _make_durable(tmp, path)
+
+
+def _make_durable(tmp: Path, path: Path) -> None:
+    """fsync the written file, rename it into place, fsync the folder: a crash leaves all or nothing."""
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
