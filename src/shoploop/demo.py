@@ -66,7 +66,8 @@ def run(settings: Settings, run_date: date, say=print) -> dict:
 
     say(f"shoploop demo, run date {run_date}, home {settings.home}")
     say(f"  simulate   {steps.simulate(settings, run_date)}")
-    steps.transform(settings, run_date)
+    # The demo rebuilds the shop from scratch, so its first build is a full refresh too.
+    steps.transform(settings, run_date, full_refresh=True)
     say("  transform  dbt build passed")
     steps.feature_store(settings, run_date)
     say("  features   feast apply + materialize done")

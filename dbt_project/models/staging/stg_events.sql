@@ -14,6 +14,9 @@
 with source as (
     select * from {{ source('landing', 'events') }}
     {% if is_incremental() %}
+    {% if 'source_file' not in (adapter.get_columns_in_relation(this) | map(attribute='name') | list) %}
+    {{ exceptions.raise_compiler_error("stg_events was built before incremental builds: run `shoploop transform --full-refresh` once") }}
+    {% endif %}
     where filename not in (select distinct source_file from {{ this }})
     {% endif %}
 ),
