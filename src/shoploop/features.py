@@ -49,6 +49,12 @@ def historical(settings: Settings, entity_rows: pd.DataFrame, service: str | Non
     return fs.get_historical_features(entity_df=entity_rows, features=feature_service).to_df()
 
 
+def latest_item_features(settings: Settings) -> pd.DataFrame:
+    """Each item's newest daily snapshot from the item_features mart, indexed by item_id."""
+    feats = pd.read_parquet(settings.marts / "item_features.parquet").dropna(subset=["item_id"])
+    return feats.sort_values("event_timestamp").drop_duplicates("item_id", keep="last").set_index("item_id")
+
+
 def online_lookup(fs, service):
     """A FeatureLookup (see shoploop.predict) over the online store; items with no row come back NaN."""
     from shoploop.models.ranker import ITEM_FEATURES

@@ -23,12 +23,10 @@ CURRENT_DAYS = 2
 COLUMNS = ["position", "price_seen", "clicked", "log_price", "rating", "ctr_smoothed", "popularity", "model_score"]
 
 
-def impressions(settings: Settings) -> pd.DataFrame:
+def impressions(settings: Settings, latest: pd.DataFrame) -> pd.DataFrame:
     """Logged search impressions with their click, the item's latest features and the day."""
     pairs = pd.read_parquet(settings.marts / "ranker_training_pairs.parquet")
     logged = pairs[pairs["label_source"] == "click_log"].copy()
-    feats = pd.read_parquet(settings.marts / "item_features.parquet")
-    latest = feats.sort_values("event_timestamp").drop_duplicates("item_id", keep="last").set_index("item_id")
     logged = logged.join(latest[["price", "log_price", "rating", "ctr_smoothed", "popularity"]], on="item_id")
     logged["price_seen"] = logged["price"]
     logged["clicked"] = logged["clicked"].astype(int)
@@ -73,12 +71,12 @@ def summarise(snapshot_dict: dict) -> dict:
     return summary
 
 
-def drift_report(settings: Settings, engine: SearchEngine, run_date, model_version: str) -> dict:
+def drift_report(settings: Settings, engine: SearchEngine, latest: pd.DataFrame, run_date, model_version: str) -> dict:
     from evidently import Report
     from evidently.presets import DataDriftPreset
     from evidently.ui.workspace import Workspace
 
-    frame = impressions(settings)
+    frame = impressions(settings, latest)
     frame["model_score"] = model_scores(engine, frame)
     reference, current = split_windows(frame)
     if reference.empty or current.empty:

@@ -29,7 +29,7 @@ class Hit(BaseModel):
     item_id: str
     score: float
     title: str
-    brand: str
+    brand: str | None  # real catalogs have unbranded items
     category_path: str
     price: float
 

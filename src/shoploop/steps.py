@@ -110,10 +110,8 @@ def monitor(settings: Settings, run_date: date) -> dict:
     from shoploop.monitor import drift_report
     from shoploop.models.encoder import TextEncoder
     from shoploop.predict import SearchEngine, frame_lookup
-    import pandas as pd
 
     tag, bundle = registry.load_champion(settings)
-    feats = pd.read_parquet(settings.marts / "item_features.parquet")
-    latest = feats.sort_values("event_timestamp").drop_duplicates("item_id", keep="last").set_index("item_id")
+    latest = features.latest_item_features(settings)
     engine = SearchEngine(bundle, TextEncoder(), frame_lookup(latest))
-    return drift_report(settings, engine, run_date, model_version=tag)
+    return drift_report(settings, engine, latest, run_date, model_version=tag)
