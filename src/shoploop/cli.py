@@ -36,7 +36,10 @@ def simulate(run_date: str = RunDate,
              scale: int = typer.Option(None, help="items in the shop; users and traffic grow with it "
                                                   "(200000 gives ~1.4M events)"),
              drift: str = typer.Option(None, help="drift scenarios, e.g. 'price_shock@2026-11-25,bots@2026-11-27'; "
-                                                  "names: " + ", ".join(DRIFTS))):
+                                                  "names: " + ", ".join(DRIFTS)),
+             policy: str = typer.Option("auto", help="who ranks the simulated shoppers' slates: 'champion' (the "
+                                                     "registered model), 'lexical' (the shop before any model), "
+                                                     "'auto' (the champion when there is one)")):
     """Simulate the shop for the days before the run date and land every table."""
     settings = get_settings()
     overrides = {}
@@ -45,7 +48,7 @@ def simulate(run_date: str = RunDate,
                          sessions_per_day=max(settings.sessions_per_day, int(scale * 0.036)))
     if drift is not None:
         overrides["drift"] = drift
-    _show(steps.simulate(settings.model_copy(update=overrides), _run_date(run_date)))
+    _show(steps.simulate(settings.model_copy(update=overrides), _run_date(run_date), policy))
 
 
 @app.command()

@@ -29,7 +29,7 @@ DAILY_SIGNALS = {
 def _frames(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     con = duckdb.connect(str(settings.warehouse_path))  # default config: dbt may hold one in-process
     try:
-        items = con.execute("select item_id, category, price, created_at from stg_items where reject_reason is null").df()
+        items = con.execute("select item_id, category, price, created_at from stg_items where reject_reason is null and duplicate_of is null").df()
         events = con.execute("select session_id, user_key, event_type, item_id, query_text, position, price_seen, ts "
                              "from stg_events where reject_reason is null and surface = 'search'").df()
     finally:

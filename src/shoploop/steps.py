@@ -20,10 +20,18 @@ def artifacts(settings: Settings, run_date: date) -> Path:
     return settings.artifacts / run_date.isoformat()
 
 
-def simulate(settings: Settings, run_date: date) -> dict:
+def simulate(settings: Settings, run_date: date, policy: str = "auto") -> dict:
+    """Simulate the shop; its slates come from the champion ('champion', or 'auto' when one is
+    registered) or from the lexical ranker a shop has before any model ('lexical')."""
     from shoploop.data import simulate as run
+    from shoploop.data.simulator import LexicalPolicy, ServedModelPolicy
 
-    return run(settings, run_date)
+    if policy not in ("auto", "champion", "lexical"):
+        raise ValueError(f"unknown policy {policy!r}: use auto, champion or lexical")
+    logging_policy = LexicalPolicy()
+    if policy == "champion" or (policy == "auto" and registry.champion(settings)):
+        logging_policy = ServedModelPolicy(*reversed(served_engine(settings)))
+    return {**run(settings, run_date, logging_policy), "logging_policy": logging_policy.name}
 
 
 def transform(settings: Settings, run_date: date, full_refresh: bool = False) -> None:
@@ -106,12 +114,19 @@ def deploy(settings: Settings, run_date: date | None = None) -> str:
     return url
 
 
-def monitor(settings: Settings, run_date: date) -> dict:
-    from shoploop.monitor import drift_report
+def served_engine(settings: Settings, latest=None):
+    """(tag, engine) of the model that serves, over the latest materialised item features."""
     from shoploop.models.encoder import TextEncoder
     from shoploop.predict import SearchEngine, frame_lookup
 
     tag, bundle = registry.load_champion(settings)
+    latest = features.latest_item_features(settings) if latest is None else latest
+    return tag, SearchEngine(bundle, TextEncoder(), frame_lookup(latest))
+
+
+def monitor(settings: Settings, run_date: date) -> dict:
+    from shoploop.monitor import drift_report
+
     latest = features.latest_item_features(settings)
-    engine = SearchEngine(bundle, TextEncoder(), frame_lookup(latest))
+    tag, engine = served_engine(settings, latest)
     return drift_report(settings, engine, latest, run_date, model_version=tag)

@@ -1,5 +1,7 @@
 """Model tests: quality against baselines, and behavioural checks (invariance, direction, minimum function)."""
 
+from datetime import date
+
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -70,3 +72,34 @@ def test_registered_version_carries_metrics_and_lineage(built):
     model = bentoml.models.get(built["register"]["tag"])
     assert model.info.metadata["metrics"]["model"] == built["metrics"]["model"]
     assert model.info.metadata["lineage"]["labels_as_of"]
+
+
+def test_simulated_shoppers_see_the_serving_models_slates(built, engine):
+    # given the shop the model was trained on, simulated again: once ranked by the lexical ranker a
+    # shop has before any model, once by the trained model
+    from shoploop.data.simulator import LexicalPolicy, MarketSimulator, ServedModelPolicy
+
+    s = built["settings"]
+    def run(policy):
+        sim = MarketSimulator(s.seed, s.n_items, s.n_users, s.n_days, s.sessions_per_day)
+        return sim.run(date(2026, 11, 29), policy=policy)
+    lexical, served = run(LexicalPolicy()), run(ServedModelPolicy(engine, "model-under-test"))
+    # then the logs name the ranker that made each slate, and the first slot holds the model's best
+    # item or a near-tie of it (the policy's small exploration noise reorders near-ties)
+    assert set(served["events"]["model_version"]) == {"model-under-test"}
+    first = served["events"].query("event_type == 'impression' and position == 1").drop_duplicates("query_text")
+    first = first.set_index("query_text")["item_id"].iloc[:20]
+    def score_gap(query, item):
+        scores = {h.item_id: h.score for h in engine.search(query, 100)}
+        return max(scores.values()) - scores.get(item, 0.0)
+    gaps = [score_gap(q, item) for q, item in first.items()]
+    assert sum(g <= 0.05 for g in gaps) >= 17, gaps
+    # and because the model ranks better, shoppers see more relevant slates and click more (closed loop)
+    def slate_quality(tables):
+        grades = tables["judgments"].set_index(["query_id", "item_id"])["grade"]
+        shown = tables["events"].query("event_type == 'impression' and position <= 3")
+        mean_grade = sum(grades.get(k, 0) for k in zip(shown["query_id"], shown["item_id"])) / len(shown)
+        clicks = (tables["events"]["event_type"] == "click").sum()
+        return mean_grade, clicks / len(shown)
+    (lex_grade, lex_ctr), (model_grade, model_ctr) = slate_quality(lexical), slate_quality(served)
+    assert model_grade > lex_grade + 0.2 and model_ctr > lex_ctr, (lex_grade, model_grade, lex_ctr, model_ctr)

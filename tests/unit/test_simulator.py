@@ -81,3 +81,10 @@ def test_judgments_grade_every_relevant_item(tables):
     assert set(judgments["grade"]) == {0, 1, 2, 3}
     per_query = judgments.groupby("query_id")["grade"].max()
     assert (per_query >= 2).mean() > 0.9
+
+
+def test_some_products_are_relisted_under_a_second_id(tables):
+    items = tables["items"]
+    key = items["title"].str.lower().str.split().str.join(" ") + "|" + items["brand"] + "|" + items["category_path"]
+    relisted = items[key.duplicated(keep=False)]
+    assert key.duplicated().sum() >= 3 and relisted["item_id"].is_unique

@@ -1,10 +1,10 @@
--- The catalog every mart reads: items that passed staging's rules.
+-- The catalog every mart reads: items that passed staging's rules, each product listed once.
 with items as (
     select * from {{ ref('stg_items') }}
 ),
 
 final as (
-    select * exclude (reject_reason) from items where reject_reason is null
+    select * exclude (reject_reason, duplicate_of) from items where reject_reason is null and duplicate_of is null
 )
 
 select * from final

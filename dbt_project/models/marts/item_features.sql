@@ -15,7 +15,7 @@ events as (
 
 reviews as (
     select item_id, count(*) as n_reviews_text, avg(rating) as review_rating_mean
-    from {{ ref('stg_reviews') }}
+    from {{ ref('int_reviews_valid') }}
     group by item_id
 ),
 

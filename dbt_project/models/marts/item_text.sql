@@ -5,7 +5,7 @@ with items as (
 
 reviews as (
     select item_id, string_agg(review_text, ' ' order by ts desc) as review_summary
-    from {{ ref('stg_reviews') }}
+    from {{ ref('int_reviews_valid') }}
     group by item_id
 ),
 

@@ -16,6 +16,13 @@ items as (
     where reject_reason is not null
 ),
 
+duplicate_listings as (
+    select 'warehouse' as source, 'items' as table_name, 'duplicate listing' as reason,
+        item_id as record_key, landed_on
+    from {{ ref('stg_items') }}
+    where duplicate_of is not null
+),
+
 events as (
     select 'warehouse' as source, 'events' as table_name, reject_reason as reason, event_id as record_key,
         cast(ts as date) as landed_on
@@ -27,6 +34,8 @@ final as (
     select * from landed
     union all
     select * from items
+    union all
+    select * from duplicate_listings
     union all
     select * from events
 )

@@ -2,7 +2,11 @@
 -- position (the position is what bias correction needs). event_timestamp is when the label was
 -- known, so Feast joins the features of that moment.
 with judgments as (
-    select * from {{ ref('stg_judgments') }}
+    -- A duplicate listing's judgment counts for the product's first listing (the best grade wins).
+    select j.query_id, any_value(j.query_text) as query_text, ids.catalog_item_id as item_id, max(j.grade) as grade
+    from {{ ref('stg_judgments') }} as j
+    join {{ ref('int_item_ids') }} as ids using (item_id)
+    group by j.query_id, ids.catalog_item_id
 ),
 
 events as (

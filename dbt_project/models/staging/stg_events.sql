@@ -1,24 +1,17 @@
 -- Deduplicated on event_id (the idempotency key): a replayed or re-sent event counts once. User
 -- ids are pseudonymised and query text scrubbed of emails, phones and card numbers here, before
 -- any mart. Rows that break a rule keep a reject_reason (see int_events_valid and quarantine).
--- Incremental: events are append-only, so a build reads only landing files it has not seen; the
--- post-hook drops rows whose file is gone (a reloaded day lands under a new, content-derived name).
+-- Incremental (events are append-only): see macros/landing_increments.sql.
 {{ config(
     materialized='incremental',
     unique_key='event_id',
     incremental_strategy='delete+insert',
-    post_hook="delete from {{ this }} where source_file not in (select file from glob('"
-              ~ env_var('SHOPLOOP_HOME') ~ "/landing/events/dt=*/*.parquet'))",
+    post_hook="{{ drop_rows_of_vanished_files('events') }}",
 ) }}
 
 with source as (
     select * from {{ source('landing', 'events') }}
-    {% if is_incremental() %}
-    {% if 'source_file' not in (adapter.get_columns_in_relation(this) | map(attribute='name') | list) %}
-    {{ exceptions.raise_compiler_error("stg_events was built before incremental builds: run `shoploop transform --full-refresh` once") }}
-    {% endif %}
-    where filename not in (select distinct source_file from {{ this }})
-    {% endif %}
+    {{ only_unseen_landing_files() }}
 ),
 
 items as (

@@ -1,6 +1,9 @@
 -- One row per item, text cleaned (HTML, CSS, Unicode), the newest landing winning when an item is
--- listed more than once. Rows that cannot serve (no title left after cleaning) carry a
+-- landed more than once. Rows that cannot serve (no title left after cleaning) carry a
 -- reject_reason and go to the quarantine mart instead of the catalog.
+-- Duplicate listings: the same product listed again under another id (same cleaned title, brand
+-- and category, case-insensitive) points at the first listing (duplicate_of); marts count its
+-- events, reviews and judgments for that first listing (int_item_ids) and leave it out of the catalog.
 with source as (
     select * from {{ source('landing', 'items') }}
 ),
@@ -43,13 +46,24 @@ category_prices as (
     select category, median(price) as category_median_price from flagged group by category
 ),
 
+listings as (
+    select
+        *,
+        case when reject_reason is null then first_value(item_id) over (
+            partition by reject_reason is null, lower(title), lower(coalesce(brand, '')), lower(category_path)
+            order by created_at nulls last, item_id
+        ) end as first_listing
+    from flagged
+),
+
 final as (
     select
-        f.*,
+        f.* exclude (first_listing),
+        case when f.first_listing <> f.item_id then f.first_listing end as duplicate_of,
         -- Outlier rule: more than 20x from the category median is flagged (kept: luxury exists).
         coalesce(f.price > 20 * c.category_median_price or f.price < c.category_median_price / 20, false) as price_outlier,
         c.category_median_price
-    from flagged as f
+    from listings as f
     left join category_prices as c using (category)
 )
 

@@ -1,5 +1,15 @@
+-- Reviews, one row per review_id (the newest landing wins), user ids pseudonymised.
+-- Incremental (reviews are append-only): see macros/landing_increments.sql.
+{{ config(
+    materialized='incremental',
+    unique_key='review_id',
+    incremental_strategy='delete+insert',
+    post_hook="{{ drop_rows_of_vanished_files('reviews') }}",
+) }}
+
 with source as (
     select * from {{ source('landing', 'reviews') }}
+    {{ only_unseen_landing_files() }}
 ),
 
 ranked as (
@@ -10,7 +20,8 @@ ranked as (
         cast(rating as integer) as rating,
         trim(text) as review_text,
         cast(ts as timestamp) as ts,
-        row_number() over (partition by review_id order by dt desc) as version_rank
+        filename as source_file,
+        row_number() over (partition by review_id order by dt desc, filename desc) as version_rank
     from source
     where review_id is not null
 ),

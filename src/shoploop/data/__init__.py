@@ -7,15 +7,16 @@ from datetime import date
 import pandas as pd
 
 from shoploop.data import landing
-from shoploop.data.simulator import MarketSimulator, parse_drifts
+from shoploop.data.simulator import LoggingPolicy, MarketSimulator, parse_drifts
 from shoploop.settings import Settings
 
 
-def simulate(settings: Settings, run_date: date) -> dict[str, int]:
-    """Simulate the shop for the days before ``run_date`` and land every table; returns row counts."""
+def simulate(settings: Settings, run_date: date, policy: LoggingPolicy | None = None) -> dict[str, int]:
+    """Simulate the shop for the days before ``run_date`` and land every table; returns row counts.
+    ``policy`` ranks the slates (default: the lexical ranker a shop has before any model)."""
     sim = MarketSimulator(settings.seed, settings.n_items, settings.n_users, settings.n_days, settings.sessions_per_day,
                           parse_drifts(settings.drift))
-    tables = sim.run(run_date)
+    tables = sim.run(run_date, policy=policy)
     # The simulator rejects nothing, but the day's quarantine partition exists like any source's.
     tables["quarantine"] = pd.DataFrame(columns=list(landing.CONTRACT["quarantine"]))
     counts = {}

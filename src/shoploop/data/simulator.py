@@ -2,7 +2,7 @@
 
 Items have typed attributes; shoppers have latent tastes and heavy-tailed activity; queries come
 from shopper intent; every (query, item) pair has an ESCI-style grade derived from attributes;
-impressions come from a logging ranker, and clicks follow a position-based model (examination
+impressions come from whichever ranker is serving (a lexical one before any model), and clicks follow a position-based model (examination
 falls with rank, attraction follows relevance, quality, taste and price). Drift scenarios switch
 on by name at a date. Deterministic for a seed; vectorised so 200,000 items and a million events
 take minutes, not hours.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from typing import Protocol
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -57,6 +58,63 @@ def parse_drifts(spec: str) -> list[Drift]:
         except ValueError:
             raise ValueError(f"drift {name!r} needs a start date: {name}@YYYY-MM-DD") from None
     return drifts
+
+
+class LoggingPolicy(Protocol):
+    """Whichever ranker is serving: its candidates for each query text, as catalog rows and scores.
+    A slate is its top SLATE among the items online that day after Gumbel noise of scale ``noise``
+    (the exploration that lets position bias be estimated from the logs)."""
+
+    name: str    # the model_version events carry
+    noise: float
+
+    def candidates(self, texts: list[str], catalog: Catalog) -> dict[str, tuple[np.ndarray, np.ndarray]]: ...
+
+
+class LexicalPolicy:
+    """The shop before any model: word overlap of titles and brands plus a popularity prior."""
+
+    name, noise = LOGGING_MODEL, 0.15
+
+    def candidates(self, texts: list[str], catalog: Catalog) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        vocab: dict[str, int] = {}
+        rows, cols = [], []
+        for i, text in enumerate(catalog.frame["title"] + " " + catalog.frame["brand"]):
+            for word in set(_words(text)):
+                rows.append(i)
+                cols.append(vocab.setdefault(word, len(vocab)))
+        matrix = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
+                                   shape=(len(catalog.frame), len(vocab))).tocsc()
+        inv_len = 1.0 / np.sqrt(np.maximum(np.asarray(matrix.sum(1)).ravel(), 1))
+        prior = 0.15 * np.log1p(catalog.frame["review_count"].to_numpy())
+        out = {}
+        for text in texts:
+            words = [vocab[w] for w in set(_words(text)) if w in vocab]
+            overlap = np.asarray(matrix[:, words].sum(1)).ravel() if words else np.zeros(matrix.shape[0])
+            score = overlap * inv_len + prior
+            top = np.argpartition(-score, min(POOL, len(score) - 1))[:POOL]
+            out[text] = (top, score[top])
+        return out
+
+
+class ServedModelPolicy:
+    """The model that is serving (a shoploop.predict.SearchEngine): what it would show is what
+    shoppers see, so the logs are closed-loop. Items it does not know (newer than its bundle)
+    cannot be shown until it is retrained: cold start is real."""
+
+    noise = 0.02
+
+    def __init__(self, engine, name: str):
+        self.engine, self.name = engine, name
+
+    def candidates(self, texts: list[str], catalog: Catalog) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        row_of = {item_id: r for r, item_id in enumerate(catalog.frame["item_id"])}
+        out = {}
+        for text in texts:
+            rows, scores = self.engine.search_rows(text, POOL)
+            known = [(row_of[self.engine.item_ids[r]], s) for r, s in zip(rows, scores) if self.engine.item_ids[r] in row_of]
+            out[text] = (np.array([r for r, _ in known], dtype=np.int64), np.array([s for _, s in known], dtype=float))
+        return out
 
 
 class MarketSimulator:
@@ -114,7 +172,20 @@ class MarketSimulator:
         frame = frame.assign(price=price, currency="EUR", image_url=None, rating=rating, review_count=review_count,
                              created_at=(start - pd.to_timedelta(age, unit="D")).floor("s"), type_idx=type_idx, quality=quality,
                              type=[TYPES[t].name for t in type_idx])
-        return frame
+        return pd.concat([frame, self.relistings(frame, start)], ignore_index=True)
+
+    def relistings(self, frame: pd.DataFrame, start: datetime) -> pd.DataFrame:
+        """Sellers list ~1% of products again under a new id: the same product, its title re-typed
+        (case, spacing), a slightly different price, listed later, with few reviews of its own."""
+        rng, n = self.rng, len(frame)
+        dup = frame.iloc[np.sort(rng.choice(n, n // 100, replace=False))].copy()
+        dup["item_id"] = [f"i{n + k:06d}" for k in range(len(dup))]
+        dup["title"] = [t.upper() if k % 2 else "  " + t.replace(" ", "  ") for k, t in enumerate(dup["title"])]
+        dup["price"] = (dup["price"] * rng.lognormal(0.0, 0.05, len(dup))).round(2)
+        dup["review_count"] = dup["review_count"] // 5
+        latest = pd.Timestamp(start + timedelta(days=self.n_days)) - pd.Timedelta(hours=1)
+        dup["created_at"] = (dup["created_at"] + pd.to_timedelta(rng.uniform(1, 60, len(dup)), unit="D")).clip(upper=latest).dt.floor("s")
+        return dup
 
     def users(self, start: datetime) -> tuple[pd.DataFrame, np.ndarray]:
         """Shoppers, and their latent category tastes (one row per user, summing to 1)."""
@@ -171,30 +242,8 @@ class MarketSimulator:
         return pd.DataFrame(rows)
 
     # --- behaviour -------------------------------------------------------------------------------
-    @staticmethod
-    def lexical_index(catalog: Catalog) -> tuple[sparse.csc_matrix, dict[str, int], np.ndarray]:
-        """Item x word incidence of titles and brands, and 1/sqrt(words) per item (the logging ranker's data)."""
-        vocab: dict[str, int] = {}
-        rows, cols = [], []
-        for i, text in enumerate(catalog.frame["title"] + " " + catalog.frame["brand"]):
-            for word in set(_words(text)):
-                rows.append(i)
-                cols.append(vocab.setdefault(word, len(vocab)))
-        matrix = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(catalog.frame), len(vocab)))
-        return matrix.tocsc(), vocab, 1.0 / np.sqrt(np.maximum(np.asarray(matrix.sum(1)).ravel(), 1))
-
-    @staticmethod
-    def logging_pool(text: str, index, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The logging ranker (word overlap plus a popularity prior): its top POOL items and their scores."""
-        matrix, vocab, inv_len = index
-        words = [vocab[w] for w in set(_words(text)) if w in vocab]
-        overlap = np.asarray(matrix[:, words].sum(1)).ravel() if words else np.zeros(matrix.shape[0])
-        score = overlap * inv_len + prior
-        top = np.argpartition(-score, min(POOL, len(score) - 1))[:POOL]
-        return top, score[top]
-
     def sessions(self, catalog: Catalog, users: pd.DataFrame, taste: np.ndarray, pool: pd.DataFrame,
-                 start: datetime) -> pd.DataFrame:
+                 start: datetime, policy: LoggingPolicy | None = None) -> pd.DataFrame:
         rng = self.rng
         n_sessions = self.n_days * self.sessions_per_day
         day = np.repeat(np.arange(self.n_days), self.sessions_per_day)
@@ -224,14 +273,14 @@ class MarketSimulator:
             query = np.concatenate([query, rng.integers(0, len(pool), n_bot)])
             shifted, bot = np.concatenate([shifted, np.zeros(n_bot, bool)]), np.concatenate([bot, np.ones(n_bot, bool)])
             taste_s = np.concatenate([taste_s, np.full((n_bot, len(CATEGORIES)), 1 / len(CATEGORIES))])
-        return self._slates_and_clicks(catalog, users, pool, start, day, user, query, shifted, bot, taste_s)
+        return self._slates_and_clicks(catalog, users, pool, start, day, user, query, shifted, bot, taste_s,
+                                       policy or LexicalPolicy())
 
-    def _slates_and_clicks(self, catalog, users, pool, start, day, user, query, shifted, bot, taste_s) -> pd.DataFrame:
+    def _slates_and_clicks(self, catalog, users, pool, start, day, user, query, shifted, bot, taste_s,
+                           policy: LoggingPolicy) -> pd.DataFrame:
         rng = self.rng
-        index = self.lexical_index(catalog)
-        prior = 0.15 * np.log1p(catalog.frame["review_count"].to_numpy())
         texts = np.where(shifted, pool["shifted_text"].to_numpy()[query], pool["query_text"].to_numpy()[query])
-        candidates = {t: self.logging_pool(t, index, prior) for t in dict.fromkeys(texts)}
+        candidates = policy.candidates(list(dict.fromkeys(texts)), catalog)
         grades = {i: catalog.grades(intent) for i, intent in enumerate(pool["intent"])}
         n = len(day)
         # Days since the window opened on which each item came online (negative: before it).
@@ -240,7 +289,7 @@ class MarketSimulator:
         for s in range(n):
             items, score = candidates[texts[s]]
             # An item cannot be shown before it exists (nor fill a slate: its score becomes -inf).
-            noisy = np.where(online_day[items] < day[s], score + rng.gumbel(0, 0.15, len(score)), -np.inf)
+            noisy = np.where(online_day[items] < day[s], score + rng.gumbel(0, policy.noise, len(score)), -np.inf)
             slate[s] = items[np.argsort(-noisy)[:SLATE]]
         sess, pos = np.repeat(np.arange(n), SLATE), np.tile(np.arange(1, SLATE + 1), n)
         item = slate.ravel()
@@ -264,7 +313,7 @@ class MarketSimulator:
             "session_id": np.char.add(np.char.add("s", np.char.zfill(sess.astype(str), 7)), f"-{self.seed}"),
             "user_id": user_ids[sess], "item_id": catalog.frame["item_id"].to_numpy()[item],
             "query_id": [query_id_for(t) for t in texts[sess]] if shifted.any() else pool["query_id"].to_numpy()[query[sess]],
-            "query_text": texts[sess], "position": pos, "surface": "search", "model_version": LOGGING_MODEL,
+            "query_text": texts[sess], "position": pos, "surface": "search", "model_version": policy.name,
             "price_seen": price.round(2), "ts": ts0,
         })
         parts = [base.assign(event_type="impression")]
@@ -308,13 +357,13 @@ class MarketSimulator:
                                             "item_id": ids[rows], "grade": g[rows].astype(int)}))
         return pd.concat(frames, ignore_index=True)
 
-    def run(self, run_date: date, n_queries: int | None = None) -> dict[str, pd.DataFrame]:
+    def run(self, run_date: date, n_queries: int | None = None, policy: LoggingPolicy | None = None) -> dict[str, pd.DataFrame]:
         start = datetime.combine(run_date - timedelta(days=self.n_days), datetime.min.time())
         catalog = Catalog(self.items(start))
         users, taste = self.users(start)
         # More items, more distinct needs: the pool grows with the catalog (400 at the default 2,000).
         pool = self.query_pool(n_queries or int(np.clip(self.n_items // 5, 400, 5000)))
-        events = self.sessions(catalog, users, taste, pool, start)
+        events = self.sessions(catalog, users, taste, pool, start, policy)
         items = catalog.frame
         if self.drift_day("price_shock", start) is not None:  # the landed catalog shows today's prices
             electronics = catalog.category == CATEGORIES.index("Electronics")
