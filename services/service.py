@@ -15,7 +15,6 @@ import bentoml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shoploop import features, registry, stream
-from shoploop.models.encoder import TextEncoder
 from shoploop.predict import Hit, SearchEngine
 from shoploop.privacy import pseudonymise
 from shoploop.settings import get_settings
@@ -78,14 +77,14 @@ class FeedbackAck(BaseModel):
 class Shoploop:
     def __init__(self) -> None:
         self.settings = get_settings()
-        self.encoder = TextEncoder()
         store = features.store(self.settings)
         self.lookup = features.online_lookup(store, store.get_feature_service(self.settings.feature_service))
         self._load_champion()
 
     def _load_champion(self) -> None:
         self.model_version, bundle = registry.load_champion(self.settings)
-        self.engine = SearchEngine(bundle, self.encoder, self.lookup)
+        # The encoder travels with the version: a reload swaps it with the ranker and the embeddings.
+        self.engine = SearchEngine(bundle, bundle.text_encoder(), self.lookup)
 
     @bentoml.api(input_spec=SearchRequest)
     def search(self, query: str, user_id: str | None = None, k: int = 10) -> Ranking:

@@ -76,8 +76,14 @@ def features(run_date: str = RunDate):
 
 @app.command()
 def train(run_date: str = RunDate):
-    """Encode the catalog, build BM25, fit the ranker on point-in-time features."""
+    """Fine-tune the encoder, encode the catalog, build BM25 + ANN, fit the ranker on point-in-time features."""
     _show(steps.train(get_settings(), _run_date(run_date)))
+
+
+@app.command()
+def compress(run_date: str = RunDate):
+    """Distil, prune, int8-quantise and ONNX-export the query encoder; a size/speed/quality gate picks what serves."""
+    _show(steps.compress(get_settings(), _run_date(run_date)))
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""Offline evaluation on held-out queries: nDCG@10 of the model against BM25, zero-shot dense and random.
+"""Offline evaluation on held-out queries: nDCG@10 of the model against BM25, dense retrieval
+(zero-shot and fine-tuned) and random; MRR, recall@10 and each retriever's recall@100.
 
 Queries are split by a hash of their id, so the split is stable across runs and data refreshes:
 a held-out query never trains any version of the model.
@@ -31,30 +32,71 @@ def ndcg_at_k(ranked_item_ids: list[str], grades: dict[str, int], k: int = 10) -
     return float((gains * discounts[: len(gains)]).sum() / idcg) if idcg > 0 else 0.0
 
 
-def evaluate_search(engine: SearchEngine, judgments: pd.DataFrame, k: int = 10, seed: int = 7) -> dict:
-    """Mean nDCG@k over the held-out queries in ``judgments`` for the model and its baselines."""
+def reciprocal_rank(ranked_item_ids: list[str], grades: dict[str, int], min_grade: int = 3) -> float:
+    for rank, item in enumerate(ranked_item_ids, 1):
+        if grades.get(item, 0) >= min_grade:
+            return 1.0 / rank
+    return 0.0
+
+
+def recall(ranked_item_ids, grades: dict[str, int], min_grade: int = 2) -> float:
+    """Share of the relevant items (exact or substitute) that the ranking holds."""
+    relevant = {i for i, g in grades.items() if g >= min_grade}
+    return len(relevant & set(ranked_item_ids)) / len(relevant) if relevant else 0.0
+
+
+def evaluate_search(engine: SearchEngine, judgments: pd.DataFrame, item_text: list[str], k: int = 10,
+                    seed: int = 7, candidates: int = 100) -> dict:
+    """Mean nDCG@k over the held-out queries for the model and its baselines, plus the model's MRR
+    and recall@k, and recall@candidates of each retriever the ranker could sit behind.
+
+    item_text: the catalog's text in bundle row order (the zero-shot baseline encodes it)."""
+    from shoploop.models.encoder import TextEncoder
+    from shoploop.models.retrieval import lexical_ranking, top_k
+
     test = judgments[judgments["query_id"].map(is_heldout)]
     item_ids = np.array(engine.item_ids)
-    emb = engine.bundle.item_embeddings
+    zero_shot = TextEncoder()
+    zero_shot_items = zero_shot.encode(item_text)
     rng = np.random.default_rng(seed)
-    per_system: dict[str, list[float]] = {"model": [], "bm25": [], "dense_zero_shot": [], "random": []}
+    ndcg: dict[str, list[float]] = {"model": [], "bm25": [], "dense_zero_shot": [], "dense_finetuned": [], "random": []}
+    extra: dict[str, list[float]] = {"mrr": [], f"recall@{k}": [], f"recall@{candidates}_bm25": [],
+                                     f"recall@{candidates}_dense": [], f"recall@{candidates}_hybrid": []}
     for (query_id, query_text), rows in test.groupby(["query_id", "query_text"]):
         grades = dict(zip(rows["item_id"], rows["grade"]))
         if max(grades.values()) == 0:
             continue
+        pool, h_query, bm25 = engine.candidates(query_text, candidates)
+        model = list(item_ids[engine.search_rows(query_text, k)[0]])
         ranked = {
-            "model": list(item_ids[engine.search_rows(query_text, k)[0]]),
-            "bm25": list(item_ids[np.argsort(-engine.bundle.lexical.scores(query_text), kind="stable")[:k]]),
-            "dense_zero_shot": list(item_ids[np.argsort(-(emb @ engine.encoder.encode([query_text])[0]))[:k]]),
+            "model": model,
+            "bm25": list(item_ids[top_k(engine.bundle.lexical.scores(query_text), k)]),
+            "dense_zero_shot": list(item_ids[top_k(zero_shot_items @ zero_shot.encode([query_text])[0], k)]),
+            "dense_finetuned": list(item_ids[engine.bundle.dense.search(h_query, k)]),
             "random": list(rng.choice(item_ids, size=k, replace=False)),
         }
         for name, items in ranked.items():
-            per_system[name].append(ndcg_at_k(items, grades, k))
+            ndcg[name].append(ndcg_at_k(items, grades, k))
+        extra["mrr"].append(reciprocal_rank(model, grades))
+        extra[f"recall@{k}"].append(recall(model, grades))
+        extra[f"recall@{candidates}_bm25"].append(recall(item_ids[lexical_ranking(bm25, candidates)], grades))
+        extra[f"recall@{candidates}_dense"].append(recall(item_ids[engine.bundle.dense.search(h_query, candidates)], grades))
+        extra[f"recall@{candidates}_hybrid"].append(recall(item_ids[pool], grades))
     return {
         "metric": f"ndcg@{k}",
-        "n_queries": len(per_system["model"]),
-        **{name: round(float(np.mean(v)), 4) for name, v in per_system.items()},
+        "n_queries": len(ndcg["model"]),
+        **{name: round(float(np.mean(v)), 4) for name, v in ndcg.items()},
+        **{name: round(float(np.mean(v)), 4) for name, v in extra.items()},
     }
+
+
+def model_ndcg(engine: SearchEngine, judgments: pd.DataFrame, k: int = 10) -> float:
+    """Mean nDCG@k of the engine alone on the held-out queries (what compression must preserve)."""
+    test = judgments[judgments["query_id"].map(is_heldout)]
+    item_ids = np.array(engine.item_ids)
+    scores = [ndcg_at_k(list(item_ids[engine.search_rows(text, k)[0]]), dict(zip(rows["item_id"], rows["grade"])), k)
+              for (_, text), rows in test.groupby(["query_id", "query_text"]) if rows["grade"].max() > 0]
+    return round(float(np.mean(scores)), 4)
 
 
 def save_metrics(metrics: dict, path: Path) -> None:

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from shoploop.models.bundle import ModelBundle
 from shoploop.models.encoder import TextEncoder
 from shoploop.models.ranker import ITEM_FEATURES
-from shoploop.models.retrieval import hybrid_candidates, top_k
+from shoploop.models.retrieval import fuse, lexical_ranking
 
 # Items the ranker rescores per request: enough for recall, few enough for one Feast lookup.
 CANDIDATES = 100
@@ -59,11 +59,15 @@ class SearchEngine:
         feats = self.item_features([self.item_ids[r] for r in rows])
         return self.bundle.ranker.score(h_query, h_items, ranking_features(feats, fill, bm25[rows], h_items @ h_query))
 
-    def search_rows(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(self, query: str, k: int = CANDIDATES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Hybrid retrieval: (rows fused from BM25 and dense ANN, the query vector, scaled BM25 of all items)."""
         h_query = self.encoder.encode([query])[0]
         bm25 = scaled_bm25(self.bundle.lexical.scores(query))
-        dense = self.bundle.item_embeddings @ h_query
-        rows = hybrid_candidates(bm25, dense, CANDIDATES)
+        rows = fuse([lexical_ranking(bm25, k), self.bundle.dense.search(h_query, k)], len(self.item_ids), k)
+        return rows, h_query, bm25
+
+    def search_rows(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        rows, h_query, bm25 = self.candidates(query)
         scores = self.rank(h_query, rows, bm25)
         order = np.argsort(-scores, kind="stable")[:k]
         return rows[order], scores[order]
@@ -77,7 +81,7 @@ class SearchEngine:
         if profile is None:
             rows = self.bundle.popular[:k]
             return self._hits(rows, np.linspace(1.0, 0.5, len(rows)))
-        rows = top_k(self.bundle.item_embeddings @ profile, CANDIDATES)
+        rows = self.bundle.dense.search(profile, CANDIDATES)
         scores = self.rank(profile, rows, np.zeros(len(self.item_ids), dtype=np.float32))
         order = np.argsort(-scores, kind="stable")[:k]
         return self._hits(rows[order], scores[order])

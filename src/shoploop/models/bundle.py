@@ -1,8 +1,9 @@
 """Everything a trained version serves from, saved and loaded as one folder.
 
-The folder goes into the BentoML model store as-is (see shoploop.registry): the ranker weights,
-the item embeddings and BM25 index built from the same item text, the catalog fields a response
-shows, the shoppers' profile embeddings and the popular-items fallback.
+The folder goes into the BentoML model store as-is (see shoploop.registry): the fine-tuned
+encoder, the ranker weights, the item embeddings with their ANN index and the BM25 index built
+from the same item text, the catalog fields a response shows, the shoppers' profile embeddings
+and the popular-items fallback.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import pandas as pd
 import torch
 
 from shoploop.models.ranker import SeedRanker
-from shoploop.models.retrieval import LexicalIndex
+from shoploop.models.encoder import TextEncoder
+from shoploop.models.retrieval import DenseIndex, LexicalIndex
 
 CATALOG_COLUMNS = ["item_id", "title", "brand", "category_path", "price"]
 
@@ -28,9 +30,28 @@ class ModelBundle:
     lexical: LexicalIndex
     user_profiles: dict[str, np.ndarray]  # user_key -> unit-length taste vector
     popular: np.ndarray              # item rows, most popular first (cold-start fallback)
+    dense: DenseIndex                # ANN over item_embeddings
+    encoder_dir: Path | None = None  # the fine-tuned encoder (None: the base MiniLM)
+
+    query_encoder_dir: Path | None = None  # a compressed ONNX query encoder the gate promoted
+
+    def text_encoder(self):
+        """The query encoder that serves: the promoted compressed variant, else the fine-tuned encoder."""
+        if self.query_encoder_dir is not None:
+            from shoploop.models.compress import OnnxTextEncoder
+
+            return OnnxTextEncoder(self.query_encoder_dir)
+        return TextEncoder(self.encoder_dir)
 
     def save(self, path: Path) -> None:
+        import shutil
+
         path.mkdir(parents=True, exist_ok=True)
+        if self.encoder_dir is not None and self.encoder_dir.resolve() != (path / "encoder").resolve():
+            shutil.copytree(self.encoder_dir, path / "encoder", dirs_exist_ok=True)
+        if self.query_encoder_dir is not None and self.query_encoder_dir.resolve() != (path / "query_encoder").resolve():
+            shutil.copytree(self.query_encoder_dir, path / "query_encoder", dirs_exist_ok=True)
+        self.dense.save(path / "items.faiss")
         torch.save(self.ranker.state(), path / "ranker.pt")
         self.catalog.to_parquet(path / "catalog.parquet", index=False)
         np.save(path / "item_embeddings.npy", self.item_embeddings)
@@ -52,4 +73,7 @@ class ModelBundle:
             lexical=LexicalIndex.load(path / "bm25"),
             user_profiles=dict(zip(keys, profiles)),
             popular=np.load(path / "popular.npy"),
+            dense=DenseIndex.load(path / "items.faiss"),
+            encoder_dir=path / "encoder" if (path / "encoder").exists() else None,
+            query_encoder_dir=path / "query_encoder" if (path / "query_encoder").exists() else None,
         )

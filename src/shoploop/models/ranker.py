@@ -55,14 +55,17 @@ class SeedRanker(nn.Module):
         logits = self(q, torch.from_numpy(h_items), torch.from_numpy(h_features.astype(np.float32)))
         return torch.sigmoid(logits).numpy()
 
-    def fit(self, h_query: np.ndarray, h_item: np.ndarray, h_features: np.ndarray, target: np.ndarray) -> list[float]:
-        """Binary cross-entropy against graded targets in [0, 1]; returns the loss per epoch."""
+    def fit(self, h_query: np.ndarray, h_item: np.ndarray, h_features: np.ndarray, target: np.ndarray,
+            weight: np.ndarray | None = None) -> list[float]:
+        """Weighted binary cross-entropy against targets in [0, 1] (graded labels / 3, or clicks with
+        inverse-propensity weights); returns the loss per epoch."""
         torch.manual_seed(self.config.seed)
         feats = torch.from_numpy(h_features.astype(np.float32))
         self.feature_mean.copy_(feats.mean(0))
         self.feature_std.copy_(feats.std(0).clamp(min=1e-6))
+        weight = np.ones(len(target), np.float32) if weight is None else weight.astype(np.float32)
         data = torch.utils.data.TensorDataset(torch.from_numpy(h_query), torch.from_numpy(h_item), feats,
-                                              torch.from_numpy(target.astype(np.float32)))
+                                              torch.from_numpy(target.astype(np.float32)), torch.from_numpy(weight))
         loader = torch.utils.data.DataLoader(data, batch_size=self.config.batch_size, shuffle=True,
                                              generator=torch.Generator().manual_seed(self.config.seed))
         optimiser = torch.optim.AdamW(self.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
@@ -70,9 +73,9 @@ class SeedRanker(nn.Module):
         self.train()
         for _ in range(self.config.epochs):
             total = 0.0
-            for q, i, f, y in loader:
+            for q, i, f, y, w in loader:
                 optimiser.zero_grad()
-                loss = nn.functional.binary_cross_entropy_with_logits(self(q, i, f), y)
+                loss = (nn.functional.binary_cross_entropy_with_logits(self(q, i, f), y, reduction="none") * w).sum() / w.sum()
                 loss.backward()
                 optimiser.step()
                 total += loss.item() * len(y)

@@ -1,7 +1,5 @@
-"""Candidate retrieval: BM25 (bm25s) and dense (MiniLM embeddings), fused by reciprocal rank.
-
-Dense search is an exact dot product over the unit-length item matrix: at a few thousand items
-it is faster than building an ANN index; the ANN index arrives with the catalog sizes that need it.
+"""Candidate retrieval: BM25 (bm25s) and dense ANN (faiss HNSW over the unit-length item
+embeddings, inner product = cosine), fused by reciprocal rank.
 """
 
 from __future__ import annotations
@@ -44,19 +42,64 @@ class LexicalIndex:
         return cls(retriever, int(retriever.scores["num_docs"]))
 
 
+class DenseIndex:
+    """Approximate nearest neighbours by inner product: faiss HNSW (M=32, efSearch=256)."""
+
+    def __init__(self, index):
+        self.index = index
+
+    @classmethod
+    def build(cls, embeddings: np.ndarray, seed: int = 7) -> "DenseIndex":
+        import faiss
+
+        faiss.omp_set_num_threads(1)  # per-query search is latency-bound; threads only contend
+        index = faiss.IndexHNSWFlat(embeddings.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 200
+        index.hnsw.efSearch = 256
+        index.add(np.ascontiguousarray(embeddings, dtype=np.float32))
+        return cls(index)
+
+    def search(self, query: np.ndarray, k: int) -> np.ndarray:
+        """Item rows of the (approximately) k nearest items, nearest first."""
+        k = min(k, self.index.ntotal)
+        _, rows = self.index.search(np.ascontiguousarray(query[None, :], dtype=np.float32), k)
+        return rows[0][rows[0] >= 0]
+
+    def save(self, path: Path) -> None:
+        import faiss
+
+        faiss.write_index(self.index, str(path))
+
+    @classmethod
+    def load(cls, path: Path) -> "DenseIndex":
+        import faiss
+
+        index = faiss.read_index(str(path))
+        index.hnsw.efSearch = 256
+        return cls(index)
+
+
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(k, len(scores))
     idx = np.argpartition(-scores, k - 1)[:k]
     return idx[np.argsort(-scores[idx], kind="stable")]
 
 
-def hybrid_candidates(bm25_scores: np.ndarray, dense_scores: np.ndarray, k: int) -> np.ndarray:
-    """Top-k items by reciprocal-rank fusion of the BM25 and dense rankings."""
-    fused = np.zeros(len(dense_scores), dtype=np.float64)
-    for scores in (bm25_scores, dense_scores):
-        ranked = top_k(scores, k)
-        if scores is bm25_scores:
-            ranked = ranked[scores[ranked] > 0]  # items matching no query term are not lexical candidates
+def lexical_ranking(bm25_scores: np.ndarray, k: int) -> np.ndarray:
+    """BM25's top-k rows; items matching no query term are not lexical candidates."""
+    ranked = top_k(bm25_scores, k)
+    return ranked[bm25_scores[ranked] > 0]
+
+
+def fuse(rankings: list[np.ndarray], n_items: int, k: int) -> np.ndarray:
+    """Top-k rows by reciprocal-rank fusion of several rankings (rows, best first)."""
+    fused = np.zeros(n_items, dtype=np.float64)
+    for ranked in rankings:
         fused[ranked] += 1.0 / (RRF_K + np.arange(1, len(ranked) + 1))
     best = top_k(fused, k)
     return best[fused[best] > 0]
+
+
+def hybrid_candidates(bm25_scores: np.ndarray, dense_scores: np.ndarray, k: int) -> np.ndarray:
+    """Top-k items by reciprocal-rank fusion of the BM25 and exact dense rankings (training-time mining)."""
+    return fuse([lexical_ranking(bm25_scores, k), top_k(dense_scores, k)], len(dense_scores), k)

@@ -1,0 +1,125 @@
+"""Fine-tune the MiniLM encoder on the shop's query -> item signal.
+
+Pairs come from graded judgments (exact items, grade 3) and from clicks in the search logs; each
+pair carries a hard negative: an item the zero-shot hybrid retriever ranks high for the query but
+that is judged irrelevant or only a complement. The loss is sentence-transformers'
+MultipleNegativesRankingLoss (InfoNCE over in-batch and hard negatives, the standard recipe for
+dense retrievers). The library's Trainer needs `datasets` and `accelerate`; a plain loop over
+the library's loss needs neither, and is what DistributedDataParallel wraps under torchrun.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from shoploop.models.encoder import MAX_TOKENS, default_model_path
+from shoploop.models.retrieval import hybrid_candidates
+from shoploop.predict import scaled_bm25
+
+POSITIVES_PER_QUERY = 4   # exact items sampled per training query
+CLICKS_PER_QUERY = 2      # clicked items added per training query
+MINED_FROM = 50           # hard negatives come from the zero-shot retriever's top 50
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    epochs: int = 1
+    batch_size: int = 32
+    lr: float = 3e-5
+    warmup_share: float = 0.1
+    max_tokens: int = 96     # the informative head of item text; shorter than serving's to train faster
+    seed: int = 7
+
+
+def training_triplets(queries: pd.DataFrame, judgments: pd.DataFrame, clicks: pd.DataFrame, item_ids: list[str],
+                      item_text: list[str], lexical, embeddings: np.ndarray, query_embeddings: np.ndarray,
+                      seed: int) -> list[tuple[str, str, str]]:
+    """(query, positive item text, hard negative item text) for every training query.
+
+    queries: query_id, query_text (row i <-> query_embeddings[i]); judgments: query_id, item_id,
+    grade; clicks: query_id, item_id (training queries' clicked items).
+    """
+    rng = np.random.default_rng(seed)
+    row_of = {item_id: r for r, item_id in enumerate(item_ids)}
+    grades_of = {q: dict(zip(rows["item_id"].map(row_of), rows["grade"])) for q, rows in judgments.groupby("query_id")}
+    clicked_of = {q: rows["item_id"].map(row_of).dropna().astype(int).unique() for q, rows in clicks.groupby("query_id")}
+    triplets = []
+    for (query_id, text), qv in zip(queries[["query_id", "query_text"]].itertuples(index=False), query_embeddings):
+        grades = grades_of.get(query_id, {})
+        exact = [r for r, g in grades.items() if g == 3 and not pd.isna(r)]
+        positives = list(rng.permutation(exact)[:POSITIVES_PER_QUERY])
+        # A click on an item judged irrelevant is noise, not a label.
+        positives += [r for r in rng.permutation(clicked_of.get(query_id, []))[:CLICKS_PER_QUERY]
+                      if grades.get(r, 0) >= 2 and r not in positives]
+        mined = hybrid_candidates(scaled_bm25(lexical.scores(text)), embeddings @ qv, MINED_FROM)
+        negatives = [r for r in mined if grades.get(r, 0) <= 1]
+        if not positives or not negatives:
+            continue
+        for k, pos in enumerate(positives):
+            # The hardest negatives first: the retriever's own top mistakes.
+            triplets.append((text, item_text[int(pos)], item_text[int(negatives[k % min(len(negatives), 5)])]))
+    return triplets
+
+
+def finetune(triplets: list[tuple[str, str, str]], out_dir: Path, config: FinetuneConfig = FinetuneConfig(),
+             base: Path | None = None, distributed: bool = False) -> dict:
+    """Fine-tune the encoder on the triplets and save it (sentence-transformers layout) in out_dir.
+
+    Under torchrun (``distributed``), each process trains on its shard and DDP averages gradients;
+    only rank 0 saves. Returns the loss per epoch and the seconds taken.
+    """
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    model = SentenceTransformer(str(base or default_model_path()), device="cpu")
+    model.max_seq_length = config.max_tokens
+    loss_fn = MultipleNegativesRankingLoss(model)
+    rank, world = 0, 1
+    trainable: torch.nn.Module = loss_fn
+    if distributed:
+        import torch.distributed as dist
+
+        rank, world = dist.get_rank(), dist.get_world_size()
+        trainable = torch.nn.parallel.DistributedDataParallel(loss_fn)
+    order = np.random.default_rng(config.seed).permutation(len(triplets))
+    shard = [triplets[i] for i in order[rank::world]]
+    # Every rank takes the same number of steps, or DDP's gradient all-reduce would wait forever.
+    steps_per_epoch = len(order) // world // config.batch_size or 1
+    total = steps_per_epoch * config.epochs
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    warmup = max(1, int(total * config.warmup_share))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: min(1.0, (step + 1) / warmup) * max(0.0, (total - step) / max(1, total - warmup)))
+    model.train()
+    losses = []
+    for epoch in range(config.epochs):
+        rng = np.random.default_rng(config.seed + epoch)
+        batch_order = rng.permutation(len(shard))
+        running = 0.0
+        for step in range(steps_per_epoch):
+            batch = [shard[i % len(shard)] for i in batch_order[step * config.batch_size:(step + 1) * config.batch_size]] \
+                or [shard[0]]
+            features = [model.preprocess(list(column)) for column in zip(*batch)]
+            loss = trainable(features, None)
+            optimiser.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimiser.step()
+            schedule.step()
+            running += loss.item()
+        losses.append(running / steps_per_epoch)
+    model.eval()
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        model.save(str(out_dir))
+    return {"triplets": len(triplets), "steps": total, "world_size": world,
+            "loss_per_epoch": [round(x, 4) for x in losses], "seconds": round(time.perf_counter() - started, 1),
+            "max_tokens": config.max_tokens}
