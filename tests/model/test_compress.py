@@ -31,7 +31,8 @@ def test_onnx_export_matches_torch(teacher_dir, tmp_path):
     fp32, int8 = OnnxTextEncoder(tmp_path / "fp32").encode(TEXTS), OnnxTextEncoder(tmp_path / "int8").encode(TEXTS)
     # fp32 ONNX is the same function; int8 moves each unit vector only slightly
     assert np.abs(fp32 - torch_emb).max() < 1e-4
-    assert (np.sum(int8 * torch_emb, axis=1) > 0.97).all()
+    cosine = np.sum(int8 * torch_emb, axis=1)
+    assert (cosine > 0.96).all(), cosine
     assert (tmp_path / "int8" / "model.onnx").stat().st_size < (tmp_path / "fp32" / "model.onnx").stat().st_size / 3
 
 

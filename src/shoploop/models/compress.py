@@ -85,7 +85,7 @@ def export_onnx(model, tokenizer, folder: Path, quantise: bool) -> Path:
                       dynamic_axes={n: {0: "batch", 1: "tokens"} for n in ("input_ids", "attention_mask", "token_type_ids")})
     if quantise:
         # Gather too: the word-embedding table is most of a small BERT's bytes.
-        quantize_dynamic(str(fp32), str(folder / "model.onnx"), weight_type=QuantType.QInt8,
+        quantize_dynamic(str(fp32), str(folder / "model.onnx"), weight_type=QuantType.QInt8, per_channel=True,
                          op_types_to_quantize=["MatMul", "Gather"])
         fp32.unlink()
     tokenizer.save_pretrained(folder)

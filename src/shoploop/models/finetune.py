@@ -81,6 +81,9 @@ def finetune(triplets: list[tuple[str, str, str]], out_dir: Path, config: Finetu
     torch.manual_seed(config.seed)
     model = SentenceTransformer(str(base or default_model_path()), device="cpu")
     model.max_seq_length = config.max_tokens
+    for name, parameter in model.named_parameters():
+        if ".pooler." in name:  # BERT's [CLS] pooler: mean pooling never uses it (and DDP would wait for its gradient)
+            parameter.requires_grad_(False)
     loss_fn = MultipleNegativesRankingLoss(model)
     rank, world = 0, 1
     trainable: torch.nn.Module = loss_fn
@@ -94,7 +97,7 @@ def finetune(triplets: list[tuple[str, str, str]], out_dir: Path, config: Finetu
     # Every rank takes the same number of steps, or DDP's gradient all-reduce would wait forever.
     steps_per_epoch = len(order) // world // config.batch_size or 1
     total = steps_per_epoch * config.epochs
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     warmup = max(1, int(total * config.warmup_share))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: min(1.0, (step + 1) / warmup) * max(0.0, (total - step) / max(1, total - warmup)))
