@@ -5,7 +5,10 @@ An item's input vector is a learned projection of its (frozen) MiniLM text embed
 learned per-item correction that starts at zero: an item seen once, or never, in training still
 has a meaningful vector from its text, so long-tail and new items can be recommended. Scores are
 dot products with the same vectors (tied input/output embeddings), trained with full softmax
-cross-entropy at every position of every history.
+cross-entropy at every position of every history. Training has two phases, each stopped early on
+a validation slice of the training file: item vectors from text alone (so every item, seen or not,
+gets a vector that generalises), then the per-item corrections under strong weight decay (so
+frequent items learn what their text does not say).
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ class SASRecConfig:
     hidden: int = 64
     layers: int = 2
     heads: int = 2
-    dropout: float = 0.2
-    epochs: int = 60
+    dropout: float = 0.5
+    text_epochs: int = 60     # phase 1: item vectors from text only (every item generalises)
+    id_epochs: int = 10       # phase 2: per-item corrections learn what text misses
+    id_weight_decay: float = 0.1
+    check_every: int = 5      # phase-1 epochs between validation checks (phase 2 checks every epoch)
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -65,24 +71,27 @@ class SASRec(nn.Module):
         logits[..., 0] = float("-inf")  # never recommend padding
         return logits
 
-    def fit(self, histories: list[list[int]], targets: list[int]) -> list[float]:
+    def _tensors(self, histories: list[list[int]], targets: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Each history + its next item is one sequence; every position learns to predict the next."""
-        cfg = self.config
-        torch.manual_seed(cfg.seed)
-        full = [(h + [t])[-(cfg.max_len + 1):] for h, t in zip(histories, targets)]
-        inputs = torch.zeros(len(full), cfg.max_len, dtype=torch.long)
-        labels = torch.zeros(len(full), cfg.max_len, dtype=torch.long)
+        max_len = self.config.max_len
+        full = [(h + [t])[-(max_len + 1):] for h, t in zip(histories, targets)]
+        inputs = torch.zeros(len(full), max_len, dtype=torch.long)
+        labels = torch.zeros(len(full), max_len, dtype=torch.long)
         for r, seq in enumerate(full):
             seq = [i + 1 for i in seq]
-            inputs[r, cfg.max_len - len(seq) + 1:] = torch.tensor(seq[:-1])
-            labels[r, cfg.max_len - len(seq) + 1:] = torch.tensor(seq[1:])
-        optimiser = torch.optim.AdamW(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        generator = torch.Generator().manual_seed(cfg.seed)
+            inputs[r, max_len - len(seq) + 1:] = torch.tensor(seq[:-1])
+            labels[r, max_len - len(seq) + 1:] = torch.tensor(seq[1:])
+        return inputs, labels
+
+    def _epochs(self, inputs, labels, n: int, weight_decay: float, generator) -> list[float]:
+        cfg = self.config
+        optimiser = torch.optim.AdamW([p for p in self.parameters() if p.requires_grad], lr=cfg.lr,
+                                      weight_decay=weight_decay)
         losses = []
         self.train()
-        for _ in range(cfg.epochs):
+        for _ in range(n):
             total, count = 0.0, 0
-            for idx in torch.randperm(len(full), generator=generator).split(cfg.batch_size):
+            for idx in torch.randperm(len(inputs), generator=generator).split(cfg.batch_size):
                 logits = self(inputs[idx])
                 mask = labels[idx] > 0
                 loss = nn.functional.cross_entropy(logits[mask], labels[idx][mask])
@@ -93,6 +102,33 @@ class SASRec(nn.Module):
             losses.append(round(total / count, 4))
         self.eval()
         return losses
+
+    def fit(self, histories: list[list[int]], targets: list[int], validation: tuple[list[list[int]], list[int]]) -> dict:
+        """Two phases, each stopped early on NDCG@10 of the validation rows (never the test set):
+        text-only item vectors first, then per-item corrections under strong weight decay."""
+        import copy
+
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        inputs, labels = self._tensors(histories, targets)
+
+        def score() -> float:
+            return ranking_metrics(self.scores(validation[0]), validation[1])["ndcg@10"]
+
+        history: dict[str, list] = {"text": [], "id": []}
+        best, best_state = -1.0, None
+        for phase, epochs, step, decay in (("text", cfg.text_epochs, cfg.check_every, cfg.weight_decay),
+                                           ("id", cfg.id_epochs, 1, cfg.id_weight_decay)):
+            self.correction.weight.requires_grad_(phase == "id")
+            for _ in range(0, epochs, step):
+                loss = self._epochs(inputs, labels, step, decay, generator)[-1]
+                ndcg = score()
+                history[phase].append({"loss": loss, "val_ndcg@10": ndcg})
+                if ndcg > best:
+                    best, best_state = ndcg, copy.deepcopy(self.state_dict())
+            self.load_state_dict(best_state)  # phase 2 starts from phase 1's best
+        return {"val_ndcg@10": best, "history": history}
 
     @torch.inference_mode()
     def scores(self, histories: list[list[int]]) -> np.ndarray:
