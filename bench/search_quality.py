@@ -30,10 +30,13 @@ def main() -> None:
     timings = {}
     # The lexical logging policy: the bench measures a shop's first model, whatever the home holds.
     for name, step in [("simulate", lambda s, d: steps.simulate(s, d, "lexical")), ("transform", steps.transform),
-                       ("features", steps.feature_store), ("train", steps.train), ("evaluate", steps.evaluate)]:
+                       ("features", steps.feature_store), ("train", steps.train), ("compress", steps.compress),
+                       ("evaluate", steps.evaluate)]:
         started = time.perf_counter()
         result = step(settings, RUN_DATE)
         timings[name] = round(time.perf_counter() - started, 1)
+        if name == "compress":
+            compression = result
     metrics = result
     scale = {"items": settings.n_items, "users": settings.n_users, "days": settings.n_days,
              "sessions_per_day": settings.sessions_per_day, "seed": settings.seed}
@@ -46,12 +49,24 @@ def main() -> None:
         print(f"{name:<34}{value:>10.4f}")
     print(f"\nmodel MRR {metrics['mrr']}, recall@10 {metrics['recall@10']}; recall@100 of candidates: "
           f"BM25 {metrics['recall@100_bm25']}, dense ANN {metrics['recall@100_dense']}, hybrid {metrics['recall@100_hybrid']}")
+    print(f"\n{'query type':<16}{'queries':>8}{'model':>8}{'BM25':>8}{'zero-shot':>10}")
+    for kind, v in metrics["by_query_type"].items():
+        print(f"{kind:<16}{v['n_queries']:>8}{v['model']:>8.4f}{v['bm25']:>8.4f}{v['dense_zero_shot']:>10.4f}")
+    print(f"\ncoverage@10 {metrics['coverage@10']}, long-tail share@10 {metrics['long_tail_share@10']}, "
+          f"novelty@10 {metrics['novelty@10']}, recall@10 of head items {metrics.get('recall@10_head_items')}, "
+          f"of tail items {metrics.get('recall@10_tail_items')}")
+    print(f"\n{'query encoder variant':<22}{'MB':>8}{'ms/query':>10}{'nDCG@10':>9}{'smaller':>9}{'faster':>8}{'loss':>8}")
+    for r in compression["rows"]:
+        print(f"{r['variant']:<22}{r['size_mb']:>8}{r['latency_ms']:>10}{r['ndcg@10']:>9}{r['shrink']:>9}"
+              f"{r['speedup']:>8}{r['quality_loss']:>8.2%}")
+    print(f"promoted: {compression['promoted']} ({compression['reason']})")
     print("\nstep timings (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()))
     out = ROOT / "bench" / "results" / "search_quality.json"
+    (ROOT / "bench" / "results" / "compression.json").write_text(json.dumps(compression, indent=2))
     out.write_text(json.dumps({"run_date": RUN_DATE.isoformat(), "scale": scale, "metrics": metrics,
                                "seconds": timings, "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                                                                "platform": platform.platform()}}, indent=2))
-    print(f"saved {out.relative_to(ROOT)}")
+    print(f"saved {out.relative_to(ROOT)} and bench/results/compression.json")
 
 
 if __name__ == "__main__":

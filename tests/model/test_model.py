@@ -103,3 +103,16 @@ def test_simulated_shoppers_see_the_serving_models_slates(built, engine):
         return mean_grade, clicks / len(shown)
     (lex_grade, lex_ctr), (model_grade, model_ctr) = slate_quality(lexical), slate_quality(served)
     assert model_grade > lex_grade + 0.2 and model_ctr > lex_ctr, (lex_grade, model_grade, lex_ctr, model_ctr)
+
+
+def test_evaluation_breaks_quality_down_and_the_card_shows_it(built):
+    m = built["metrics"]
+    # per query type, from the simulator's truth about each query's surface form
+    assert {"exact", "paraphrase"} <= set(m["by_query_type"])
+    assert sum(v["n_queries"] for v in m["by_query_type"].values()) == m["n_queries"]
+    # by item popularity, and the retrievers' recall of the candidates the ranker sees
+    assert 0 < m["coverage@10"] <= 1 and 0 <= m["long_tail_share@10"] <= 1 and m["novelty@10"] > 0
+    assert m["recall@100_hybrid"] >= max(m["recall@100_bm25"], m["recall@100_dense"]) - 0.05
+    card = (built["settings"].artifacts / "2026-11-29" / "model_card.md").read_text()
+    for heading in ("# Model card: shoploop-ranker:", "## Data", "## Training", "by query type", "## Limits"):
+        assert heading in card

@@ -17,6 +17,10 @@ def simulate(settings: Settings, run_date: date, policy: LoggingPolicy | None = 
     sim = MarketSimulator(settings.seed, settings.n_items, settings.n_users, settings.n_days, settings.sessions_per_day,
                           parse_drifts(settings.drift))
     tables = sim.run(run_date, policy=policy)
+    # The simulator's truth about query types stays beside the landing zone, not in it.
+    truth = settings.home / "simulator"
+    truth.mkdir(parents=True, exist_ok=True)
+    tables.pop("query_types").to_parquet(truth / "query_types.parquet", index=False)
     # The simulator rejects nothing, but the day's quarantine partition exists like any source's.
     tables["quarantine"] = pd.DataFrame(columns=list(landing.CONTRACT["quarantine"]))
     counts = {}

@@ -201,23 +201,33 @@ class MarketSimulator:
         }), rng.dirichlet(np.full(len(CATEGORIES), 0.5), n)
 
     # --- queries ---------------------------------------------------------------------------------
-    def intent_text(self, intent: Intent, synonym_p: float = 0.4) -> str:
+    def intent_text(self, intent: Intent, synonym_p: float = 0.4) -> tuple[str, str]:
+        """A surface form of the intent and its query type: exact (the type's own words, in order),
+        paraphrase (a synonym, another word order or a vague word), attribute-only (no type word),
+        misspelled (two adjacent letters swapped)."""
         rng = self.rng
         t = TYPES[TYPE_INDEX[intent.type_name]]
+        kind = "exact"
         head = intent.type_name if rng.random() >= synonym_p else str(rng.choice(t.synonyms))
-        words = [m for m in (intent.brand, intent.colour, intent.material) if m] + [head]
+        if head != intent.type_name:
+            kind = "paraphrase"
+        attributes = [m for m in (intent.brand, intent.colour, intent.material) if m]
+        words = attributes + [head]
         if rng.random() < 0.2:  # word-order change: "frying pan red"
-            words = words[-1:] + words[:-1]
+            words, kind = words[-1:] + words[:-1], "paraphrase"
+        if attributes and rng.random() < 0.08:  # the shopper names only what matters to them: "red cast iron"
+            words, kind = [w for w in words if w != head], "attribute-only"
         if intent.max_price is not None:
             words.append(f"under {int(intent.max_price)}")
         if rng.random() < 0.1:
             words.insert(0, str(rng.choice(VAGUE_WORDS)))
+            kind = "paraphrase" if kind == "exact" else kind
         text = " ".join(words)
         if rng.random() < 0.08:  # a misspelling: two adjacent letters swapped in one word
             j = int(rng.integers(0, max(1, len(text) - 2)))
-            if text[j] != " " and text[j + 1] != " ":
-                text = text[:j] + text[j + 1] + text[j] + text[j + 2:]
-        return text
+            if text[j] != " " and text[j + 1] != " " and text[j] != text[j + 1]:
+                text, kind = text[:j] + text[j + 1] + text[j] + text[j + 2:], "misspelled"
+        return text, kind
 
     def query_pool(self, n_queries: int) -> pd.DataFrame:
         """Intents with their surface text; under vocab_shift each intent also gets a synonym-heavy form."""
@@ -231,14 +241,15 @@ class MarketSimulator:
                 brand=str(rng.choice(BRANDS[top_category(t.category_path)])) if rng.random() < 0.15 else None,
                 max_price=float(round(t.median_price * 1.2)) if rng.random() < 0.1 else None,
             )
-            text = self.intent_text(intent)
+            text, kind = self.intent_text(intent)
             if text in seen:
                 continue
             seen.add(text)
-            shifted = self.intent_text(intent, synonym_p=1.0) if self.drifts and any(
-                d.name == "vocab_shift" for d in self.drifts) else None
-            rows.append({"query_id": query_id_for(text), "query_text": text, "intent": intent,
-                         "category": CATEGORIES.index(top_category(t.category_path)), "shifted_text": shifted})
+            shifted, shifted_kind = self.intent_text(intent, synonym_p=1.0) if self.drifts and any(
+                d.name == "vocab_shift" for d in self.drifts) else (None, None)
+            rows.append({"query_id": query_id_for(text), "query_text": text, "intent": intent, "query_type": kind,
+                         "category": CATEGORIES.index(top_category(t.category_path)), "shifted_text": shifted,
+                         "shifted_type": shifted_kind})
         return pd.DataFrame(rows)
 
     # --- behaviour -------------------------------------------------------------------------------
@@ -373,7 +384,17 @@ class MarketSimulator:
             "users": users[["user_id", "signup_ts", "attributes"]],
             "reviews": self.reviews(catalog, users, start), "events": events,
             "judgments": self.judgments(catalog, pool),
+            "query_types": self.query_types(pool),
         }
+
+    @staticmethod
+    def query_types(pool: pd.DataFrame) -> pd.DataFrame:
+        """The simulator's truth about each query's surface form (not part of the data contract:
+        evaluation reads it to report quality per query type)."""
+        forms = pd.concat([pool[["query_text", "query_type"]],
+                           pool[["shifted_text", "shifted_type"]].dropna().set_axis(["query_text", "query_type"], axis=1)])
+        return forms.assign(query_id=forms["query_text"].map(query_id_for)).drop_duplicates("query_id")[
+            ["query_id", "query_text", "query_type"]].reset_index(drop=True)
 
 
 def _words(text: str) -> list[str]:

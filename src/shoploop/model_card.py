@@ -1,0 +1,51 @@
+"""The model card: what a version is, what it was trained on, and how well it does, in markdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _table(rows: list[list], header: list[str]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write(path: Path, tag: str, promoted: bool, reason: str, metrics: dict, train: dict, lineage: dict,
+          compression: dict | None) -> Path:
+    k = metrics["metric"].split("@")[1]
+    systems = [["model (fine-tuned hybrid + ranker)", metrics["model"]], ["fine-tuned MiniLM, dense ANN", metrics.get("dense_finetuned")],
+               ["zero-shot MiniLM, dense", metrics["dense_zero_shot"]], ["BM25", metrics["bm25"]], ["random", metrics["random"]]]
+    sections = [
+        f"# Model card: {tag}",
+        f"**Promotion:** {'champion' if promoted else 'not promoted'} ({reason}).",
+        "## What it is\nSearch ranking for the shop: hybrid retrieval (BM25 via bm25s + dense ANN via faiss HNSW over "
+        "MiniLM-L6 embeddings fine-tuned on the shop's queries, fused by reciprocal rank), then the seed ranker "
+        "σ(θᵀ[H_q ⊕ H_item ⊕ H_q⊙H_item ⊕ H_features]) over Feast features (price, rating, reviews, popularity, "
+        "smoothed CTR and conversion, age) and match signals (BM25, cosine). Recommendations: the shopper's taste "
+        "vector over the same item embeddings, re-ranked by the ranker.",
+        "## Data\n" + _table([[key, value] for key, value in lineage.items()], ["field", "value"]),
+        "## Training\n" + _table([
+            ["training queries", train["train_queries"]], ["ranker rows (judgments + click logs)", train["train_rows"]],
+            ["click-log rows (inverse-propensity weighted)", train.get("click_log_rows")],
+            ["position propensities p1..p10 (from the logs)", train.get("propensities")],
+            ["encoder fine-tuning", {key: train["encoder"]["finetune"][key] for key in ("triplets", "steps", "seconds")}],
+            ["training seconds (2 CPU cores)", train["seconds"]]], ["", ""]),
+        f"## Quality on {metrics['n_queries']} held-out queries\n" + _table(systems, ["system", metrics["metric"]]),
+        _table([[key, value] for key, value in metrics.items()
+                if key.startswith(("mrr", "recall", "coverage", "long_tail", "novelty"))], ["metric", "value"]),
+    ]
+    if metrics.get("by_query_type"):
+        sections.append(f"### nDCG@{k} by query type\n" + _table(
+            [[t, v["n_queries"], v.get("model"), v.get("bm25"), v.get("dense_zero_shot")] for t, v in metrics["by_query_type"].items()],
+            ["query type", "queries", "model", "BM25", "zero-shot MiniLM"]))
+    if compression:
+        sections.append("## Query encoder compression\n" + _table(
+            [[r["variant"], r["size_mb"], r["latency_ms"], r["ndcg@10"], r["shrink"], r["speedup"], f"{r['quality_loss']:.2%}"]
+             for r in compression["rows"]], ["variant", "MB", "ms/query", "nDCG@10", "smaller", "faster", "quality loss"])
+            + f"\n\nServing: **{compression['promoted'] or 'teacher-fp32-torch'}** — {compression['reason']}.")
+    sections.append("## Limits\nTrained and judged on the shop's own simulated or landed judgments; held-out queries "
+                    "are split by a hash of the query id. Items newer than the version's catalog are not retrieved "
+                    "until the next training run.")
+    path.write_text("\n\n".join(sections) + "\n")
+    return path
