@@ -38,8 +38,9 @@ test: setup ## every test: library, data, model, service over HTTP, DAG integrit
 stop: ## stop everything `make demo` started (by process group)
 	@if [ -x $(VENV)/bin/shoploop ]; then $(VENV)/bin/shoploop stop; fi
 
-bench: setup ## benchmarks: search quality (nDCG@10 vs baselines) and the data layer's figures
+bench: setup ## benchmarks: search quality + compression, recommendation on real data, the data layer's figures
 	$(VENV)/bin/python bench/search_quality.py
+	$(VENV)/bin/python bench/recommend_quality.py
 	$(VENV)/bin/python bench/data_quality.py
 
 lock: ## re-resolve the inputs into the locks (needs the package index)

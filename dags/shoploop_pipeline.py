@@ -2,7 +2,8 @@
 ### shoploop_pipeline
 
 The loop, daily: simulate (or land) the shop's data, build the warehouse with dbt, refresh Feast,
-train (fine-tuned encoder + ranker), compress the query encoder, evaluate, register (promotion is gated), serve the champion, and report drift.
+train (fine-tuned encoder + ranker), compress the query encoder, evaluate, register (gated
+promotion), serve the champion, and report drift.
 
 Each task only calls the `shoploop` CLI in the ML venv (`.venv`), so Airflow's own venv never
 imports torch; every step is idempotent for the run's logical date (`{{ ds }}`).

@@ -2,7 +2,8 @@
 
 Every trained version is saved with its metrics, data window and lineage in the model's metadata.
 A version is promoted to champion only if it passes the gate: it must beat BM25 on the held-out
-queries and must not fall below the current champion on the same metric.
+queries and must not fall below the current champion, which is re-evaluated on the same held-out
+queries (champion/challenger on one test set; see shoploop.steps.evaluate).
 """
 
 from __future__ import annotations
@@ -62,7 +63,11 @@ def champion(settings: Settings) -> dict | None:
 def gate(metrics: dict, current: dict | None) -> tuple[bool, str]:
     if metrics["model"] <= metrics["bm25"]:
         return False, f"nDCG@10 {metrics['model']} does not beat BM25 {metrics['bm25']}"
-    if current and metrics["model"] < current["metrics"]["model"]:
+    if "champion" in metrics:  # the champion scored on this run's held-out queries
+        if metrics["model"] < metrics["champion"]["model"]:
+            return False, (f"nDCG@10 {metrics['model']} is below the champion's {metrics['champion']['model']} "
+                           "on the same held-out queries")
+    elif current and metrics["model"] < current["metrics"]["model"]:
         return False, f"nDCG@10 {metrics['model']} is below the champion's {current['metrics']['model']}"
     return True, "beats BM25 and is not below the champion"
 
@@ -80,6 +85,10 @@ def promote(settings: Settings, tag: str, metrics: dict) -> tuple[bool, str]:
         tmp.write_text(json.dumps({"tag": tag, "metrics": metrics, "previous": current and current["tag"]}))
         tmp.rename(path)
     return ok, reason
+
+
+def load_version(settings: Settings, tag: str) -> ModelBundle:
+    return ModelBundle.load(Path(_bentoml(settings).models.get(tag).path))
 
 
 def load_champion(settings: Settings) -> tuple[str, ModelBundle]:

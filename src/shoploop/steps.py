@@ -124,6 +124,15 @@ def evaluate(settings: Settings, run_date: date) -> dict:
     popularity = engine.item_features(engine.item_ids)[:, ITEM_FEATURES.index("popularity")]
     metrics = evaluate_search(engine, data.judgments, data.item_text, seed=settings.seed,
                               query_types=query_types, popularity=popularity)
+    current = registry.champion(settings)
+    if current:
+        # Champion and challenger on one test set: the champion is scored on these held-out queries too.
+        from shoploop.evaluate import model_ndcg
+        from shoploop.predict import SearchEngine
+
+        bundle = registry.load_version(settings, current["tag"])
+        rival = SearchEngine(bundle, bundle.text_encoder(), engine.item_features)
+        metrics["champion"] = {"tag": current["tag"], "model": model_ndcg(rival, data.judgments)}
     save_metrics(metrics, out / "metrics.json")
     return metrics
 

@@ -31,9 +31,11 @@ from shoploop.settings import Settings
 # Hard negatives per training query, from the retriever the ranker will sit behind.
 TRAIN_CANDIDATES = 50
 # Logged impressions the ranker also learns from (a sample when there are more), and their weight
-# against the graded labels: clicks are plentiful but noisy and biased by position.
+# against the graded labels: clicks are plentiful but noisy and biased by position. Where graded
+# judgments are complete (the simulator) clicks add little: measured nDCG@10 at default scale,
+# weight 0 0.862, 0.05 0.861, 0.3 0.853; a shop with few judgments would raise it.
 MAX_LOG_ROWS = 40_000
-CLICK_WEIGHT = 0.3
+CLICK_WEIGHT = 0.05
 
 
 @dataclass

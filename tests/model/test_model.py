@@ -116,3 +116,15 @@ def test_evaluation_breaks_quality_down_and_the_card_shows_it(built):
     card = (built["settings"].artifacts / "2026-11-29" / "model_card.md").read_text()
     for heading in ("# Model card: shoploop-ranker:", "## Data", "## Training", "by query type", "## Limits"):
         assert heading in card
+
+
+def test_a_new_evaluation_scores_the_champion_on_the_same_queries(built):
+    from shoploop import registry, steps
+
+    settings = built["settings"]
+    metrics = steps.evaluate(settings, date(2026, 11, 29))
+    current = registry.champion(settings)
+    assert metrics["champion"]["tag"] == current["tag"]
+    assert 0 < metrics["champion"]["model"] <= 1
+    assert registry.gate(metrics, current)[0] == (metrics["model"] >= metrics["champion"]["model"]
+                                                  and metrics["model"] > metrics["bm25"])

@@ -33,3 +33,14 @@ def test_hybrid_candidates_take_from_both_retrievers():
     assert set(hybrid_candidates(bm25, dense, 2).tolist()) == {0, 1}
     # an item matching no query word is no lexical candidate: the dense list's top beats it
     assert set(hybrid_candidates(np.array([5.0, 0, 0, 0, 0]), np.array([0, 0, 0, 0, 1.0]), 2).tolist()) == {0, 4}
+
+
+def test_gate_compares_champion_and_challenger_on_the_same_test_set():
+    from shoploop.registry import gate
+
+    stored = {"tag": "old", "metrics": {"model": 0.70}}  # scored on its own, older test set
+    challenger = {"model": 0.80, "bm25": 0.60, "champion": {"tag": "old", "model": 0.85}}
+    ok, reason = gate(challenger, stored)
+    assert not ok and "same held-out queries" in reason
+    assert gate({**challenger, "champion": {"tag": "old", "model": 0.79}}, stored)[0]
+    assert not gate({"model": 0.5, "bm25": 0.6}, None)[0]

@@ -28,8 +28,10 @@ class RankerConfig:
     epochs: int = 8
     batch_size: int = 512
     lr: float = 3e-3
-    # L2 on θ: 1,152 text weights against ~50k labelled pairs would otherwise fit query noise.
-    weight_decay: float = 1e-4
+    # Strong L2 on θ: the fine-tuned encoder has seen the training queries, so on them the 1,152
+    # text weights can fit what will not generalise. Measured at default scale (nDCG@10, held-out):
+    # 1e-4 0.861, 1e-2 0.863, 0.1 0.872, 0.5 0.889, 1.5 0.880.
+    weight_decay: float = 0.5
     seed: int = 7
 
 
