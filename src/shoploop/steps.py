@@ -122,7 +122,10 @@ def evaluate(settings: Settings, run_date: date) -> dict:
     truth = settings.home / "simulator" / "query_types.parquet"
     query_types = dict(pd.read_parquet(truth)[["query_id", "query_type"]].values) if truth.exists() else None
     popularity = engine.item_features(engine.item_ids)[:, ITEM_FEATURES.index("popularity")]
-    metrics = evaluate_search(engine, data.judgments, data.item_text, seed=settings.seed,
+    # The version's own catalog, in its row order: the marts may have moved on since it was trained.
+    text_of = dict(zip(data.catalog["item_id"], data.item_text))
+    item_text = [text_of.get(item_id, title) for item_id, title in zip(engine.item_ids, engine.bundle.catalog["title"])]
+    metrics = evaluate_search(engine, data.judgments, item_text, seed=settings.seed,
                               query_types=query_types, popularity=popularity)
     current = registry.champion(settings)
     if current:
