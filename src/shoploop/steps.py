@@ -25,7 +25,7 @@ def simulate(settings: Settings, run_date: date, policy: str = "auto") -> dict:
     """Simulate the shop; its slates come from the champion ('champion', or 'auto' when one is
     registered) or from the lexical ranker a shop has before any model ('lexical')."""
     from shoploop.data import simulate as run
-    from shoploop.data.simulator import LexicalPolicy, ServedModelPolicy
+    from shoploop.data.policies import LexicalPolicy, ServedModelPolicy
 
     if policy not in ("auto", "champion", "lexical"):
         raise ValueError(f"unknown policy {policy!r}: use auto, champion or lexical")

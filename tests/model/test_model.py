@@ -77,7 +77,8 @@ def test_registered_version_carries_metrics_and_lineage(built):
 def test_simulated_shoppers_see_the_serving_models_slates(built, engine):
     # given the shop the model was trained on, simulated again: once ranked by the lexical ranker a
     # shop has before any model, once by the trained model
-    from shoploop.data.simulator import LexicalPolicy, MarketSimulator, ServedModelPolicy
+    from shoploop.data.policies import LexicalPolicy, ServedModelPolicy
+    from shoploop.data.simulator import MarketSimulator
 
     s = built["settings"]
     def run(policy):

@@ -7,7 +7,8 @@ from datetime import date
 import pandas as pd
 
 from shoploop.data import landing
-from shoploop.data.simulator import LoggingPolicy, MarketSimulator, parse_drifts
+from shoploop.data.policies import LoggingPolicy
+from shoploop.data.simulator import MarketSimulator, parse_drifts
 from shoploop.settings import Settings
 
 

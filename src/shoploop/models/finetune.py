@@ -108,8 +108,7 @@ def finetune(triplets: list[tuple[str, str, str]], out_dir: Path, config: Finetu
         batch_order = rng.permutation(len(shard))
         running = 0.0
         for step in range(steps_per_epoch):
-            batch = [shard[i % len(shard)] for i in batch_order[step * config.batch_size:(step + 1) * config.batch_size]] \
-                or [shard[0]]
+            batch = [shard[i] for i in batch_order[step * config.batch_size:(step + 1) * config.batch_size]]
             features = [model.preprocess(list(column)) for column in zip(*batch)]
             loss = trainable(features, None)
             optimiser.zero_grad()
