@@ -1,5 +1,7 @@
 """Search quality and step timings at default scale: nDCG@10 of the model (fine-tuned hybrid + seed
-ranker), BM25, dense MiniLM zero-shot and fine-tuned, random; MRR, recall@10, recall@100 per retriever.
+ranker), BM25 (as typed and spelling-corrected), dense MiniLM zero-shot and fine-tuned, random; MRR,
+recall@10, recall@100 per retriever; the served recommender against SASRec alone, taste vectors and
+popularity on the shoppers' held-out last items.
 
 Builds a fresh shop in its own home (SHOPLOOP_HOME, default .shoploop-bench), runs the loop's
 steps through dbt, Feast and training, evaluates on the held-out queries, prints a table and
@@ -42,16 +44,25 @@ def main() -> None:
              "sessions_per_day": settings.sessions_per_day, "seed": settings.seed}
     rows = [("model (fine-tuned hybrid + ranker)", metrics["model"]),
             ("fine-tuned MiniLM (dense ANN)", metrics["dense_finetuned"]),
-            ("zero-shot MiniLM (dense)", metrics["dense_zero_shot"]), ("BM25", metrics["bm25"]), ("random", metrics["random"])]
+            ("zero-shot MiniLM (dense)", metrics["dense_zero_shot"]), ("BM25", metrics["bm25"]),
+            ("BM25, spelling corrected", metrics["bm25_spelling_corrected"]), ("random", metrics["random"])]
     print(f"\nsearch quality, {metrics['n_queries']} held-out queries, scale {scale}")
     print(f"{'system':<34}{metrics['metric']:>10}")
     for name, value in rows:
         print(f"{name:<34}{value:>10.4f}")
     print(f"\nmodel MRR {metrics['mrr']}, recall@10 {metrics['recall@10']}; recall@100 of candidates: "
           f"BM25 {metrics['recall@100_bm25']}, dense ANN {metrics['recall@100_dense']}, hybrid {metrics['recall@100_hybrid']}")
-    print(f"\n{'query type':<16}{'queries':>8}{'model':>8}{'BM25':>8}{'zero-shot':>10}")
+    print(f"\n{'query type':<16}{'queries':>8}{'model':>8}{'BM25':>8}{'BM25 sc':>9}{'zero-shot':>10}")
     for kind, v in metrics["by_query_type"].items():
-        print(f"{kind:<16}{v['n_queries']:>8}{v['model']:>8.4f}{v['bm25']:>8.4f}{v['dense_zero_shot']:>10.4f}")
+        print(f"{kind:<16}{v['n_queries']:>8}{v['model']:>8.4f}{v['bm25']:>8.4f}{v['bm25_spelling_corrected']:>9.4f}"
+              f"{v['dense_zero_shot']:>10.4f}")
+    rec = metrics["recommend"]
+    if "served" in rec:
+        print(f"\nrecommendation, {rec['rows']} shoppers' held-out last items")
+        print(f"{'system':<16}{'recall@10':>10}{'ndcg@10':>9}{'tail recall@10':>16}")
+        for name in ("served", "sasrec", "taste_vector", "popularity"):
+            tail = rec["recall@10_tail_targets"].get(name, "")
+            print(f"{name:<16}{rec[name]['recall@10']:>10}{rec[name]['ndcg@10']:>9}{tail:>16}")
     print(f"\ncoverage@10 {metrics['coverage@10']}, long-tail share@10 {metrics['long_tail_share@10']}, "
           f"novelty@10 {metrics['novelty@10']}, recall@10 of head items {metrics.get('recall@10_head_items')}, "
           f"of tail items {metrics.get('recall@10_tail_items')}")

@@ -6,7 +6,7 @@ Declarations only; the marts they read are written by `shoploop transform` (dbt)
 import os
 from datetime import timedelta
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource
 from feast.types import Float64, Int64
 from feast.value_type import ValueType
 
@@ -33,6 +33,17 @@ user_features_source = FileSource(
     timestamp_field="event_timestamp",
 )
 
+# Why: the trailing-24-hour counters; the service pushes fresh values as feedback arrives, and the
+# item_counters mart (dbt, from the same event log) is their history for point-in-time training sets.
+item_counters_push = PushSource(
+    name="item_counters_push",
+    batch_source=FileSource(
+        name="item_counters_source",
+        path=os.path.join(MARTS, "item_counters.parquet"),
+        timestamp_field="event_timestamp",
+    ),
+)
+
 # Why: what the ranker knows about an item besides its text: price, quality signals, popularity.
 item_features = FeatureView(
     name="item_features",
@@ -54,6 +65,22 @@ item_features = FeatureView(
     online=True,
     source=item_features_source,
     tags={"team": "search", "mart": "item_features"},
+)
+
+# Why: what is happening to an item right now (a launch, a trend, a stock-out) before the daily
+# snapshot knows it. A snapshot older than the window means nothing happened: the ranker reads 0.
+item_counters = FeatureView(
+    name="item_counters",
+    entities=[item],
+    ttl=timedelta(hours=24),
+    schema=[
+        Field(name="impressions_24h", dtype=Int64),
+        Field(name="clicks_24h", dtype=Int64),
+        Field(name="purchases_24h", dtype=Int64),
+    ],
+    online=True,
+    source=item_counters_push,
+    tags={"team": "search", "mart": "item_counters", "pushed_by": "service /feedback"},
 )
 
 # Why: a shopper's activity and price level personalise ranking and recommendations.
@@ -78,6 +105,7 @@ ranker_v1 = FeatureService(
     features=[
         item_features[["log_price", "rating", "log_review_count", "review_rating_mean", "ctr_smoothed",
                        "cvr_smoothed", "popularity", "age_days"]],
+        item_counters,
     ],
     tags={"model": "shoploop-ranker"},
 )

@@ -8,18 +8,20 @@ fields, so a malformed request gets a 400 with the offending field named.
 from __future__ import annotations
 
 import hmac
+import logging
 from datetime import datetime
 from typing import Literal
 
 import bentoml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shoploop import features, registry, stream
+from shoploop import counters, features, registry, stream
 from shoploop.predict import Hit, SearchEngine
 from shoploop.privacy import pseudonymise
 from shoploop.settings import get_settings
 
 MAX_K = 100
+logger = logging.getLogger("shoploop.service")
 
 
 class Strict(BaseModel):
@@ -77,14 +79,18 @@ class FeedbackAck(BaseModel):
 class Shoploop:
     def __init__(self) -> None:
         self.settings = get_settings()
-        store = features.store(self.settings)
-        self.lookup = features.online_lookup(store, store.get_feature_service(self.settings.feature_service))
+        self.store = features.store(self.settings)
+        self.lookup = features.online_lookup(self.store, self.store.get_feature_service(self.settings.feature_service))
+        self.user_lookup = features.online_user_lookup(self.store, self.store.get_feature_service("recommender_v1"))
+        # Real-time counters: rebuilt from the durable event log, then kept current by /feedback.
+        self.counters = counters.from_log(self.settings)
+        counters.push(self.store, self.counters, self.counters.items())
         self._load_champion()
 
     def _load_champion(self) -> None:
         self.model_version, bundle = registry.load_champion(self.settings)
         # The encoder travels with the version: a reload swaps it with the ranker and the embeddings.
-        self.engine = SearchEngine(bundle, bundle.text_encoder(), self.lookup)
+        self.engine = SearchEngine(bundle, bundle.text_encoder(), self.lookup, self.user_lookup)
 
     @bentoml.api(input_spec=SearchRequest)
     def search(self, query: str, user_id: str | None = None, k: int = 10) -> Ranking:
@@ -99,9 +105,14 @@ class Shoploop:
 
     @bentoml.api(input_spec=FeedbackRequest)
     def feedback(self, events: list[Event]) -> FeedbackAck:
-        """Shopper events, appended durably to the event log before the answer."""
-        ids = stream.record_events(self.settings, [e.model_dump() for e in events])
-        return FeedbackAck(accepted=len(ids), event_ids=ids)
+        """Shopper events, appended durably to the event log before the answer; the items' real-time
+        counters are pushed to the online store, so the next ranking sees them."""
+        written = stream.record_events(self.settings, [e.model_dump() for e in events])
+        try:
+            counters.push(self.store, self.counters, self.counters.add(written))
+        except Exception:  # the events are durable: a restart rebuilds the counters from the log
+            logger.exception("pushing real-time counters to the online store failed")
+        return FeedbackAck(accepted=len(written), event_ids=written["event_id"].tolist())
 
     @bentoml.api(route="/admin/reload")
     def reload(self, ctx: bentoml.Context) -> dict:

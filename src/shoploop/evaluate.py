@@ -1,5 +1,5 @@
-"""Offline evaluation on held-out queries: nDCG@10 of the model against BM25, dense retrieval
-(zero-shot and fine-tuned) and random; MRR, recall@10 and each retriever's recall@100.
+"""Offline evaluation on held-out queries: nDCG@10 of the model against BM25 (as typed, and after
+the model's spelling correction), dense retrieval (zero-shot and fine-tuned) and random; MRR, recall@10 and each retriever's recall@100.
 
 Queries are split by a hash of their id, so the split is stable across runs and data refreshes:
 a held-out query never trains any version of the model.
@@ -66,7 +66,8 @@ def evaluate_search(engine: SearchEngine, judgments: pd.DataFrame, item_text: li
     zero_shot = TextEncoder()
     zero_shot_items = zero_shot.encode(item_text)
     rng = np.random.default_rng(seed)
-    ndcg: dict[str, list[float]] = {"model": [], "bm25": [], "dense_zero_shot": [], "dense_finetuned": [], "random": []}
+    ndcg: dict[str, list[float]] = {"model": [], "bm25": [], "bm25_spelling_corrected": [], "dense_zero_shot": [],
+                                    "dense_finetuned": [], "random": []}
     extra: dict[str, list[float]] = {"mrr": [], f"recall@{k}": [], f"recall@{candidates}_bm25": [],
                                      f"recall@{candidates}_dense": [], f"recall@{candidates}_hybrid": []}
     popularity = np.zeros(len(item_ids)) if popularity is None else np.nan_to_num(popularity)
@@ -90,13 +91,15 @@ def evaluate_search(engine: SearchEngine, judgments: pd.DataFrame, item_text: li
         ranked = {
             "model": model,
             "bm25": list(item_ids[top_k(engine.bundle.lexical.scores(query_text), k)]),
+            "bm25_spelling_corrected": list(item_ids[top_k(engine.bundle.lexical.scores(
+                engine.bundle.lexical.correct(query_text)), k)]),
             "dense_zero_shot": list(item_ids[top_k(zero_shot_items @ zero_shot.encode([query_text])[0], k)]),
             "dense_finetuned": list(item_ids[engine.bundle.dense.search(h_query, k)]),
             "random": list(rng.choice(item_ids, size=k, replace=False)),
         }
         for name, items in ranked.items():
             ndcg[name].append(ndcg_at_k(items, grades, k))
-            if query_types and name in ("model", "bm25", "dense_zero_shot"):
+            if query_types and name in ("model", "bm25", "bm25_spelling_corrected", "dense_zero_shot"):
                 by_type.setdefault(query_types.get(query_id, "unknown"), {}).setdefault(name, []).append(ndcg[name][-1])
         extra["mrr"].append(reciprocal_rank(model, grades))
         extra[f"recall@{k}"].append(recall(model, grades))
@@ -115,6 +118,45 @@ def evaluate_search(engine: SearchEngine, judgments: pd.DataFrame, item_text: li
         **{f"recall@{k}_{name}_items": round(float(np.mean(v)), 4) for name, v in band.items() if v},
         "by_query_type": {t: {"n_queries": len(v["model"]), **{n: round(float(np.mean(x)), 4) for n, x in v.items()}}
                           for t, v in sorted(by_type.items())},
+    }
+
+
+def evaluate_recommend(engine: SearchEngine, test: tuple[list[str], list[list[int]], list[int]],
+                       popularity: np.ndarray, k: int = 10) -> dict:
+    """Next-item recommendation on the shoppers' held-out last items (leave-last-out, never trained
+    on): Recall@k and NDCG@k of the served recommender (SASRec candidates, re-ranked), SASRec alone,
+    the taste-vector nearest neighbours and popularity; for the served one also recall@k of
+    long-tail targets, the long-tail share of what it shows, and catalog coverage."""
+    from shoploop.models.sequence import ranking_metrics
+    from shoploop.predict import taste
+
+    users, histories, targets = test
+    if engine.bundle.sasrec is None or not targets:
+        return {"rows": len(targets), "note": "no SASRec in this version (too few histories)"}
+    n = len(engine.item_ids)
+    popularity = np.nan_to_num(popularity)
+    tail = popularity < np.quantile(popularity, 1 - HEAD_SHARE)
+    served = np.full((len(targets), n), -np.inf)
+    sasrec = engine.bundle.sasrec.scores(histories)
+    tastes = np.stack([taste(engine.bundle.item_embeddings, h) for h in histories]) @ engine.bundle.item_embeddings.T
+    popular = np.tile(popularity.astype(float), (len(targets), 1))
+    for r, (user, history) in enumerate(zip(users, histories)):
+        rows, scores = engine.recommend_rows(history, engine.user_features(user), k)
+        served[r, rows] = scores
+        for scored in (sasrec, tastes, popular):
+            scored[r, history] = -np.inf  # nobody is recommended what they already have
+    result = {name: ranking_metrics(scores, targets, k) for name, scores in
+              (("served", served), ("sasrec", sasrec), ("taste_vector", tastes), ("popularity", popular))}
+    shown = np.argsort(-served, axis=1)[:, :k]
+    tail_rows = np.array([tail[t] for t in targets])
+    return {
+        "rows": len(targets), "metric": f"recall@{k}, ndcg@{k}",
+        **{name: {m: v for m, v in metrics.items() if m != "rows"} for name, metrics in result.items()},
+        f"recall@{k}_tail_targets": {name: ranking_metrics(scores[tail_rows], list(np.array(targets)[tail_rows]), k)[f"recall@{k}"]
+                                     for name, scores in (("served", served), ("sasrec", sasrec), ("popularity", popular))}
+        if tail_rows.any() else {},
+        f"long_tail_share@{k}": round(float(tail[shown].mean()), 4),
+        f"coverage@{k}": round(len(np.unique(shown)) / n, 4),
     }
 
 

@@ -50,9 +50,15 @@ def historical(settings: Settings, entity_rows: pd.DataFrame, service: str | Non
 
 
 def latest_item_features(settings: Settings) -> pd.DataFrame:
-    """Each item's newest daily snapshot from the item_features mart, indexed by item_id."""
+    """Each item's newest daily snapshot (item_features mart) with its counters as they stood at that
+    snapshot (item_counters mart; none in the 24 hours before it: no counters), indexed by item_id."""
     feats = pd.read_parquet(settings.marts / "item_features.parquet").dropna(subset=["item_id"])
-    return feats.sort_values("event_timestamp").drop_duplicates("item_id", keep="last").set_index("item_id")
+    feats = feats.sort_values("event_timestamp").drop_duplicates("item_id", keep="last").set_index("item_id")
+    as_of = feats["event_timestamp"].max()
+    counters = pd.read_parquet(settings.marts / "item_counters.parquet").dropna(subset=["item_id"])
+    known = counters[(counters["event_timestamp"] <= as_of) & (counters["event_timestamp"] > as_of - timedelta(hours=24))]
+    known = known.sort_values("event_timestamp").drop_duplicates("item_id", keep="last").set_index("item_id")
+    return feats.join(known.drop(columns="event_timestamp"))
 
 
 def online_lookup(fs, service):
@@ -63,5 +69,16 @@ def online_lookup(fs, service):
         response = fs.get_online_features(features=service, entity_rows=[{"item_id": i} for i in item_ids])
         frame = pd.DataFrame(response.to_dict())
         return frame[ITEM_FEATURES].astype("float64").to_numpy()
+
+    return lookup
+
+
+def online_user_lookup(fs, service):
+    """A UserLookup (see shoploop.predict) over the online store: the shopper's log mean clicked price."""
+
+    def lookup(user_key: str) -> float:
+        value = fs.get_online_features(features=service, entity_rows=[{"user_key": user_key}]).to_dict()
+        price = value["log_mean_clicked_price"][0]
+        return float("nan") if price is None else float(price)
 
     return lookup

@@ -15,15 +15,19 @@ def write(path: Path, tag: str, promoted: bool, reason: str, metrics: dict, trai
           compression: dict | None) -> Path:
     k = metrics["metric"].split("@")[1]
     systems = [["model (fine-tuned hybrid + ranker)", metrics["model"]], ["fine-tuned MiniLM, dense ANN", metrics.get("dense_finetuned")],
-               ["zero-shot MiniLM, dense", metrics["dense_zero_shot"]], ["BM25", metrics["bm25"]], ["random", metrics["random"]]]
+               ["zero-shot MiniLM, dense", metrics["dense_zero_shot"]], ["BM25", metrics["bm25"]],
+               ["BM25 after spelling correction", metrics.get("bm25_spelling_corrected")], ["random", metrics["random"]]]
     sections = [
         f"# Model card: {tag}",
         f"**Promotion:** {'champion' if promoted else 'not promoted'} ({reason}).",
         "## What it is\nSearch ranking for the shop: hybrid retrieval (BM25 via bm25s + dense ANN via faiss HNSW over "
         "MiniLM-L6 embeddings fine-tuned on the shop's queries, fused by reciprocal rank), then the seed ranker "
         "σ(θᵀ[H_q ⊕ H_item ⊕ H_q⊙H_item ⊕ H_features]) over Feast features (price, rating, reviews, popularity, "
-        "smoothed CTR and conversion, age) and match signals (BM25, cosine). Recommendations: the shopper's taste "
-        "vector over the same item embeddings, re-ranked by the ranker.",
+        "smoothed CTR and conversion, age, trailing-24-hour impressions, clicks and purchases pushed from the "
+        "live event stream) and match signals (BM25, cosine); misspelled words are corrected against the "
+        "catalog's words first. Recommendations: SASRec (item vectors from the same text embeddings) proposes "
+        "100 next items from the shopper's history; a logistic re-ranker orders them by SASRec's score, the seed "
+        "ranker's score with the shopper's taste vector as the query, and the shopper's price level.",
         "## Data\n" + _table([[key, value] for key, value in lineage.items()], ["field", "value"]),
         "## Training\n" + _table([
             ["training queries", train["train_queries"]], ["ranker rows (judgments + click logs)", train["train_rows"]],
@@ -37,8 +41,19 @@ def write(path: Path, tag: str, promoted: bool, reason: str, metrics: dict, trai
     ]
     if metrics.get("by_query_type"):
         sections.append(f"### nDCG@{k} by query type\n" + _table(
-            [[t, v["n_queries"], v.get("model"), v.get("bm25"), v.get("dense_zero_shot")] for t, v in metrics["by_query_type"].items()],
-            ["query type", "queries", "model", "BM25", "zero-shot MiniLM"]))
+            [[t, v["n_queries"], v.get("model"), v.get("bm25"), v.get("bm25_spelling_corrected"), v.get("dense_zero_shot")]
+             for t, v in metrics["by_query_type"].items()],
+            ["query type", "queries", "model", "BM25", "BM25, spelling corrected", "zero-shot MiniLM"]))
+    rec = metrics.get("recommend", {})
+    if "served" in rec:
+        systems = ["served", "sasrec", "taste_vector", "popularity"]
+        sections.append(f"## Recommendation on {rec['rows']} shoppers' held-out last items
+" + _table(
+            [[name, rec[name]["recall@10"], rec[name]["ndcg@10"], rec.get("recall@10_tail_targets", {}).get(name, "")]
+             for name in systems], ["system", "recall@10", "ndcg@10", "recall@10, long-tail targets"])
+            + f"
+
+Long-tail share of what is shown: {rec['long_tail_share@10']}; catalog coverage: {rec['coverage@10']}.")
     if compression:
         sections.append("## Query encoder compression\n" + _table(
             [[r["variant"], r["size_mb"], r["latency_ms"], r["ndcg@10"], r["shrink"], r["speedup"], f"{r['quality_loss']:.2%}"]

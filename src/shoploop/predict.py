@@ -13,14 +13,28 @@ from pydantic import BaseModel
 
 from shoploop.models.bundle import ModelBundle
 from shoploop.models.encoder import TextEncoder
-from shoploop.models.ranker import ITEM_FEATURES
+from shoploop.models.ranker import COUNTERS, ITEM_FEATURES
 from shoploop.models.retrieval import fuse, lexical_ranking
 
 # Items the ranker rescores per request: enough for recall, few enough for one Feast lookup.
 CANDIDATES = 100
+# Latest items of a history that make the shopper's taste vector (SASRec's own window).
+RECENT = 10
 
 # item ids -> [n, len(ITEM_FEATURES)] matrix; NaN where an item has no features yet.
 FeatureLookup = Callable[[list[str]], np.ndarray]
+# user_key -> the shopper's log mean clicked price (Feast user feature); NaN when unknown.
+UserLookup = Callable[[str], float]
+
+
+def no_user_features(user_key: str) -> float:
+    return float("nan")
+
+
+def taste(item_embeddings: np.ndarray, history: list[int]) -> np.ndarray:
+    """A shopper's taste vector: the normalised mean embedding of their latest items."""
+    v = item_embeddings[history[-RECENT:]].mean(0)
+    return (v / max(float(np.linalg.norm(v)), 1e-9)).astype(np.float32)
 
 
 class Hit(BaseModel):
@@ -41,26 +55,34 @@ def scaled_bm25(bm25: np.ndarray) -> np.ndarray:
 
 
 def ranking_features(item_features: np.ndarray, fill: np.ndarray, bm25: np.ndarray, cosine: np.ndarray) -> np.ndarray:
-    """H_features of candidates: item features (NaN -> ``fill``) then the match signals."""
-    feats = np.where(np.isnan(item_features), fill, item_features).astype(np.float32)
+    """H_features of candidates: item features (NaN -> ``fill``; counters as log(1 + count), NaN -> 0)
+    then the match signals."""
+    feats = np.array(item_features, dtype=np.float64)
+    counters = slice(len(ITEM_FEATURES) - len(COUNTERS), len(ITEM_FEATURES))
+    feats[:, counters] = np.log1p(np.nan_to_num(feats[:, counters], nan=0.0))
+    feats = np.where(np.isnan(feats), fill, feats).astype(np.float32)
     return np.concatenate([feats, np.stack([bm25, cosine], axis=1).astype(np.float32)], axis=1)
 
 
 class SearchEngine:
-    def __init__(self, bundle: ModelBundle, encoder: TextEncoder, item_features: FeatureLookup):
-        self.bundle, self.encoder, self.item_features = bundle, encoder, item_features
+    def __init__(self, bundle: ModelBundle, encoder: TextEncoder, item_features: FeatureLookup,
+                 user_features: UserLookup = no_user_features):
+        self.bundle, self.encoder, self.item_features, self.user_features = bundle, encoder, item_features, user_features
         self.item_ids = bundle.catalog["item_id"].tolist()
 
-    def rank(self, h_query: np.ndarray, rows: np.ndarray, bm25: np.ndarray) -> np.ndarray:
-        """Ranker scores of the given item rows for one query vector (bm25: scaled, whole catalog)."""
+    def rank(self, h_query: np.ndarray, rows: np.ndarray, bm25: np.ndarray, feats: np.ndarray | None = None) -> np.ndarray:
+        """Ranker scores of the given item rows for one query vector (bm25: scaled, whole catalog;
+        feats: the rows' item features when already looked up)."""
         h_items = self.bundle.item_embeddings[rows]
         # An item the store has no row for (new since materialisation) gets the training mean: neutral.
         fill = self.bundle.ranker.feature_mean.numpy()[: len(ITEM_FEATURES)]
-        feats = self.item_features([self.item_ids[r] for r in rows])
+        feats = self.item_features([self.item_ids[r] for r in rows]) if feats is None else feats
         return self.bundle.ranker.score(h_query, h_items, ranking_features(feats, fill, bm25[rows], h_items @ h_query))
 
     def candidates(self, query: str, k: int = CANDIDATES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Hybrid retrieval: (rows fused from BM25 and dense ANN, the query vector, scaled BM25 of all items)."""
+        """Hybrid retrieval: (rows fused from BM25 and dense ANN, the query vector, scaled BM25 of all
+        items), for the query with its misspellings corrected against the catalog's words."""
+        query = self.bundle.lexical.correct(query)
         h_query = self.encoder.encode([query])[0]
         bm25 = scaled_bm25(self.bundle.lexical.scores(query))
         rows = fuse([lexical_ranking(bm25, k), self.bundle.dense.search(h_query, k)], len(self.item_ids), k)
@@ -76,15 +98,37 @@ class SearchEngine:
         return self._hits(*self.search_rows(query, k))
 
     def recommend(self, user_key: str | None, k: int) -> list[Hit]:
-        """Items near the shopper's taste vector, re-ranked; popular items for an unknown shopper."""
-        profile = self.bundle.user_profiles.get(user_key) if user_key else None
-        if profile is None:
+        """SASRec's next items for the shopper's history, re-ranked; popular items for a shopper we
+        do not know."""
+        history = self.bundle.user_sequences.get(user_key, []) if user_key else []
+        if not history or self.bundle.sasrec is None:
             rows = self.bundle.popular[:k]
             return self._hits(rows, np.linspace(1.0, 0.5, len(rows)))
-        rows = self.bundle.dense.search(profile, CANDIDATES)
-        scores = self.rank(profile, rows, np.zeros(len(self.item_ids), dtype=np.float32))
+        return self._hits(*self.recommend_rows(history, self.user_features(user_key), k))
+
+    def recommend_candidates(self, history: list[int], user_log_price: float) -> tuple[np.ndarray, np.ndarray]:
+        """(SASRec's candidate rows, their re-ranking features): the seed ranker scores each with the
+        shopper's taste vector as the query, beside the shopper's price level and the item's popularity."""
+        from shoploop.models.recommender import candidates, rerank_features
+
+        bundle = self.bundle
+        sasrec_scores = bundle.sasrec.scores([history])[0]
+        rows = candidates(sasrec_scores, history)
+        profile = taste(bundle.item_embeddings, history)
+        feats = self.item_features([self.item_ids[r] for r in rows])
+        fill = bundle.ranker.feature_mean.numpy()[: len(ITEM_FEATURES)]
+        known = np.where(np.isnan(feats), fill, feats)
+        ranker = self.rank(profile, rows, np.zeros(len(self.item_ids), dtype=np.float32), feats)
+        return rows, rerank_features(sasrec_scores[rows], ranker, bundle.item_embeddings[rows] @ profile,
+                                     known[:, ITEM_FEATURES.index("log_price")], user_log_price,
+                                     known[:, ITEM_FEATURES.index("popularity")])
+
+    def recommend_rows(self, history: list[int], user_log_price: float, k: int) -> tuple[np.ndarray, np.ndarray]:
+        rows, feats = self.recommend_candidates(history, user_log_price)
+        reranker = self.bundle.reranker
+        scores = reranker.score(feats) if reranker is not None else -np.arange(len(rows), dtype=float)
         order = np.argsort(-scores, kind="stable")[:k]
-        return self._hits(rows[order], scores[order])
+        return rows[order], scores[order]
 
     def _hits(self, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
         cat = self.bundle.catalog

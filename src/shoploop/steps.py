@@ -81,12 +81,14 @@ def offline_engine(settings: Settings, bundle_dir: Path):
     """The serving code path over point-in-time features as of the label date (for evaluation)."""
     from shoploop.models.bundle import ModelBundle
     from shoploop.predict import SearchEngine, frame_lookup
-    from shoploop.train import load_training_data, point_in_time_features
+    from shoploop.train import load_training_data, point_in_time_features, user_log_prices
 
     bundle = ModelBundle.load(bundle_dir)
     data = load_training_data(settings)
     pit = point_in_time_features(settings, bundle.catalog["item_id"].tolist(), data.as_of)
-    return SearchEngine(bundle, bundle.text_encoder(), frame_lookup(pit)), data
+    prices = user_log_prices(settings, list(bundle.user_sequences), data.as_of)
+    return SearchEngine(bundle, bundle.text_encoder(), frame_lookup(pit),
+                        lambda user: prices.get(user, float("nan"))), data
 
 
 def compress(settings: Settings, run_date: date) -> dict:
@@ -113,7 +115,8 @@ def compress(settings: Settings, run_date: date) -> dict:
 def evaluate(settings: Settings, run_date: date) -> dict:
     import pandas as pd
 
-    from shoploop.evaluate import evaluate_search, save_metrics
+    from shoploop.evaluate import evaluate_recommend, evaluate_search, save_metrics
+    from shoploop.models.recommender import split
 
     out = artifacts(settings, run_date)
     engine, data = offline_engine(settings, out / "bundle")
@@ -127,6 +130,7 @@ def evaluate(settings: Settings, run_date: date) -> dict:
     item_text = [text_of.get(item_id, title) for item_id, title in zip(engine.item_ids, engine.bundle.catalog["title"])]
     metrics = evaluate_search(engine, data.judgments, item_text, seed=settings.seed,
                               query_types=query_types, popularity=popularity)
+    metrics["recommend"] = evaluate_recommend(engine, split(engine.bundle.user_sequences).test, popularity)
     current = registry.champion(settings)
     if current:
         # Champion and challenger on one test set: the champion is scored on these held-out queries too.

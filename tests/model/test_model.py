@@ -56,11 +56,23 @@ def test_minimum_functionality_top_hit_is_the_asked_type(engine, query, category
 
 
 def test_recommendations_for_known_and_unknown_shoppers(engine):
-    known = next(iter(engine.bundle.user_profiles))
+    # given a shopper with a history / then SASRec's next items, never what they already have
+    assert engine.bundle.sasrec is not None and engine.bundle.reranker is not None
+    known, history = max(engine.bundle.user_sequences.items(), key=lambda kv: len(kv[1]))
     recs = engine.recommend(known, 10)
     assert len(recs) == 10 and len({h.item_id for h in recs}) == 10
+    assert not {h.item_id for h in recs} & set(engine.bundle.catalog.item_id.iloc[history])
     cold = engine.recommend(None, 5)
     assert [h.item_id for h in cold] == engine.bundle.catalog.item_id.iloc[engine.bundle.popular[:5]].tolist()
+
+
+def test_recommender_finds_held_out_next_items(built, engine):
+    # the shoppers' last items, never trained on: far above chance (10 of the catalog) and popularity
+    m = built["metrics"]["recommend"]
+    chance = 10 / len(engine.item_ids)
+    assert m["rows"] >= 20
+    assert m["served"]["recall@10"] > 3 * chance
+    assert m["sasrec"]["recall@10"] > m["popularity"]["recall@10"]
 
 
 def test_registered_version_carries_metrics_and_lineage(built):

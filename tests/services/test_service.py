@@ -70,6 +70,31 @@ def test_search_recommend_feedback_over_http(built, served):
 
 
 @pytest.mark.slow
+def test_feedback_pushes_real_time_counters_that_the_next_ranking_reads(built, served):
+    # given a running service / when shoppers click an item / then its trailing-24-hour counters in
+    # Feast's online store (what /search ranks with) rise by exactly those clicks
+    from shoploop import features
+
+    store = features.store(built["settings"])
+    item = httpx.post(served + "/search", json={"query": "desk lamp", "k": 1}, timeout=30).json()["items"][0]["item_id"]
+
+    def counters() -> tuple[int, int]:
+        row = store.get_online_features(features=["item_counters:impressions_24h", "item_counters:clicks_24h"],
+                                        entity_rows=[{"item_id": item}]).to_dict()
+        return row["impressions_24h"][0] or 0, row["clicks_24h"][0] or 0
+
+    def post(kinds: list[str]) -> None:
+        events = [{"session_id": "t-counters", "event_type": kind, "item_id": item, "position": 1} for kind in kinds]
+        assert httpx.post(served + "/feedback", json={"events": events}, timeout=30).status_code == 200
+
+    post(["impression", "click"])
+    impressions, clicks = counters()
+    assert impressions >= 1 and clicks >= 1
+    post(["impression", "click", "click", "add_to_cart"])
+    assert counters() == (impressions + 1, clicks + 2)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("path, body", [
     ("/search", {"query": ""}), ("/search", {"query": "pan", "k": 0}), ("/search", {"query": "pan", "k": 5000}),
     ("/search", {"query": "pan", "unknown": 1}), ("/search", {"query": ["pan"]}), ("/recommend", {"k": 3}),

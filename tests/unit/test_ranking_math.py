@@ -44,3 +44,23 @@ def test_gate_compares_champion_and_challenger_on_the_same_test_set():
     assert not ok and "same held-out queries" in reason
     assert gate({**challenger, "champion": {"tag": "old", "model": 0.79}}, stored)[0]
     assert not gate({"model": 0.5, "bm25": 0.6}, None)[0]
+
+
+def test_spelling_correction_uses_the_catalogs_words_and_leaves_known_words_alone():
+    from shoploop.models.retrieval import LexicalIndex
+
+    index = LexicalIndex.build(["red cast iron pan", "cast iron pot", "iron kettle", "icon sticker"])
+    assert index.correct("Red cast iorn pan") == "Red cast iron pan"  # neighbours swapped
+    assert index.correct("irron kettle") == "iron kettle"             # a letter too many
+    assert index.correct("icon kettle") == "icon kettle"              # known words are never changed
+    assert index.correct("zzzz mat") == "zzzz mat"                    # nothing one edit away: kept
+    assert index.correct("ikon") == "iron"  # one edit from "icon" and "iron": the word more items use
+
+
+def test_words_the_shoppers_use_are_not_corrected_to_catalog_words():
+    from shoploop.models.retrieval import LexicalIndex
+
+    queries = ["phone cover", "red phone cover", "cover for phone", "phnoe cover"]
+    index = LexicalIndex.build(["blue phone case", "hand over bag"], queries)
+    assert index.correct("blue phone cover") == "blue phone cover"  # "cover" is in 4 queries: a word, not a typo
+    assert index.correct("blue phnoe cover") == "blue phone cover"  # a typo in one query stays a typo

@@ -2,13 +2,14 @@
 
 The folder goes into the BentoML model store as-is (see shoploop.registry): the fine-tuned
 encoder, the ranker weights, the item embeddings with their ANN index and the BM25 index built
-from the same item text, the catalog fields a response shows, the shoppers' profile embeddings
-and the popular-items fallback.
+from the same item text, the catalog fields a response shows, the recommender (SASRec, its
+re-ranker and the shoppers' histories) and the popular-items fallback.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ import pandas as pd
 import torch
 
 from shoploop.models.ranker import SeedRanker
+from shoploop.models.recommender import Reranker
+from shoploop.models.sequence import SASRec, SASRecConfig
 from shoploop.models.encoder import TextEncoder
 from shoploop.models.retrieval import DenseIndex, LexicalIndex
 
@@ -28,10 +31,12 @@ class ModelBundle:
     catalog: pd.DataFrame            # CATALOG_COLUMNS, row i <-> item_embeddings[i]
     item_embeddings: np.ndarray      # [n_items, dim], unit length
     lexical: LexicalIndex
-    user_profiles: dict[str, np.ndarray]  # user_key -> unit-length taste vector
+    user_sequences: dict[str, list[int]]  # user_key -> item rows, in the order first engaged with
     popular: np.ndarray              # item rows, most popular first (cold-start fallback)
     dense: DenseIndex                # ANN over item_embeddings
     encoder_dir: Path | None = None  # the fine-tuned encoder (None: the base MiniLM)
+    sasrec: SASRec | None = None     # None: too few histories to train one (recommend falls back to popular)
+    reranker: Reranker | None = None  # None: SASRec's order stands
 
     query_encoder_dir: Path | None = None  # a compressed ONNX query encoder the gate promoted
 
@@ -56,24 +61,37 @@ class ModelBundle:
         self.catalog.to_parquet(path / "catalog.parquet", index=False)
         np.save(path / "item_embeddings.npy", self.item_embeddings)
         self.lexical.save(path / "bm25")
-        keys = list(self.user_profiles)
-        pd.DataFrame({"user_key": keys}).to_parquet(path / "user_keys.parquet", index=False)
-        np.save(path / "user_profiles.npy", np.stack([self.user_profiles[k] for k in keys])
-                if keys else np.zeros((0, self.item_embeddings.shape[1]), np.float32))
+        pd.DataFrame({"user_key": list(self.user_sequences), "rows": list(self.user_sequences.values())},
+                     ).astype({"user_key": str}).to_parquet(path / "user_sequences.parquet", index=False)
         np.save(path / "popular.npy", self.popular)
+        if self.sasrec is not None:
+            # The text buffer is item_embeddings, saved above: not twice.
+            weights = {k: v for k, v in self.sasrec.state_dict().items() if k != "text"}
+            torch.save({"config": asdict(self.sasrec.config), "weights": weights}, path / "sasrec.pt")
+        if self.reranker is not None:
+            (path / "reranker.json").write_text(json.dumps(self.reranker.state()))
 
     @classmethod
     def load(cls, path: Path) -> "ModelBundle":
-        keys = pd.read_parquet(path / "user_keys.parquet")["user_key"].tolist()
-        profiles = np.load(path / "user_profiles.npy")
+        sequences = pd.read_parquet(path / "user_sequences.parquet")
+        embeddings = np.load(path / "item_embeddings.npy")
+        sasrec = None
+        if (path / "sasrec.pt").exists():
+            saved = torch.load(path / "sasrec.pt", weights_only=False)
+            sasrec = SASRec(embeddings, SASRecConfig(**saved["config"]))
+            sasrec.load_state_dict(saved["weights"], strict=False)  # "text" is item_embeddings
+            sasrec.eval()
         return cls(
             ranker=SeedRanker.from_state(torch.load(path / "ranker.pt", weights_only=False)),
             catalog=pd.read_parquet(path / "catalog.parquet"),
-            item_embeddings=np.load(path / "item_embeddings.npy"),
+            item_embeddings=embeddings,
             lexical=LexicalIndex.load(path / "bm25"),
-            user_profiles=dict(zip(keys, profiles)),
+            user_sequences={u: [int(r) for r in rows] for u, rows in zip(sequences["user_key"], sequences["rows"])},
             popular=np.load(path / "popular.npy"),
             dense=DenseIndex.load(path / "items.faiss"),
             encoder_dir=path / "encoder" if (path / "encoder").exists() else None,
             query_encoder_dir=path / "query_encoder" if (path / "query_encoder").exists() else None,
+            sasrec=sasrec,
+            reranker=Reranker.from_state(json.loads((path / "reranker.json").read_text()))
+            if (path / "reranker.json").exists() else None,
         )

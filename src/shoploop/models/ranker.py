@@ -15,9 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-# The Feast features the ranker reads (feature service ranker_v1), in this order.
+# The Feast features the ranker reads (feature service ranker_v1), in this order: the daily snapshot,
+# then the real-time counters the service pushes (read as log(1 + count); missing = 0, no events).
+COUNTERS = ["impressions_24h", "clicks_24h", "purchases_24h"]
 ITEM_FEATURES = ["log_price", "rating", "log_review_count", "review_rating_mean", "ctr_smoothed",
-                 "cvr_smoothed", "popularity", "age_days"]
+                 "cvr_smoothed", "popularity", "age_days", *COUNTERS]
 MATCH_FEATURES = ["bm25", "cosine"]
 
 

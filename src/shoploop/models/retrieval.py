@@ -4,27 +4,38 @@ embeddings, inner product = cosine), fused by reciprocal rank.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import bm25s
 import numpy as np
 
+# A word in at least this many distinct training queries is the shoppers' vocabulary, not a typo.
+SHOPPER_WORD_QUERIES = 3
 # Reciprocal-rank-fusion constant from Cormack et al. (2009): damps the head so neither list dominates.
 RRF_K = 60
 
 
 class LexicalIndex:
-    def __init__(self, retriever: bm25s.BM25, n_items: int):
+    def __init__(self, retriever: bm25s.BM25, n_items: int, shopper_words: set[str] | None = None):
         self.retriever, self.n_items = retriever, n_items
+        # Words the shop's past queries use often (synonyms the catalog lacks: "cover" for a case).
+        self.shopper_words = shopper_words or set()
+        self._words: list[str] | None = None  # the vocabulary, most used first (for spelling correction)
 
     @classmethod
-    def build(cls, texts: list[str]) -> "LexicalIndex":
+    def build(cls, texts: list[str], queries: list[str] | None = None) -> "LexicalIndex":
+        """BM25 over the item texts; ``queries`` (the training queries) teach the spelling corrector
+        which words shoppers use that the catalog does not."""
+        from collections import Counter
+
         # Feast configures the root logger at DEBUG; bm25s would narrate every index build.
         logging.getLogger("bm25s").setLevel(logging.WARNING)
         retriever = bm25s.BM25()
         retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
-        return cls(retriever, len(texts))
+        used = Counter(w for q in set(queries or []) for w in set(q.lower().split()))
+        return cls(retriever, len(texts), {w for w, n in used.items() if n >= SHOPPER_WORD_QUERIES})
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every item for the query (zeros when no query term is in the vocabulary)."""
@@ -33,13 +44,39 @@ class LexicalIndex:
             return np.zeros(self.n_items, dtype=np.float32)
         return self.retriever.get_scores(tokens).astype(np.float32)
 
+    def correct(self, query: str) -> str:
+        """The query with each word neither the catalog nor the shoppers use (4+ letters) replaced by the catalog word
+        one edit away (a letter added, dropped or changed, or two neighbours swapped: optimal string
+        alignment, rapidfuzz) that the most items use; other words, and words with no such
+        neighbour, are kept as typed."""
+        from rapidfuzz import process
+        from rapidfuzz.distance import OSA
+
+        vocab = self.retriever.vocab_dict
+        if self._words is None:
+            items_using = np.diff(self.retriever.scores["indptr"])
+            used = [w for w, i in vocab.items() if w and i < len(items_using)]  # bm25s adds an empty token
+            self._words = sorted(used, key=lambda w: -items_using[vocab[w]])  # most used first
+        out = []
+        for word in query.split():
+            token = word.lower()
+            if len(token) >= 4 and token.isalpha() and token not in vocab and token not in self.shopper_words:
+                match = process.extractOne(token, self._words, scorer=OSA.distance, score_cutoff=1)
+                if match is not None:  # ties go to the first listed: the most used word
+                    word = match[0]
+            out.append(word)
+        return " ".join(out)
+
     def save(self, path: Path) -> None:
         self.retriever.save(str(path))
+        (path / "shopper_words.json").write_text(json.dumps(sorted(self.shopper_words)))
 
     @classmethod
     def load(cls, path: Path) -> "LexicalIndex":
         retriever = bm25s.BM25.load(str(path))
-        return cls(retriever, int(retriever.scores["num_docs"]))
+        words = path / "shopper_words.json"
+        return cls(retriever, int(retriever.scores["num_docs"]),
+                   set(json.loads(words.read_text())) if words.exists() else None)
 
 
 class DenseIndex:
