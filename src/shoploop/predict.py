@@ -15,6 +15,7 @@ from shoploop.models.bundle import ModelBundle
 from shoploop.models.encoder import TextEncoder
 from shoploop.models.ranker import COUNTERS, ITEM_FEATURES
 from shoploop.models.retrieval import fuse, lexical_ranking
+from shoploop.text import price_bound
 
 # Items the ranker rescores per request: enough for recall, few enough for one Feast lookup.
 CANDIDATES = 100
@@ -54,14 +55,18 @@ def scaled_bm25(bm25: np.ndarray) -> np.ndarray:
     return bm25 / top if top > 0 else np.zeros_like(bm25)
 
 
-def ranking_features(item_features: np.ndarray, fill: np.ndarray, bm25: np.ndarray, cosine: np.ndarray) -> np.ndarray:
+def ranking_features(item_features: np.ndarray, fill: np.ndarray, bm25: np.ndarray, cosine: np.ndarray,
+                     budget: float | np.ndarray | None = None) -> np.ndarray:
     """H_features of candidates: item features (NaN -> ``fill``; counters as log(1 + count), NaN -> 0)
-    then the match signals."""
+    then the match signals. ``budget``: the query's price bound (one, or one per row; None/NaN: none)."""
     feats = np.array(item_features, dtype=np.float64)
     counters = slice(len(ITEM_FEATURES) - len(COUNTERS), len(ITEM_FEATURES))
     feats[:, counters] = np.log1p(np.nan_to_num(feats[:, counters], nan=0.0))
-    feats = np.where(np.isnan(feats), fill, feats).astype(np.float32)
-    return np.concatenate([feats, np.stack([bm25, cosine], axis=1).astype(np.float32)], axis=1)
+    feats = np.where(np.isnan(feats), fill, feats)
+    budget = np.broadcast_to(np.asarray(np.nan if budget is None else budget, dtype=np.float64), len(feats))
+    within = np.where(np.isnan(budget), 0.0,
+                      np.where(feats[:, ITEM_FEATURES.index("log_price")] <= np.log(np.where(budget > 0, budget, 1e-9)), 1.0, -1.0))
+    return np.concatenate([feats, np.stack([bm25, cosine, within], axis=1)], axis=1).astype(np.float32)
 
 
 class SearchEngine:
@@ -70,14 +75,15 @@ class SearchEngine:
         self.bundle, self.encoder, self.item_features, self.user_features = bundle, encoder, item_features, user_features
         self.item_ids = bundle.catalog["item_id"].tolist()
 
-    def rank(self, h_query: np.ndarray, rows: np.ndarray, bm25: np.ndarray, feats: np.ndarray | None = None) -> np.ndarray:
+    def rank(self, h_query: np.ndarray, rows: np.ndarray, bm25: np.ndarray, feats: np.ndarray | None = None,
+             budget: float | None = None) -> np.ndarray:
         """Ranker scores of the given item rows for one query vector (bm25: scaled, whole catalog;
-        feats: the rows' item features when already looked up)."""
+        feats: the rows' item features when already looked up; budget: the query's price bound)."""
         h_items = self.bundle.item_embeddings[rows]
         # An item the store has no row for (new since materialisation) gets the training mean: neutral.
         fill = self.bundle.ranker.feature_mean.numpy()[: len(ITEM_FEATURES)]
         feats = self.item_features([self.item_ids[r] for r in rows]) if feats is None else feats
-        return self.bundle.ranker.score(h_query, h_items, ranking_features(feats, fill, bm25[rows], h_items @ h_query))
+        return self.bundle.ranker.score(h_query, h_items, ranking_features(feats, fill, bm25[rows], h_items @ h_query, budget))
 
     def candidates(self, query: str, k: int = CANDIDATES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Hybrid retrieval: (rows fused from BM25 and dense ANN, the query vector, scaled BM25 of all
@@ -90,7 +96,7 @@ class SearchEngine:
 
     def search_rows(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         rows, h_query, bm25 = self.candidates(query)
-        scores = self.rank(h_query, rows, bm25)
+        scores = self.rank(h_query, rows, bm25, budget=price_bound(query))
         order = np.argsort(-scores, kind="stable")[:k]
         return rows[order], scores[order]
 

@@ -31,3 +31,12 @@ def clean_text(text: str | None) -> str | None:
     text = unicodedata.normalize("NFKC", text)
     text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text)
     return _SPACE.sub(" ", text).strip()
+
+
+_BUDGET = re.compile(r"\b(?:under|below|less than|up to|max|cheaper than)\s*[$£€]?\s*(\d+(?:[.,]\d+)?)\b", re.IGNORECASE)
+
+
+def price_bound(query: str) -> float | None:
+    """The most a shopper says they will pay ("under 40", "below $25", "up to 12.50"), else None."""
+    match = _BUDGET.search(query)
+    return float(match.group(1).replace(",", ".")) if match else None

@@ -27,6 +27,7 @@ from shoploop.models.finetune import FinetuneConfig, finetune, training_triplets
 from shoploop.models.retrieval import DenseIndex, LexicalIndex, hybrid_candidates
 from shoploop.predict import frame_lookup, ranking_features, scaled_bm25
 from shoploop.settings import Settings
+from shoploop.text import price_bound
 
 # Hard negatives per training query, from the retriever the ranker will sit behind.
 TRAIN_CANDIDATES = 50
@@ -97,13 +98,15 @@ def click_rows(settings: Settings, logs: pd.DataFrame, encoder: TextEncoder, emb
     if len(logs) > MAX_LOG_ROWS:
         logs = logs.sample(MAX_LOG_ROWS, random_state=seed)
     texts = logs["query_text"].drop_duplicates().tolist()
-    q_of = dict(zip(texts, encoder.encode(texts)))
-    bm25_of = {t: scaled_bm25(lexical.scores(t)) for t in texts}
+    served = [lexical.correct(t) for t in texts]  # the query as the serving path ranks it
+    q_of = dict(zip(texts, encoder.encode(served)))
+    bm25_of = {t: scaled_bm25(lexical.scores(c)) for t, c in zip(texts, served)}
     rows = logs["item_id"].map(row_of).to_numpy()
     hq = np.stack([q_of[t] for t in logs["query_text"]])
     hi = embeddings[rows]
     bm25 = np.array([bm25_of[t][r] for t, r in zip(logs["query_text"], rows)], dtype=np.float32)
-    feats = ranking_features(point_in_time_rows(settings, logs), fill, bm25, (hq * hi).sum(1))
+    budgets = np.array([price_bound(t) or np.nan for t in logs["query_text"]])
+    feats = ranking_features(point_in_time_rows(settings, logs), fill, bm25, (hq * hi).sum(1), budgets)
     weight = CLICK_WEIGHT * ipw_weights(logs["position"].to_numpy(), logs["clicked"].to_numpy(), propensities)
     return hq, hi, feats, logs["clicked"].to_numpy(np.float32), weight, propensities
 
@@ -185,19 +188,20 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
     item_feats = lookup(item_ids)
     fill = np.nanmean(item_feats, axis=0)
 
-    q_emb = encoder.encode(queries["query_text"].tolist())
+    # The ranker learns on queries as the serving path ranks them: spelling corrected.
+    q_emb = encoder.encode([lexical.correct(t) for t in queries["query_text"]])
     by_query = {query_id: rows for query_id, rows in train_judgments.groupby("query_id")}
     hq, hi, hf, target = [], [], [], []
     for (query_id, text), qv in zip(queries.itertuples(index=False), q_emb):
         grades = by_query[query_id]
         graded = dict(zip(grades["item_id"].map(row_of), grades["grade"]))
-        bm25 = scaled_bm25(lexical.scores(text))
+        bm25 = scaled_bm25(lexical.scores(lexical.correct(text)))
         candidates = hybrid_candidates(bm25, embeddings @ qv, TRAIN_CANDIDATES)
         rows = np.array(sorted(set(graded) | set(candidates.tolist())))
         cosine = embeddings[rows] @ qv
         hq.append(np.broadcast_to(qv, (len(rows), len(qv))))
         hi.append(embeddings[rows])
-        hf.append(ranking_features(item_feats[rows], fill, bm25[rows], cosine))
+        hf.append(ranking_features(item_feats[rows], fill, bm25[rows], cosine, price_bound(text)))
         target.append(np.array([graded.get(r, 0) / 3.0 for r in rows]))
 
     weight = [np.ones(sum(len(t) for t in target), np.float32)]

@@ -19,3 +19,26 @@ def test_markup_css_and_odd_unicode_are_cleaned(raw, clean):
 def test_none_stays_none_and_plain_text_is_untouched():
     assert clean_text(None) is None
     assert clean_text("Red cast iron frying pan, 24cm") == "Red cast iron frying pan, 24cm"
+
+
+@pytest.mark.parametrize("query, bound", [
+    ("sleeping bag under 102", 102.0), ("red pan below $25", 25.0), ("mug up to 12.50", 12.5),
+    ("Kestrel UNDER 12", 12.0), ("red frying pan", None), ("size 10 boots", None),
+])
+def test_price_bound_is_read_from_the_query(query, bound):
+    from shoploop.text import price_bound
+
+    assert price_bound(query) == bound
+
+
+def test_within_budget_feature_marks_items_over_the_bound():
+    import numpy as np
+
+    from shoploop.models.ranker import ITEM_FEATURES
+    from shoploop.predict import ranking_features
+
+    feats = np.zeros((2, len(ITEM_FEATURES)))
+    feats[:, ITEM_FEATURES.index("log_price")] = np.log([10.0, 30.0])
+    fill, zeros = np.zeros(len(ITEM_FEATURES)), np.zeros(2)
+    assert ranking_features(feats, fill, zeros, zeros, 20.0)[:, -1].tolist() == [1.0, -1.0]
+    assert ranking_features(feats, fill, zeros, zeros, None)[:, -1].tolist() == [0.0, 0.0]

@@ -1,7 +1,7 @@
 """The seed's ranker: Y = σ(θᵀ [H_q ⊕ H_item ⊕ H_features]).
 
 H_q and H_item are MiniLM embeddings of the query and the item text; H_features are the item's
-Feast features plus two query-item match signals (BM25 and cosine). A linear θ over a plain
+Feast features plus query-item match signals (BM25, cosine, price within the query's budget). A linear θ over a plain
 concatenation adds θ_qᵀH_q, a constant per query, so it cannot order items for a query by how
 well they match it; the concatenation therefore also carries the interaction H_q ⊙ H_item,
 which keeps the model a single logistic layer while letting θ weigh which dimensions must agree.
@@ -20,7 +20,9 @@ from torch import nn
 COUNTERS = ["impressions_24h", "clicks_24h", "purchases_24h"]
 ITEM_FEATURES = ["log_price", "rating", "log_review_count", "review_rating_mean", "ctr_smoothed",
                  "cvr_smoothed", "popularity", "age_days", *COUNTERS]
-MATCH_FEATURES = ["bm25", "cosine"]
+# Query-item match: BM25, cosine, and whether the item's price keeps to a price bound the query
+# names (+1 within, -1 over, 0 when the query names none).
+MATCH_FEATURES = ["bm25", "cosine", "within_budget"]
 
 
 @dataclass
