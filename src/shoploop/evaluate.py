@@ -152,6 +152,7 @@ def evaluate_recommend(engine: SearchEngine, test: tuple[list[str], list[list[in
     return {
         "rows": len(targets), "metric": f"recall@{k}, ndcg@{k}",
         **{name: {m: v for m, v in metrics.items() if m != "rows"} for name, metrics in result.items()},
+        "tail_target_rows": int(tail_rows.sum()),
         f"recall@{k}_tail_targets": {name: ranking_metrics(scores[tail_rows], list(np.array(targets)[tail_rows]), k)[f"recall@{k}"]
                                      for name, scores in (("served", served), ("sasrec", sasrec), ("popularity", popular))}
         if tail_rows.any() else {},

@@ -191,3 +191,26 @@ def test_duplicate_listings_are_caught_and_their_traffic_credited_to_the_first(b
     catalog = set(pd.read_parquet(settings.marts / "item_text.parquet")["item_id"])
     assert not set(pairs["item_id"]) & catalog and set(pairs["duplicate_of"]) <= catalog
     assert valid_events == raw_events and on_duplicates == 0
+
+
+def test_counters_mart_holds_what_the_service_counts_live(built):
+    # given the valid events, fed to the service's live counters / when read just before an hour's
+    # top / then they equal the item_counters mart's snapshot at that hour (offline = online)
+    from datetime import timedelta
+
+    from shoploop.counters import LiveCounters
+
+    settings = built["settings"]
+    mart = pd.read_parquet(settings.marts / "item_counters.parquet").dropna(subset=["item_id"])
+    snapshot_at = mart["event_timestamp"].value_counts().idxmax()
+    con = duckdb.connect(str(settings.warehouse_path))
+    events = con.execute("select item_id, event_type, surface, ts from int_events_valid where ts < ?",
+                         [snapshot_at.to_pydatetime()]).df()
+    con.close()
+    live = LiveCounters()
+    live.add(events)
+    expected = mart[mart["event_timestamp"] == snapshot_at].set_index("item_id").sort_index()
+    got = live.values(expected.index.tolist(), snapshot_at.to_pydatetime() - timedelta(microseconds=1)).set_index("item_id")
+    columns = ["impressions_24h", "clicks_24h", "purchases_24h"]
+    assert len(expected) >= 20 and expected["impressions_24h"].sum() > 0
+    pd.testing.assert_frame_equal(got[columns], expected[columns], check_dtype=False)
