@@ -47,13 +47,10 @@ def write(path: Path, tag: str, promoted: bool, reason: str, metrics: dict, trai
     rec = metrics.get("recommend", {})
     if "served" in rec:
         systems = ["served", "sasrec", "taste_vector", "popularity"]
-        sections.append(f"## Recommendation on {rec['rows']} shoppers' held-out last items
-" + _table(
+        sections.append(f"## Recommendation on {rec['rows']} shoppers' held-out last items\n" + _table(
             [[name, rec[name]["recall@10"], rec[name]["ndcg@10"], rec.get("recall@10_tail_targets", {}).get(name, "")]
              for name in systems], ["system", "recall@10", "ndcg@10", "recall@10, long-tail targets"])
-            + f"
-
-Long-tail share of what is shown: {rec['long_tail_share@10']}; catalog coverage: {rec['coverage@10']}.")
+            + f"\n\nLong-tail share of what is shown: {rec['long_tail_share@10']}; catalog coverage: {rec['coverage@10']}.")
     if compression:
         sections.append("## Query encoder compression\n" + _table(
             [[r["variant"], r["size_mb"], r["latency_ms"], r["ndcg@10"], r["shrink"], r["speedup"], f"{r['quality_loss']:.2%}"]
