@@ -56,7 +56,10 @@ class TrainingData:
 def load_training_data(settings: Settings) -> TrainingData:
     marts = settings.marts
     items = pd.read_parquet(marts / "item_text.parquet").sort_values("item_id", ignore_index=True)
-    pairs = pd.read_parquet(marts / "ranker_training_pairs.parquet")
+    # Sorted: DuckDB writes marts in no fixed row order, and batches, samples and query order
+    # follow row order, so without this two trainings on the same data differ.
+    pairs = pd.read_parquet(marts / "ranker_training_pairs.parquet").sort_values(
+        ["label_source", "query_id", "item_id", "event_timestamp", "position", "clicked"], ignore_index=True)
     judged = pairs[pairs["label_source"] == "judgment"]
     if judged.empty:
         raise ValueError(f"no judgments in {marts / 'ranker_training_pairs.parquet'}: land a judgments table first")
@@ -64,7 +67,7 @@ def load_training_data(settings: Settings) -> TrainingData:
         catalog=items[CATALOG_COLUMNS], item_text=items["item_text"].tolist(),
         judgments=judged[["query_id", "query_text", "item_id", "grade"]].reset_index(drop=True),
         as_of=pd.Timestamp(judged["event_timestamp"].max()),
-        histories=pd.read_parquet(marts / "user_histories.parquet"),
+        histories=pd.read_parquet(marts / "user_histories.parquet").sort_values(["user_key", "item_id"], ignore_index=True),
         logs=pairs.loc[(pairs["label_source"] == "click_log") & pairs["position"].notna(),
                        ["query_id", "query_text", "item_id", "position", "clicked", "event_timestamp"]]
         .astype({"clicked": bool, "position": int}).reset_index(drop=True),
