@@ -1,9 +1,9 @@
 """
 ### shoploop_pipeline
 
-The loop, daily: simulate (or land) the shop's data, build the warehouse with dbt, refresh Feast,
-train (fine-tuned encoder + ranker), compress the query encoder, evaluate, register (gated
-promotion), serve the champion, and report drift.
+The loop, daily: land the shop's data (the simulator, or a real dataset: SHOPLOOP_SOURCE), build
+the warehouse with dbt, refresh Feast, train (fine-tuned encoder + ranker), compress the query
+encoder, evaluate, register (gated promotion), serve the champion, and report drift.
 
 Each task only calls the `shoploop` CLI in the ML venv (`.venv`), so Airflow's own venv never
 imports torch; every step is idempotent for the run's logical date (`{{ ds }}`).
@@ -21,7 +21,7 @@ from airflow.sdk import dag
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 # The ML venv's CLI; override with SHOPLOOP_CLI where the venv lives elsewhere.
 SHOPLOOP = os.environ.get("SHOPLOOP_CLI", str(PROJECT_DIR / ".venv" / "bin" / "shoploop"))
-STEPS = ["simulate", "transform", "features", "train", "compress", "evaluate", "register", "deploy", "monitor"]
+STEPS = ["land", "transform", "features", "train", "compress", "evaluate", "register", "deploy", "monitor"]
 
 
 @dag(

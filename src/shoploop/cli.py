@@ -52,13 +52,19 @@ def simulate(run_date: str = RunDate,
 
 
 @app.command()
-def ingest(fmt: str = typer.Argument(..., metavar="FORMAT", help="amazon2018 | esci | unisrec | recbole | generic"),
+def ingest(fmt: str = typer.Argument(..., metavar="FORMAT", help="amazon2018 | esci | unisrec | recbole | homedepot | generic"),
            path: str = typer.Argument(..., help="folder holding the dataset's files (read in place)"),
            run_date: str = RunDate):
     """Land a real dataset in the contract's shape; rows that cannot land go to quarantine with a reason."""
     from shoploop.data import ingest as run
 
     _show(run(get_settings(), fmt, path, _run_date(run_date)))
+
+
+@app.command()
+def land(run_date: str = RunDate):
+    """Land the run date's data from the configured source (SHOPLOOP_SOURCE: 'simulator' or 'FORMAT:PATH')."""
+    _show(steps.land(get_settings(), _run_date(run_date)))
 
 
 @app.command()
@@ -136,11 +142,16 @@ def report(what: str = typer.Argument("data", help="the report to write (data)")
 
 
 @app.command()
-def demo(run_date: str = RunDate):
+def demo(run_date: str = RunDate,
+         source: str = typer.Option(None, help="'simulator' (default) or a real dataset, 'FORMAT:PATH' (an ingest "
+                                                "format, e.g. 'homedepot:../shared/datasets/homedepot_search')")):
     """The main job: the whole loop, then the service, Airflow and Evidently UIs left running."""
     from shoploop import demo as run
 
-    run.run(get_settings(), _run_date(run_date), say=typer.echo)
+    settings = get_settings()
+    if source:
+        settings = settings.model_copy(update={"source": source})
+    run.run(settings, _run_date(run_date), say=typer.echo)
 
 
 @app.command()

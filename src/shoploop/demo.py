@@ -7,7 +7,7 @@ import os
 from datetime import date
 from pathlib import Path
 
-from shoploop import processes, steps
+from shoploop import processes, registry, steps
 from shoploop.settings import Settings
 
 LIVE_SESSIONS = 60
@@ -64,30 +64,42 @@ def run(settings: Settings, run_date: date, say=print) -> dict:
     from shoploop.data import landing
     from shoploop.data.live import run_shoppers
 
-    say(f"shoploop demo, run date {run_date}, home {settings.home}")
-    say(f"  simulate   {steps.simulate(settings, run_date)}")
+    say(f"shoploop demo, run date {run_date}, source {settings.source}, home {settings.home}")
+    say(f"  land       {steps.land(settings, run_date)}")
     # The demo rebuilds the shop from scratch, so its first build is a full refresh too.
     steps.transform(settings, run_date, full_refresh=True)
     say("  transform  dbt build passed")
     steps.feature_store(settings, run_date)
     say("  features   feast apply + materialize done")
     trained = steps.train(settings, run_date)
-    say(f"  train      {trained['train_queries']} queries, {trained['items']} items, {trained['seconds']} s")
+    say(f"  train      {trained['train_queries']} queries, {trained['items']} items, labels: "
+        f"{trained['labels']['mode']} ({trained['labels']['judgments']} judgments), {trained['seconds']} s")
+    if trained["recommender"].get("sasrec", "").startswith("not trained"):
+        say(f"             recommender: {trained['recommender']['sasrec']}; /recommend serves popular items")
     compressed = steps.compress(settings, run_date)
     say(f"  compress   {compressed['promoted'] or 'teacher'} serves ({compressed['reason']})")
-    say(f"  evaluate   {steps.evaluate(settings, run_date)}")
-    say(f"  register   {steps.register(settings, run_date)}")
+    metrics = steps.evaluate(settings, run_date)
+    say(f"  evaluate   {metrics['metric']} on {metrics['n_queries']} held-out queries ({metrics['labels']}): model "
+        f"{metrics['model']}, BM25 {metrics['bm25']}, zero-shot MiniLM {metrics['dense_zero_shot']}, random {metrics['random']}")
+    registered = steps.register(settings, run_date)
+    say(f"  register   {registered}")
+    if not registry.champion(settings):
+        raise RuntimeError(f"no champion to serve: {registered['reason']} (model card {registered['model_card']})")
     service = steps.deploy(settings, run_date)
     say(f"  serve      {service}")
     airflow = start_airflow(settings)
     evidently = start_evidently(settings)
-    judgments = landing.read_table(settings.landing, "judgments")
-    users = landing.read_table(settings.landing, "users")["user_id"].tolist()
-    say(f"  shoppers   {run_shoppers(service, judgments, users, LIVE_SESSIONS, settings.seed)}")
-    # The live feedback is in the event log now: rebuild the marts so the report sees it.
-    steps.transform(settings, run_date)
+    if settings.source == "simulator":
+        judgments = landing.read_table(settings.landing, "judgments")
+        users = landing.read_table(settings.landing, "users")["user_id"].tolist()
+        say(f"  shoppers   {run_shoppers(service, judgments, users, LIVE_SESSIONS, settings.seed)}")
+        # The live feedback is in the event log now: rebuild the marts so the report sees it.
+        steps.transform(settings, run_date)
+    else:
+        say("  shoppers   none simulated on a real shop's data: its own shoppers' /feedback feeds the loop")
     drift = steps.monitor(settings, run_date)
-    say(f"  monitor    drift share {drift.get('drift_share')} -> {drift['html']}")
+    outcome = drift.get("skipped") or f"drift share {drift.get('drift_share')} -> {drift['html']}"
+    say(f"  monitor    {outcome}")
     say("")
     say("Running now (stop all with `make stop`):")
     say(f"  shop API      {service}   (POST /search, /recommend, /feedback; docs at {service}/docs)")

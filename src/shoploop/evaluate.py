@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shoploop.predict import SearchEngine
+from shoploop.predict import SearchEngine, scaled_bm25
 
 HELDOUT_SHARE = 5  # one query in five is held out
 
@@ -121,6 +121,71 @@ def evaluate_search(engine: SearchEngine, judgments: pd.DataFrame, item_text: li
     }
 
 
+POOL_SYSTEMS = ("model", "bm25", "dense_zero_shot", "dense_finetuned", "random")
+
+
+def pool_scores(engine: SearchEngine, query_text: str, rows: np.ndarray, zero_shot, zero_shot_items: np.ndarray,
+                rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Each system's scores of the given item rows (a query's judged pool) for the query: the served
+    ranker (on the spelling-corrected query, as served), BM25 as typed, zero-shot and fine-tuned
+    MiniLM cosine, and a random order. zero_shot_items: the zero-shot encoder's vectors of ``rows``."""
+    from shoploop.text import price_bound
+
+    corrected = engine.bundle.lexical.correct(query_text)
+    h_query = engine.encoder.encode([corrected])[0]
+    bm25 = scaled_bm25(engine.bundle.lexical.scores(corrected))
+    return {
+        "model": engine.rank(h_query, rows, bm25, budget=price_bound(query_text)),
+        "bm25": engine.bundle.lexical.scores(query_text)[rows],
+        "dense_zero_shot": zero_shot_items @ zero_shot.encode([query_text])[0],
+        "dense_finetuned": engine.bundle.item_embeddings[rows] @ h_query,
+        "random": rng.random(len(rows)),
+    }
+
+
+def spearman(scores: np.ndarray, grades: np.ndarray) -> float | None:
+    """Rank correlation of scores with grades; None when either is constant (undefined)."""
+    from scipy.stats import spearmanr
+
+    if len(np.unique(grades)) < 2 or len(np.unique(scores)) < 2:
+        return None
+    return float(spearmanr(scores, grades).statistic)
+
+
+def evaluate_pool(engine: SearchEngine, judgments: pd.DataFrame, item_text: list[str], k: int = 10,
+                  seed: int = 7) -> dict:
+    """Sparse labels (unjudged items unknown, not irrelevant): each held-out query's judged pool is
+    ranked by every system; mean pool nDCG@k and mean per-query Spearman correlation of scores with
+    grades (over queries whose grades differ)."""
+    from shoploop.models.encoder import TextEncoder
+
+    row_of = {item_id: r for r, item_id in enumerate(engine.item_ids)}
+    test = judgments[judgments["query_id"].map(is_heldout) & judgments["item_id"].isin(row_of)]
+    zero_shot = TextEncoder()
+    pool_rows = np.array(sorted(set(test["item_id"].map(row_of))), dtype=int)
+    zero_shot_of = dict(zip(pool_rows, zero_shot.encode([item_text[r] for r in pool_rows])))
+    rng = np.random.default_rng(seed)
+    ndcg: dict[str, list[float]] = {name: [] for name in POOL_SYSTEMS}
+    rho: dict[str, list[float]] = {name: [] for name in POOL_SYSTEMS}
+    for (_, query_text), pool in test.groupby(["query_id", "query_text"]):
+        if pool["grade"].max() == 0:
+            continue
+        rows = pool["item_id"].map(row_of).to_numpy()
+        grades = pool["grade"].to_numpy()
+        scores = pool_scores(engine, query_text, rows, zero_shot, np.stack([zero_shot_of[r] for r in rows]), rng)
+        for name, score in scores.items():
+            order = np.argsort(-score, kind="stable")
+            ndcg[name].append(ndcg_at_k(list(rows[order]), dict(zip(rows, grades)), k))
+            if (r := spearman(score, grades)) is not None:
+                rho[name].append(r)
+    return {
+        "metric": f"pool_ndcg@{k}", "n_queries": len(ndcg["model"]),
+        **{name: round(float(np.mean(v)), 4) if v else None for name, v in ndcg.items()},
+        "spearman": {name: round(float(np.mean(v)), 4) if v else None for name, v in rho.items()},
+        "spearman_queries": len(rho["model"]),
+    }
+
+
 def evaluate_recommend(engine: SearchEngine, test: tuple[list[str], list[list[int]], list[int]],
                        popularity: np.ndarray, k: int = 10) -> dict:
     """Next-item recommendation on the shoppers' held-out last items (leave-last-out, never trained
@@ -161,12 +226,29 @@ def evaluate_recommend(engine: SearchEngine, test: tuple[list[str], list[list[in
     }
 
 
-def model_ndcg(engine: SearchEngine, judgments: pd.DataFrame, k: int = 10) -> float:
-    """Mean nDCG@k of the engine alone on the held-out queries (what compression must preserve)."""
+def model_ndcg(engine: SearchEngine, judgments: pd.DataFrame, k: int = 10, complete: bool = True) -> float:
+    """Mean nDCG@k of the engine alone on the held-out queries (what compression must preserve and a
+    challenger must not lose): of its served top k over the catalog when judgments are complete, of its
+    order of each query's judged pool when they are sparse."""
     test = judgments[judgments["query_id"].map(is_heldout)]
     item_ids = np.array(engine.item_ids)
-    scores = [ndcg_at_k(list(item_ids[engine.search_rows(text, k)[0]]), dict(zip(rows["item_id"], rows["grade"])), k)
-              for (_, text), rows in test.groupby(["query_id", "query_text"]) if rows["grade"].max() > 0]
+    if complete:
+        scores = [ndcg_at_k(list(item_ids[engine.search_rows(text, k)[0]]), dict(zip(rows["item_id"], rows["grade"])), k)
+                  for (_, text), rows in test.groupby(["query_id", "query_text"]) if rows["grade"].max() > 0]
+        return round(float(np.mean(scores)), 4)
+    from shoploop.text import price_bound
+
+    row_of = {item_id: r for r, item_id in enumerate(engine.item_ids)}
+    test = test[test["item_id"].isin(row_of)]
+    texts = test["query_text"].unique().tolist()
+    vectors = dict(zip(texts, engine.encoder.encode([engine.bundle.lexical.correct(t) for t in texts])))
+    scores = []
+    for (_, text), pool in test.groupby(["query_id", "query_text"]):
+        if pool["grade"].max() > 0:
+            rows = pool["item_id"].map(row_of).to_numpy()
+            bm25 = scaled_bm25(engine.bundle.lexical.scores(engine.bundle.lexical.correct(text)))
+            order = np.argsort(-engine.rank(vectors[text], rows, bm25, budget=price_bound(text)), kind="stable")
+            scores.append(ndcg_at_k(list(rows[order]), dict(zip(rows, pool["grade"])), k))
     return round(float(np.mean(scores)), 4)
 
 

@@ -77,10 +77,14 @@ def drift_report(settings: Settings, engine: SearchEngine, latest: pd.DataFrame,
     from evidently.ui.workspace import Workspace
 
     frame = impressions(settings, latest)
+    if frame.empty:  # a catalog with judgments and no logs: nothing behaved, so nothing drifted
+        return {"run_date": str(run_date), "model_version": model_version,
+                "skipped": "no search impressions logged yet: behaviour and score drift need search events"}
     frame["model_score"] = model_scores(engine, frame)
     reference, current = split_windows(frame)
     if reference.empty or current.empty:
-        raise ValueError("drift needs both windows: land at least three days of events first")
+        return {"run_date": str(run_date), "model_version": model_version,
+                "skipped": f"drift needs a reference and a current window: events span less than {CURRENT_DAYS + 1} days"}
     report = Report([DataDriftPreset(columns=COLUMNS)])
     snapshot = report.run(current_data=current[COLUMNS], reference_data=reference[COLUMNS],
                           name=f"drift {run_date}", tags=["drift", "search"])

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     # Pin the served version (e.g. "shoploop-ranker:abc123"); unset, the champion serves.
     model_tag: str | None = None
     feature_service: str = "ranker_v1"
+    # What trains the ranker and the encoder: 'auto' (whatever the data holds: judgments, search logs
+    # or both), or 'judgments', 'logs', 'both' to insist (see shoploop.labels).
+    train_labels: str = "auto"
+    # Where the loop's data comes from: 'simulator', or 'FORMAT:PATH' for a real dataset read in place
+    # (`shoploop ingest` formats, e.g. 'generic:/data/shop' or 'homedepot:../shared/datasets/homedepot_search').
+    source: str = "simulator"
     max_k: int = 100
 
     @property
@@ -116,6 +122,9 @@ class Settings(BaseSettings):
         """Environment for the tools we shell out to (dbt, feast, bentoml, airflow)."""
         return {
             "SHOPLOOP_HOME": str(self.home),
+            # The DAG's steps land and train from what the demo was given.
+            "SHOPLOOP_SOURCE": self.source,
+            "SHOPLOOP_TRAIN_LABELS": self.train_labels,
             "SHOPLOOP_PSEUDONYM_KEY": self.user_key,
             "BENTOML_HOME": str(self.bentoml_home),
             "BENTOML_DO_NOT_TRACK": "True",

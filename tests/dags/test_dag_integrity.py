@@ -5,7 +5,7 @@ from airflow.dag_processing.dagbag import DagBag
 
 from conftest import PROJECT_DIR
 
-EXPECTED = ["simulate", "transform", "features", "train", "compress", "evaluate", "register", "deploy", "monitor"]
+EXPECTED = ["land", "transform", "features", "train", "compress", "evaluate", "register", "deploy", "monitor"]
 
 
 @pytest.fixture(scope="module")

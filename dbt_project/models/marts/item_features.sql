@@ -19,9 +19,18 @@ reviews as (
     group by item_id
 ),
 
-days as (
-    select cast(unnest(generate_series(min(ts)::date, max(ts)::date, interval 1 day)) as date) as day
+-- Every day with search traffic; a shop with no logs yet (a catalog and judgments only) gets one
+-- snapshot, on the day its newest item arrived, so its items still have features.
+span as (
+    select
+        coalesce(min(ts)::date, (select max(created_at)::date from items)) as first_day,
+        coalesce(max(ts)::date, (select max(created_at)::date from items)) as last_day
     from events
+),
+
+days as (
+    select cast(unnest(generate_series(first_day, last_day, interval 1 day)) as date) as day
+    from span
 ),
 
 daily_counts as (

@@ -13,8 +13,12 @@ events as (
     select * from {{ ref('int_events_valid') }} where surface = 'search'
 ),
 
+-- Judgments are known as of the end of the last logged day (or, with no logs, of the day the newest
+-- item arrived: the same moment item_features has its last snapshot for).
 as_of as (
-    select cast(max(ts)::date + interval 1 day as timestamp) as ts from events
+    select cast(coalesce(max(ts)::date, (select max(created_at)::date from {{ ref('int_items_valid') }}))
+                + interval 1 day as timestamp) as ts
+    from events
 ),
 
 judged as (
@@ -23,9 +27,12 @@ judged as (
         j.query_text,
         j.item_id,
         'judgment' as label_source,
+        cast(null as varchar) as session_id,
         j.grade,
         cast(null as integer) as position,
         cast(null as boolean) as clicked,
+        cast(null as boolean) as carted,
+        cast(null as boolean) as purchased,
         a.ts as event_timestamp
     from judgments as j
     cross join as_of as a
@@ -37,9 +44,14 @@ logged as (
         any_value(query_text) as query_text,
         item_id,
         'click_log' as label_source,
+        -- The session groups one result page: a skip above a click there was examined.
+        session_id,
         cast(null as integer) as grade,
         min(position) filter (where event_type = 'impression') as position,
         bool_or(event_type = 'click') as clicked,
+        -- What followed the click: the graded implicit label (purchase > add to cart > click > skip).
+        bool_or(event_type = 'add_to_cart') as carted,
+        bool_or(event_type = 'purchase') as purchased,
         min(ts) as event_timestamp
     from events
     group by session_id, query_id, item_id

@@ -8,7 +8,8 @@ zone keeps what the source said.
 
 Formats: ``amazon2018`` (reviews + ``meta_*`` json, gzipped or not), ``esci`` (products jsonl[.zst]
 + labelled parquet), ``unisrec`` (``*.item.json`` + ``*.valid.csv``/``*.test.csv`` histories),
-``recbole`` (atomic ``.inter`` / ``.item`` files), ``generic`` (``<table>.csv`` or ``<table>.parquet``
+``recbole`` (atomic ``.inter`` / ``.item`` files), ``homedepot`` (the Kaggle search relevance
+``train.csv[.zip]``: product titles and human-graded query-product pairs), ``generic`` (``<table>.csv`` or ``<table>.parquet``
 with the contract's columns).
 """
 
@@ -22,11 +23,12 @@ import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from shoploop.data.landing import CONTRACT
 
-FORMATS = ("amazon2018", "esci", "unisrec", "recbole", "generic")
+FORMATS = ("amazon2018", "esci", "unisrec", "recbole", "homedepot", "generic")
 ESCI_GRADES = {"E": 3, "S": 2, "C": 1, "I": 0}
 # Histories without times (UniSRec splits) keep their order on this synthetic clock: one step a minute.
 ORDER_EPOCH = datetime(2018, 1, 1)
@@ -266,6 +268,39 @@ def recbole(path: Path, landed_at: datetime) -> Landing:
     users = out.tables["events"].groupby("user_id", as_index=False)["ts"].min().rename(columns={"ts": "signup_ts"})
     users["attributes"] = "{}"
     out.put("users", users)
+    return out
+
+
+def homedepot_grade(relevance: float) -> int:
+    """Home Depot's mean rater score 1 (irrelevant) .. 3 (exact) on the contract's 0..3 grade scale,
+    rounded half up: 1 -> 0, 1.33 -> 1, 2 -> 2, 2.67 -> 3."""
+    return int(np.floor((relevance - 1.0) * 1.5 + 0.5))
+
+
+def homedepot(path: Path, landed_at: datetime) -> Landing:
+    """Home Depot product search relevance (Kaggle 2016): ``train.csv`` or ``train.csv.zip`` with id,
+    product_uid, product_title, search_term, relevance. Products become items (titles only: the file has
+    no description, brand, category or price); judgments keep every graded (query, product) pair. The
+    file is latin-1."""
+    from shoploop.data.relevance import query_id_for
+
+    file = _first_file(path, "train.csv.zip", "train.csv")
+    frame = pd.read_csv(file, encoding="latin-1")
+    out = Landing("homedepot")
+    bad = frame["product_title"].isna() | frame["search_term"].isna() | ~frame["relevance"].between(1, 3)
+    for record in frame[bad].to_dict("records"):
+        out.reject("judgments", record, "missing title or query, or relevance outside 1..3")
+    frame = frame[~bad]
+    items = frame.drop_duplicates("product_uid")
+    out.put("items", pd.DataFrame({
+        "item_id": "hd" + items["product_uid"].astype(str), "title": items["product_title"],
+        "attributes": "{}", "review_count": 0, "created_at": landed_at - timedelta(days=1)}))
+    judged = frame.assign(query_id=frame["search_term"].map(query_id_for), item_id="hd" + frame["product_uid"].astype(str),
+                          grade=frame["relevance"].map(homedepot_grade))
+    # The same query typed twice about one product: the mean of its graders' scores.
+    judged = judged.groupby(["query_id", "item_id"], as_index=False).agg(
+        query_text=("search_term", "first"), relevance=("relevance", "mean"))
+    out.put("judgments", judged.assign(grade=judged["relevance"].map(homedepot_grade)))
     return out
 
 

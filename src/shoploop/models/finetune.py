@@ -1,8 +1,9 @@
 """Fine-tune the MiniLM encoder on the shop's query -> item signal.
 
-Pairs come from graded judgments (exact items, grade 3) and from clicks in the search logs; each
-pair carries a hard negative: an item the zero-shot hybrid retriever ranks high for the query but
-that is judged irrelevant or only a complement. The loss is sentence-transformers'
+Pairs come from what the shop's data holds (shoploop.labels): graded judgments (a query's best
+items) and the search logs (purchased, carted, clicked items); each pair carries a hard negative:
+an item shoppers examined and skipped, one judged irrelevant or only a complement, or one the
+zero-shot hybrid retriever ranks high that the labels call irrelevant. The loss is sentence-transformers'
 MultipleNegativesRankingLoss (InfoNCE over in-batch and hard negatives, the standard recipe for
 dense retrievers). The library's Trainer needs `datasets` and `accelerate`; a plain loop over
 the library's loss needs neither, and is what DistributedDataParallel wraps under torchrun.
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shoploop.models.encoder import MAX_TOKENS, default_model_path
+from shoploop.models.encoder import default_model_path
 from shoploop.models.retrieval import hybrid_candidates
 from shoploop.predict import scaled_bm25
 
@@ -37,32 +38,40 @@ class FinetuneConfig:
     seed: int = 7
 
 
-def training_triplets(queries: pd.DataFrame, judgments: pd.DataFrame, clicks: pd.DataFrame, item_ids: list[str],
+def training_triplets(queries: pd.DataFrame, grades_of: dict[str, dict[int, int]], skips_of: dict[str, list[int]],
                       item_text: list[str], lexical, embeddings: np.ndarray, query_embeddings: np.ndarray,
-                      seed: int) -> list[tuple[str, str, str]]:
+                      seed: int, min_grade: int = 2, unlabelled_negatives: bool = True,
+                      clicked_of: dict[str, list[int]] | None = None) -> list[tuple[str, str, str]]:
     """(query, positive item text, hard negative item text) for every training query.
 
-    queries: query_id, query_text (row i <-> query_embeddings[i]); judgments: query_id, item_id,
-    grade; clicks: query_id, item_id (training queries' clicked items).
+    queries: query_id, query_text (row i <-> query_embeddings[i]); grades_of: query_id -> {item row:
+    grade} (human judgments, or implicit grades from the logs); skips_of: query_id -> rows shoppers
+    examined and passed over. Positives are a query's best-graded items (at least ``min_grade``);
+    negatives are its skips and low-graded items first, then the zero-shot retriever's top mistakes:
+    any low-graded item when labels are complete, only labelled ones otherwise (``unlabelled_negatives``
+    False), since an unjudged item the retriever ranks high is often relevant. ``clicked_of``: clicked
+    rows that add positives where the judgments grade them 2 or more (judgments and logs together).
     """
     rng = np.random.default_rng(seed)
-    row_of = {item_id: r for r, item_id in enumerate(item_ids)}
-    grades_of = {q: dict(zip(rows["item_id"].map(row_of), rows["grade"])) for q, rows in judgments.groupby("query_id")}
-    clicked_of = {q: rows["item_id"].map(row_of).dropna().astype(int).unique() for q, rows in clicks.groupby("query_id")}
+    clicked_of = clicked_of or {}
     triplets = []
     for (query_id, text), qv in zip(queries[["query_id", "query_text"]].itertuples(index=False), query_embeddings):
         grades = grades_of.get(query_id, {})
-        exact = [r for r, g in grades.items() if g == 3 and not pd.isna(r)]
-        positives = list(rng.permutation(exact)[:POSITIVES_PER_QUERY])
+        top = max(grades.values(), default=0)
+        best = [r for r, g in grades.items() if g == top and g >= min_grade]
+        positives = list(rng.permutation(best)[:POSITIVES_PER_QUERY])
         # A click on an item judged irrelevant is noise, not a label.
         positives += [r for r in rng.permutation(clicked_of.get(query_id, []))[:CLICKS_PER_QUERY]
                       if grades.get(r, 0) >= 2 and r not in positives]
         mined = hybrid_candidates(scaled_bm25(lexical.scores(text)), embeddings @ qv, MINED_FROM)
-        negatives = [r for r in mined if grades.get(r, 0) <= 1]
+        low = [r for r in mined if (r in grades or unlabelled_negatives) and grades.get(r, 0) < min_grade]
+        labelled = [r for r in skips_of.get(query_id, []) if r not in positives and grades.get(r, 0) < min_grade]
+        labelled += [r for r, g in grades.items() if g < min_grade and r not in labelled]
+        negatives = list(dict.fromkeys(labelled + [r for r in low if r not in positives]))
         if not positives or not negatives:
             continue
         for k, pos in enumerate(positives):
-            # The hardest negatives first: the retriever's own top mistakes.
+            # The hardest negatives first: what shoppers skipped, then the retriever's own top mistakes.
             triplets.append((text, item_text[int(pos)], item_text[int(negatives[k % min(len(negatives), 5)])]))
     return triplets
 

@@ -70,22 +70,23 @@ class SeedRanker(nn.Module):
         self.feature_mean.copy_(feats.mean(0))
         self.feature_std.copy_(feats.std(0).clamp(min=1e-6))
         weight = np.ones(len(target), np.float32) if weight is None else weight.astype(np.float32)
-        data = torch.utils.data.TensorDataset(torch.from_numpy(h_query), torch.from_numpy(h_item), feats,
-                                              torch.from_numpy(target.astype(np.float32)), torch.from_numpy(weight))
-        loader = torch.utils.data.DataLoader(data, batch_size=self.config.batch_size, shuffle=True,
-                                             generator=torch.Generator().manual_seed(self.config.seed))
+        q, i, y, w = (torch.from_numpy(np.ascontiguousarray(a)) for a in
+                      (h_query.astype(np.float32), h_item.astype(np.float32), target.astype(np.float32), weight))
+        generator = torch.Generator().manual_seed(self.config.seed)
         optimiser = torch.optim.AdamW(self.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
         losses = []
         self.train()
         for _ in range(self.config.epochs):
             total = 0.0
-            for q, i, f, y, w in loader:
+            # Shuffled batches by slicing one permutation (a DataLoader would fetch and collate row by row).
+            for batch in torch.randperm(len(y), generator=generator).split(self.config.batch_size):
                 optimiser.zero_grad()
-                loss = (nn.functional.binary_cross_entropy_with_logits(self(q, i, f), y, reduction="none") * w).sum() / w.sum()
+                loss = (nn.functional.binary_cross_entropy_with_logits(self(q[batch], i[batch], feats[batch]), y[batch],
+                                                                       reduction="none") * w[batch]).sum() / w[batch].sum().clamp(min=1e-9)
                 loss.backward()
                 optimiser.step()
-                total += loss.item() * len(y)
-            losses.append(total / len(data))
+                total += loss.item() * len(batch)
+            losses.append(total / len(y))
         self.eval()
         return losses
 

@@ -1,0 +1,178 @@
+"""The ranker's training rows from each learning signal, and the label weights chosen on validation queries.
+
+Rows of three kinds: a judged item of a judged query (target grade / 3), a candidate the retriever
+found for that query but nobody judged (target 0; a full negative when judgments are complete, a
+weak one when sparse), and a logged impression (target its implicit grade / 3, a click weighted by
+the inverse examination propensity of its position). Each kind's weight is scaled as one, and the
+scales no default fits for every shop are chosen on validation queries (``choose_scale``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from shoploop import features, labels
+from shoploop.evaluate import ndcg_at_k
+from shoploop.models.bias import estimate_propensities, ipw_weights
+from shoploop.models.encoder import TextEncoder
+from shoploop.models.ranker import RankerConfig, SeedRanker
+from shoploop.models.retrieval import LexicalIndex, hybrid_candidates
+from shoploop.predict import ranking_features, scaled_bm25
+from shoploop.settings import Settings
+from shoploop.text import price_bound
+
+# Hard negatives per judged training query, from the retriever the ranker will sit behind.
+TRAIN_CANDIDATES = 50
+# Logged impressions the ranker learns from (a sample when there are more).
+MAX_LOG_ROWS = 40_000
+# Weights no default fits for every shop, each chosen on the validation queries (labels.VALIDATION_SHARE)
+# by the nDCG@10 of a ranker fitted on the other training queries:
+# sparse judgments: an unjudged candidate's weight as a negative (0: the judged pools alone);
+UNJUDGED_WEIGHTS = (0.0, 0.1, 0.3)
+# judgments and logs together: the log rows' weight against the judged rows. Clicks are plentiful but
+# noisy; where judgments are complete (the simulator) they add little (measured before the sweep,
+# nDCG@10 at default scale: 0 0.862, 0.05 0.861, 0.3 0.853), where judgments are few they may add much.
+LOG_WEIGHTS = (0.0, 0.05, 0.3, 1.0)
+# Too few validation queries and the sweep measures noise: the middle defaults are kept.
+MIN_VALIDATION_QUERIES = 10
+# Sparse judgments: unjudged candidates kept per query as weak negatives, the retriever's top ones.
+UNJUDGED_PER_QUERY = 20
+
+def point_in_time_rows(settings: Settings, rows: pd.DataFrame) -> np.ndarray:
+    """ITEM_FEATURES of each (item_id, event_timestamp) row as Feast knew them at that moment."""
+    from shoploop.models.ranker import ITEM_FEATURES
+
+    entity_rows = rows[["item_id", "event_timestamp"]].drop_duplicates().reset_index(drop=True)
+    entity_rows["event_timestamp"] = pd.to_datetime(entity_rows["event_timestamp"], utc=True)
+    joined = features.historical(settings, entity_rows)
+    joined["event_timestamp"] = pd.to_datetime(joined["event_timestamp"], utc=True)
+    keyed = rows[["item_id", "event_timestamp"]].assign(event_timestamp=lambda f: pd.to_datetime(f["event_timestamp"], utc=True))
+    return keyed.merge(joined, on=["item_id", "event_timestamp"], how="left")[ITEM_FEATURES].to_numpy(np.float64)
+
+
+# Kinds of ranker rows: each kind's weight is scaled as one.
+JUDGED, UNJUDGED, LOGGED = 0, 1, 2
+
+
+@dataclass
+class RankerRows:
+    """The ranker's training rows with, per row, its kind, query and grade (-1: unjudged or logged)."""
+
+    hq: np.ndarray
+    hi: np.ndarray
+    hf: np.ndarray
+    target: np.ndarray
+    weight: np.ndarray
+    kind: np.ndarray
+    query_id: np.ndarray
+    grade: np.ndarray
+
+    @classmethod
+    def concat(cls, parts: list["RankerRows"]) -> "RankerRows":
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
+
+    def fit(self, scale: tuple[float, float, float], config: RankerConfig, keep: np.ndarray | None = None) -> SeedRanker:
+        """A ranker fitted on the rows (``keep``: a mask), each kind's weight scaled by ``scale``."""
+        weight = self.weight * np.asarray(scale, dtype=np.float32)[self.kind]
+        use = (weight > 0) & (True if keep is None else keep)
+        ranker = SeedRanker(config)
+        ranker.losses = ranker.fit(self.hq[use], self.hi[use], self.hf[use], self.target[use], weight[use])
+        return ranker
+
+    def validation_ndcg(self, ranker: SeedRanker, queries: np.ndarray, complete: bool, k: int = 10) -> float:
+        """Mean nDCG@k over the given judged queries: their judged items and retrieved candidates ranked
+        when judgments are complete, their judged pool alone when sparse."""
+        import torch
+
+        ranked = (self.kind == JUDGED) | ((self.kind == UNJUDGED) & complete)
+        rows = np.flatnonzero(ranked & np.isin(self.query_id, queries))
+        with torch.inference_mode():
+            logits = ranker(*(torch.from_numpy(a[rows]) for a in (self.hq, self.hi, self.hf))).numpy()
+        frame = pd.DataFrame({"row": rows, "query_id": self.query_id[rows], "logit": logits, "grade": self.grade[rows]})
+        scores = []
+        for _, group in frame.groupby("query_id", sort=False):
+            grades = {r: g for r, g in zip(group["row"], group["grade"]) if g > 0}
+            if grades:
+                order = np.argsort(-group["logit"].to_numpy(), kind="stable")
+                scores.append(ndcg_at_k(list(group["row"].to_numpy()[order]), grades, k))
+        return float(np.mean(scores)) if scores else float("nan")
+
+
+def judged_rows(queries: pd.DataFrame, judgments: pd.DataFrame, q_emb: np.ndarray, embeddings: np.ndarray,
+                item_feats: np.ndarray, fill: np.ndarray, row_of: dict[str, int], lexical: LexicalIndex,
+                complete: bool) -> RankerRows:
+    """Every judged training query's judged items (target grade / 3) and the retriever's top candidates
+    it did not judge (target 0, kind UNJUDGED)."""
+    by_query = {query_id: rows for query_id, rows in judgments.groupby("query_id")}
+    parts = []
+    for (query_id, text), qv in zip(queries.itertuples(index=False), q_emb):
+        grades = by_query[query_id]
+        graded = dict(zip(grades["item_id"].map(row_of), grades["grade"]))
+        bm25 = scaled_bm25(lexical.scores(lexical.correct(text)))
+        candidates = [r for r in hybrid_candidates(bm25, embeddings @ qv, TRAIN_CANDIDATES) if r not in graded]
+        if not complete:  # weak negatives at most: the top ones the retriever found, not the whole list
+            candidates = candidates[:UNJUDGED_PER_QUERY]
+        rows = np.array(sorted(graded) + sorted(candidates), dtype=int)
+        grade = np.array([graded.get(r, -1) for r in rows])
+        parts.append(RankerRows(
+            hq=np.repeat(qv[None, :], len(rows), axis=0), hi=embeddings[rows],
+            hf=ranking_features(item_feats[rows], fill, bm25[rows], embeddings[rows] @ qv, price_bound(text)),
+            target=(np.maximum(grade, 0) / 3.0).astype(np.float32), weight=np.ones(len(rows), np.float32),
+            kind=np.where(grade >= 0, JUDGED, UNJUDGED), query_id=np.full(len(rows), query_id, dtype=object),
+            grade=grade))
+    return RankerRows.concat(parts)
+
+
+def log_rows(settings: Settings, logs: pd.DataFrame, encoder: TextEncoder, embeddings: np.ndarray,
+             row_of: dict[str, int], lexical: LexicalIndex, fill: np.ndarray, seed: int) -> tuple[RankerRows, np.ndarray]:
+    """Ranker rows from the training queries' logged impressions: target = implicit grade / 3, a click
+    weighted by the inverse propensity of its position (estimated from these logs), features as of the
+    impression. Returns the rows and the propensities."""
+    propensities = estimate_propensities(logs)
+    if len(logs) > MAX_LOG_ROWS:
+        logs = logs.sample(MAX_LOG_ROWS, random_state=seed)
+    texts = logs["query_text"].drop_duplicates().tolist()
+    served = [lexical.correct(t) for t in texts]  # the query as the serving path ranks it
+    q_of = dict(zip(texts, encoder.encode(served)))
+    bm25_of = {t: scaled_bm25(lexical.scores(c)) for t, c in zip(texts, served)}
+    rows = logs["item_id"].map(row_of).to_numpy()
+    hq = np.stack([q_of[t] for t in logs["query_text"]])
+    hi = embeddings[rows]
+    bm25 = np.array([bm25_of[t][r] for t, r in zip(logs["query_text"], rows)], dtype=np.float32)
+    budgets = np.array([price_bound(t) or np.nan for t in logs["query_text"]])
+    feats = ranking_features(point_in_time_rows(settings, logs), fill, bm25, (hq * hi).sum(1), budgets)
+    weight = ipw_weights(logs["position"].to_numpy(), logs["clicked"].to_numpy(), propensities).astype(np.float32)
+    return RankerRows(hq=hq, hi=hi, hf=feats, target=(labels.implicit_grades(logs) / 3.0).astype(np.float32),
+                      weight=weight, kind=np.full(len(logs), LOGGED), query_id=logs["query_id"].to_numpy(object),
+                      grade=np.full(len(logs), -1)), propensities
+
+
+def choose_scale(rows: RankerRows, plan: labels.LabelPlan, config: RankerConfig) -> tuple[tuple[float, float, float], dict]:
+    """Each kind's weight: judged 1; unjudged 1 when judgments are complete, else the best of
+    UNJUDGED_WEIGHTS; logged 1 alone, else the best of LOG_WEIGHTS beside judgments. The candidates are
+    compared on validation queries by a ranker fitted on the other training queries."""
+    scale = [1.0, 1.0 if plan.judgments_complete else UNJUDGED_WEIGHTS[1], 1.0 if not plan.use_judgments else LOG_WEIGHTS[1]]
+    judged = np.unique(rows.query_id[rows.kind == JUDGED])
+    validation = np.array([q for q in judged if labels.in_validation(q)], dtype=object)
+    sweeps = [(UNJUDGED, UNJUDGED_WEIGHTS)] if plan.use_judgments and not plan.judgments_complete else []
+    sweeps += [(LOGGED, LOG_WEIGHTS)] if plan.use_judgments and plan.use_logs else []
+    report: dict = {"validation_queries": len(validation)}
+    if sweeps and len(validation) < MIN_VALIDATION_QUERIES:
+        report["note"] = f"defaults kept: {len(validation)} validation queries (< {MIN_VALIDATION_QUERIES}) cannot choose"
+        sweeps = []
+    keep = ~np.isin(rows.query_id, validation)
+    for kind, candidates in sweeps:
+        measured = {}
+        for value in candidates:
+            trial = list(scale)
+            trial[kind] = value
+            measured[value] = round(rows.validation_ndcg(rows.fit(tuple(trial), config, keep), validation,
+                                                         plan.judgments_complete), 4)
+        scale[kind] = max(measured, key=lambda v: (measured[v], -v))  # ties: the smaller weight
+        report[("unjudged" if kind == UNJUDGED else "log") + "_weight_validation_ndcg@10"] = measured
+    report.update(unjudged_weight=scale[UNJUDGED] if plan.use_judgments else None,
+                  log_weight=scale[LOGGED] if plan.use_logs else None)
+    return tuple(scale), report
