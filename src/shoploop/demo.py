@@ -80,7 +80,12 @@ def run(settings: Settings, run_date: date, say=print) -> dict:
     say(f"  compress   {compressed['promoted'] or 'teacher'} serves ({compressed['reason']})")
     metrics = steps.evaluate(settings, run_date)
     say(f"  evaluate   {metrics['metric']} on {metrics['n_queries']} held-out queries ({metrics['labels']}): model "
-        f"{metrics['model']}, BM25 {metrics['bm25']}, zero-shot MiniLM {metrics['dense_zero_shot']}, random {metrics['random']}")
+        f"{metrics['model']}, BM25 {metrics['bm25']}, zero-shot MiniLM {metrics['dense_zero_shot']}, random {metrics['random']}"
+        if metrics["n_queries"] else f"  evaluate   search: {metrics['note']}")
+    if "served" in metrics["recommend"]:
+        rec = metrics["recommend"]
+        say(f"             recommend on {rec['rows']} held-out last items: served nDCG@10 {rec['served']['ndcg@10']}, "
+            f"SASRec {rec['sasrec']['ndcg@10']}, popularity {rec['popularity']['ndcg@10']}")
     registered = steps.register(settings, run_date)
     say(f"  register   {registered}")
     if not registry.champion(settings):

