@@ -47,6 +47,31 @@ def test_unisrec_office_products():
 
 
 @needs_datasets
+def test_homedepot_search_relevance():
+    # given Home Depot's real graded pairs / when landed
+    landed = adapters.read("homedepot", DATASETS / "homedepot_search", LANDED_AT)
+    _fits_contract(landed)
+    items, judgments = landed.tables["items"], landed.tables["judgments"]
+    # then every product is an item with its title, every (query, product) pair a judgment on 0..3
+    assert len(items) == 54_667 and items["item_id"].is_unique and items["title"].notna().all()
+    assert judgments["query_id"].nunique() == 11_793 and judgments["grade"].between(0, 3).all()
+    assert set(judgments["item_id"]) <= set(items["item_id"])
+    assert judgments.groupby("query_id").size().median() == 7  # sparse: a handful of judged products a query
+
+
+@pytest.mark.parametrize("relevance, grade", [(1.0, 0), (1.33, 1), (1.67, 1), (2.0, 2), (2.33, 2), (2.67, 3), (3.0, 3)])
+def test_homedepot_mean_rater_scores_map_onto_the_grade_scale(relevance, grade):
+    assert adapters.homedepot_grade(relevance) == grade
+
+
+def test_homedepot_rows_without_a_query_are_quarantined(tmp_path):
+    pd.DataFrame({"id": [1, 2], "product_uid": [100001, 100002], "product_title": ["Angle bracket", "Deck paint"],
+                  "search_term": ["angle bracket", None], "relevance": [3.0, 2.0]}).to_csv(tmp_path / "train.csv", index=False)
+    landed = adapters.read("homedepot", tmp_path, LANDED_AT)
+    assert len(landed.tables["judgments"]) == 1 and landed.quarantine["reason"].str.contains("missing").all()
+
+
+@needs_datasets
 def test_esci_sample():
     landed = adapters.read("esci", DATASETS / "esci_sample", LANDED_AT)
     _fits_contract(landed)

@@ -273,8 +273,8 @@ def recbole(path: Path, landed_at: datetime) -> Landing:
 
 def homedepot_grade(relevance: float) -> int:
     """Home Depot's mean rater score 1 (irrelevant) .. 3 (exact) on the contract's 0..3 grade scale,
-    rounded half up: 1 -> 0, 1.33 -> 1, 2 -> 2, 2.67 -> 3."""
-    return int(np.floor((relevance - 1.0) * 1.5 + 0.5))
+    rounded half up: 1 -> 0, 1.33 -> 1, 2 -> 2, 2.67 -> 3 (the file writes a third as .33, hence the 0.01)."""
+    return int(np.floor((relevance - 1.0) * 1.5 + 0.51))
 
 
 def homedepot(path: Path, landed_at: datetime) -> Landing:
