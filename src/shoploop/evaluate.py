@@ -135,7 +135,7 @@ def pool_scores(engine: SearchEngine, query_text: str, rows: np.ndarray, zero_sh
     h_query = engine.encoder.encode([corrected])[0]
     bm25 = scaled_bm25(engine.bundle.lexical.scores(corrected))
     return {
-        "model": engine.rank(h_query, rows, bm25, budget=price_bound(query_text)),
+        "model": engine.rank(h_query, rows, bm25, budget=price_bound(query_text), query=corrected),
         "bm25": engine.bundle.lexical.scores(query_text)[rows],
         "dense_zero_shot": zero_shot_items @ zero_shot.encode([query_text])[0],
         "dense_finetuned": engine.bundle.item_embeddings[rows] @ h_query,
@@ -246,8 +246,9 @@ def model_ndcg(engine: SearchEngine, judgments: pd.DataFrame, k: int = 10, compl
     for (_, text), pool in test.groupby(["query_id", "query_text"]):
         if pool["grade"].max() > 0:
             rows = pool["item_id"].map(row_of).to_numpy()
-            bm25 = scaled_bm25(engine.bundle.lexical.scores(engine.bundle.lexical.correct(text)))
-            order = np.argsort(-engine.rank(vectors[text], rows, bm25, budget=price_bound(text)), kind="stable")
+            corrected = engine.bundle.lexical.correct(text)
+            bm25 = scaled_bm25(engine.bundle.lexical.scores(corrected))
+            order = np.argsort(-engine.rank(vectors[text], rows, bm25, budget=price_bound(text), query=corrected), kind="stable")
             scores.append(ndcg_at_k(list(rows[order]), dict(zip(rows, pool["grade"])), k))
     return round(float(np.mean(scores)), 4)
 

@@ -43,7 +43,7 @@ def model_scores(engine: SearchEngine, frame: pd.DataFrame) -> np.ndarray:
     vectors = dict(zip(texts, engine.encoder.encode(texts)))
     for text, rows in known.groupby("query_text"):
         bm25 = scaled_bm25(engine.bundle.lexical.scores(text))
-        scores[rows["at"].to_numpy()] = engine.rank(vectors[text], rows["row"].to_numpy(dtype=int), bm25)
+        scores[rows["at"].to_numpy()] = engine.rank(vectors[text], rows["row"].to_numpy(dtype=int), bm25, query=text)
     return scores
 
 

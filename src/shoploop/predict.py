@@ -56,9 +56,10 @@ def scaled_bm25(bm25: np.ndarray) -> np.ndarray:
 
 
 def ranking_features(item_features: np.ndarray, fill: np.ndarray, bm25: np.ndarray, cosine: np.ndarray,
-                     budget: float | np.ndarray | None = None) -> np.ndarray:
+                     budget: float | np.ndarray | None = None, coverage: np.ndarray | None = None) -> np.ndarray:
     """H_features of candidates: item features (NaN -> ``fill``; counters as log(1 + count), NaN -> 0)
-    then the match signals. ``budget``: the query's price bound (one, or one per row; None/NaN: none)."""
+    then the match signals. ``budget``: the query's price bound (one, or one per row; None/NaN: none);
+    ``coverage``: the share of the query's words each candidate holds (None: no words, as for a taste vector)."""
     feats = np.array(item_features, dtype=np.float64)
     counters = slice(len(ITEM_FEATURES) - len(COUNTERS), len(ITEM_FEATURES))
     feats[:, counters] = np.log1p(np.nan_to_num(feats[:, counters], nan=0.0))
@@ -66,7 +67,8 @@ def ranking_features(item_features: np.ndarray, fill: np.ndarray, bm25: np.ndarr
     budget = np.broadcast_to(np.asarray(np.nan if budget is None else budget, dtype=np.float64), len(feats))
     within = np.where(np.isnan(budget), 0.0,
                       np.where(feats[:, ITEM_FEATURES.index("log_price")] <= np.log(np.where(budget > 0, budget, 1e-9)), 1.0, -1.0))
-    return np.concatenate([feats, np.stack([bm25, cosine, within], axis=1)], axis=1).astype(np.float32)
+    coverage = np.zeros(len(feats)) if coverage is None else coverage
+    return np.concatenate([feats, np.stack([bm25, cosine, within, coverage], axis=1)], axis=1).astype(np.float32)
 
 
 class SearchEngine:
@@ -76,14 +78,18 @@ class SearchEngine:
         self.item_ids = bundle.catalog["item_id"].tolist()
 
     def rank(self, h_query: np.ndarray, rows: np.ndarray, bm25: np.ndarray, feats: np.ndarray | None = None,
-             budget: float | None = None) -> np.ndarray:
+             budget: float | None = None, query: str | None = None) -> np.ndarray:
         """Ranker scores of the given item rows for one query vector (bm25: scaled, whole catalog;
-        feats: the rows' item features when already looked up; budget: the query's price bound)."""
+        feats: the rows' item features when already looked up; budget: the query's price bound;
+        query: its words, as served, for their coverage)."""
         h_items = self.bundle.item_embeddings[rows]
         # An item the store has no row for (new since materialisation) gets the training mean: neutral.
         fill = self.bundle.ranker.feature_mean.numpy()[: len(ITEM_FEATURES)]
         feats = self.item_features([self.item_ids[r] for r in rows]) if feats is None else feats
-        return self.bundle.ranker.score(h_query, h_items, ranking_features(feats, fill, bm25[rows], h_items @ h_query, budget))
+        coverage = self.bundle.lexical.coverage(query)[rows] if query else None
+        h_features = ranking_features(feats, fill, bm25[rows], h_items @ h_query, budget, coverage)
+        # A version trained before a match feature was added reads only the features it knew.
+        return self.bundle.ranker.score(h_query, h_items, h_features[:, : self.bundle.ranker.config.n_features])
 
     def candidates(self, query: str, k: int = CANDIDATES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Hybrid retrieval: (rows fused from BM25 and dense ANN, the query vector, scaled BM25 of all
@@ -96,7 +102,7 @@ class SearchEngine:
 
     def search_rows(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         rows, h_query, bm25 = self.candidates(query)
-        scores = self.rank(h_query, rows, bm25, budget=price_bound(query))
+        scores = self.rank(h_query, rows, bm25, budget=price_bound(query), query=self.bundle.lexical.correct(query))
         order = np.argsort(-scores, kind="stable")[:k]
         return rows[order], scores[order]
 

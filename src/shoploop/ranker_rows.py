@@ -111,7 +111,8 @@ def judged_rows(queries: pd.DataFrame, judgments: pd.DataFrame, q_emb: np.ndarra
     for (query_id, text), qv in zip(queries.itertuples(index=False), q_emb):
         grades = by_query[query_id]
         graded = dict(zip(grades["item_id"].map(row_of), grades["grade"]))
-        bm25 = scaled_bm25(lexical.scores(lexical.correct(text)))
+        corrected = lexical.correct(text)
+        bm25 = scaled_bm25(lexical.scores(corrected))
         candidates = [r for r in hybrid_candidates(bm25, embeddings @ qv, TRAIN_CANDIDATES) if r not in graded]
         if not complete:  # weak negatives at most: the top ones the retriever found, not the whole list
             candidates = candidates[:UNJUDGED_PER_QUERY]
@@ -119,7 +120,8 @@ def judged_rows(queries: pd.DataFrame, judgments: pd.DataFrame, q_emb: np.ndarra
         grade = np.array([graded.get(r, -1) for r in rows])
         parts.append(RankerRows(
             hq=np.repeat(qv[None, :], len(rows), axis=0), hi=embeddings[rows],
-            hf=ranking_features(item_feats[rows], fill, bm25[rows], embeddings[rows] @ qv, price_bound(text)),
+            hf=ranking_features(item_feats[rows], fill, bm25[rows], embeddings[rows] @ qv, price_bound(text),
+                                lexical.coverage(corrected)[rows]),
             target=(np.maximum(grade, 0) / 3.0).astype(np.float32), weight=np.ones(len(rows), np.float32),
             kind=np.where(grade >= 0, JUDGED, UNJUDGED), query_id=np.full(len(rows), query_id, dtype=object),
             grade=grade))
@@ -138,12 +140,14 @@ def log_rows(settings: Settings, logs: pd.DataFrame, encoder: TextEncoder, embed
     served = [lexical.correct(t) for t in texts]  # the query as the serving path ranks it
     q_of = dict(zip(texts, encoder.encode(served)))
     bm25_of = {t: scaled_bm25(lexical.scores(c)) for t, c in zip(texts, served)}
+    coverage_of = {t: lexical.coverage(c) for t, c in zip(texts, served)}
     rows = logs["item_id"].map(row_of).to_numpy()
     hq = np.stack([q_of[t] for t in logs["query_text"]])
     hi = embeddings[rows]
     bm25 = np.array([bm25_of[t][r] for t, r in zip(logs["query_text"], rows)], dtype=np.float32)
     budgets = np.array([price_bound(t) or np.nan for t in logs["query_text"]])
-    feats = ranking_features(point_in_time_rows(settings, logs), fill, bm25, (hq * hi).sum(1), budgets)
+    coverage = np.array([coverage_of[t][r] for t, r in zip(logs["query_text"], rows)], dtype=np.float32)
+    feats = ranking_features(point_in_time_rows(settings, logs), fill, bm25, (hq * hi).sum(1), budgets, coverage)
     weight = ipw_weights(logs["position"].to_numpy(), logs["clicked"].to_numpy(), propensities).astype(np.float32)
     return RankerRows(hq=hq, hi=hi, hf=feats, target=(labels.implicit_grades(logs) / 3.0).astype(np.float32),
                       weight=weight, kind=np.full(len(logs), LOGGED), query_id=logs["query_id"].to_numpy(object),

@@ -61,7 +61,7 @@ def champion(settings: Settings) -> dict | None:
 
 
 def gate(metrics: dict, current: dict | None) -> tuple[bool, str]:
-    if not metrics.get("n_queries"):  # no search labels: search cannot be judged, recommendation may be
+    if metrics.get("model") is None:  # no search labels: search cannot be judged, recommendation may be
         rec = metrics.get("recommend", {})
         if "served" in rec:
             if rec["served"]["ndcg@10"] <= rec["popularity"]["ndcg@10"]:
@@ -74,7 +74,7 @@ def gate(metrics: dict, current: dict | None) -> tuple[bool, str]:
             return False, "nothing measurable (no search labels, no histories): the champion keeps serving"
         return True, "nothing measurable (no search labels, no histories): the first version serves"
     if metrics["model"] <= metrics["bm25"]:
-        return False, f"{metrics['metric']} {metrics['model']} does not beat BM25 {metrics['bm25']}"
+        return False, f"{metrics.get('metric', 'ndcg@10')} {metrics['model']} does not beat BM25 {metrics['bm25']}"
     if "champion" in metrics:  # the champion scored on this run's held-out queries
         if metrics["model"] < metrics["champion"]["model"]:
             return False, (f"nDCG@10 {metrics['model']} is below the champion's {metrics['champion']['model']} "

@@ -46,6 +46,21 @@ def test_gate_compares_champion_and_challenger_on_the_same_test_set():
     assert not gate({"model": 0.5, "bm25": 0.6}, None)[0]
 
 
+def test_without_search_labels_the_gate_judges_recommendation():
+    from shoploop.registry import gate
+
+    # given a version with no search labels, whose recommender beats popularity
+    rec = {"served": {"ndcg@10": 0.08}, "popularity": {"ndcg@10": 0.02}}
+    unmeasured = {"metric": "none", "n_queries": 0, "recommend": rec}
+    # when gated / then it may serve unless the champion recommends better; with nothing measurable
+    # at all only a first version serves
+    assert gate(unmeasured, None)[0]
+    assert not gate(unmeasured, {"tag": "old", "metrics": {"recommend": {"served": {"ndcg@10": 0.09}}}})[0]
+    assert not gate({**unmeasured, "recommend": {**rec, "popularity": {"ndcg@10": 0.1}}}, None)[0]
+    assert gate({"metric": "none", "n_queries": 0, "recommend": {}}, None)[0]
+    assert not gate({"metric": "none", "n_queries": 0, "recommend": {}}, {"tag": "old", "metrics": {}})[0]
+
+
 def test_spelling_correction_uses_the_catalogs_words_and_leaves_known_words_alone():
     from shoploop.models.retrieval import LexicalIndex
 

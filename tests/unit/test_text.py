@@ -34,11 +34,20 @@ def test_price_bound_is_read_from_the_query(query, bound):
 def test_within_budget_feature_marks_items_over_the_bound():
     import numpy as np
 
-    from shoploop.models.ranker import ITEM_FEATURES
+    from shoploop.models.ranker import ITEM_FEATURES, MATCH_FEATURES
     from shoploop.predict import ranking_features
 
     feats = np.zeros((2, len(ITEM_FEATURES)))
     feats[:, ITEM_FEATURES.index("log_price")] = np.log([10.0, 30.0])
     fill, zeros = np.zeros(len(ITEM_FEATURES)), np.zeros(2)
-    assert ranking_features(feats, fill, zeros, zeros, 20.0)[:, -1].tolist() == [1.0, -1.0]
-    assert ranking_features(feats, fill, zeros, zeros, None)[:, -1].tolist() == [0.0, 0.0]
+    within = len(ITEM_FEATURES) + MATCH_FEATURES.index("within_budget")
+    assert ranking_features(feats, fill, zeros, zeros, 20.0)[:, within].tolist() == [1.0, -1.0]
+    assert ranking_features(feats, fill, zeros, zeros, None)[:, within].tolist() == [0.0, 0.0]
+
+
+def test_query_coverage_is_the_share_of_query_words_an_item_holds():
+    from shoploop.models.retrieval import LexicalIndex
+
+    index = LexicalIndex.build(["simpson angle bracket 12 gauge", "angle grinder", "deck paint"])
+    assert index.coverage("angle bracket").tolist() == [1.0, 0.5, 0.0]
+    assert index.coverage("the").tolist() == [0.0, 0.0, 0.0]  # a stopword alone: no words to cover

@@ -20,9 +20,10 @@ from torch import nn
 COUNTERS = ["impressions_24h", "clicks_24h", "purchases_24h"]
 ITEM_FEATURES = ["log_price", "rating", "log_review_count", "review_rating_mean", "ctr_smoothed",
                  "cvr_smoothed", "popularity", "age_days", *COUNTERS]
-# Query-item match: BM25, cosine, and whether the item's price keeps to a price bound the query
-# names (+1 within, -1 over, 0 when the query names none).
-MATCH_FEATURES = ["bm25", "cosine", "within_budget"]
+# Query-item match: BM25, cosine, whether the item's price keeps to a price bound the query names
+# (+1 within, -1 over, 0 when the query names none), and the share of the query's words the item's
+# text holds (retrieval.LexicalIndex.coverage).
+MATCH_FEATURES = ["bm25", "cosine", "within_budget", "query_coverage"]
 
 
 @dataclass

@@ -44,6 +44,16 @@ class LexicalIndex:
             return np.zeros(self.n_items, dtype=np.float32)
         return self.retriever.get_scores(tokens).astype(np.float32)
 
+    def coverage(self, query: str) -> np.ndarray:
+        """Share of the query's distinct words (as BM25 tokenises them) that each item's text holds: a
+        product named by every word the shopper typed is more likely the one meant than one matching a
+        single rare word, which BM25 alone cannot tell apart."""
+        tokens = sorted(set(bm25s.tokenize([query], stopwords="en", show_progress=False, return_ids=False)[0]))
+        held = np.zeros(self.n_items, dtype=np.float32)
+        for token in tokens:
+            held += self.retriever.get_scores([token]) > 0
+        return held / max(len(tokens), 1)
+
     def correct(self, query: str) -> str:
         """The query with each word neither the catalog nor the shoppers use (4+ letters) replaced by the catalog word
         one edit away (a letter added, dropped or changed, or two neighbours swapped: optimal string
