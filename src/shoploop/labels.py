@@ -83,8 +83,8 @@ def plan(judgments: pd.DataFrame, logs: pd.DataFrame, source: str = "auto") -> L
     if not (use_judgments or use_logs):  # a catalog (perhaps with histories) and no search signal yet
         return LabelPlan(False, False, False, per_query, "no search labels (no judgments, no clicked search "
                          "impressions): search serves the zero-shot MiniLM + BM25 retriever until shoppers' clicks arrive")
-    reason = (f"{source} requested" if source != "auto" else
-              "the data holds " + " and ".join(n for n, used in (("judgments", use_judgments), ("search logs", use_logs)) if used))
+    held = [name for name, used in (("judgments", use_judgments), ("search logs", use_logs)) if used]
+    reason = f"{source} requested" if source != "auto" else "the data holds " + " and ".join(held)
     return LabelPlan(use_judgments, use_logs, complete, per_query, reason)
 
 

@@ -41,6 +41,7 @@ MIN_VALIDATION_QUERIES = 10
 # Sparse judgments: unjudged candidates kept per query as weak negatives, the retriever's top ones.
 UNJUDGED_PER_QUERY = 20
 
+
 def point_in_time_rows(settings: Settings, rows: pd.DataFrame) -> np.ndarray:
     """ITEM_FEATURES of each (item_id, event_timestamp) row as Feast knew them at that moment."""
     from shoploop.models.ranker import ITEM_FEATURES
