@@ -189,9 +189,10 @@ def evaluate_pool(engine: SearchEngine, judgments: pd.DataFrame, item_text: list
 def evaluate_recommend(engine: SearchEngine, test: tuple[list[str], list[list[int]], list[int]],
                        popularity: np.ndarray, k: int = 10) -> dict:
     """Next-item recommendation on the shoppers' held-out last items (leave-last-out, never trained
-    on): Recall@k and NDCG@k of the served recommender (SASRec candidates, re-ranked), SASRec alone,
-    the taste-vector nearest neighbours and popularity; for the served one also recall@k of
-    long-tail targets, the long-tail share of what it shows, and catalog coverage."""
+    on): Recall@k and NDCG@k of the served recommender (candidates from every source, re-ranked),
+    SASRec alone, item-to-item co-occurrence alone, the taste-vector nearest neighbours and
+    popularity; recall@k of long-tail targets; for the served one also the long-tail share of what
+    it shows, and catalog coverage."""
     from shoploop.models.sequence import ranking_metrics
     from shoploop.predict import taste
 
@@ -205,13 +206,17 @@ def evaluate_recommend(engine: SearchEngine, test: tuple[list[str], list[list[in
     sasrec = engine.bundle.sasrec.scores(histories)
     tastes = np.stack([taste(engine.bundle.item_embeddings, h) for h in histories]) @ engine.bundle.item_embeddings.T
     popular = np.tile(popularity.astype(float), (len(targets), 1))
+    systems = {"served": served, "sasrec": sasrec}
+    if engine.bundle.cooccurrence is not None:  # versions trained before it have none
+        systems["cooccurrence"] = engine.bundle.cooccurrence.scores(histories)
+    systems.update(taste_vector=tastes, popularity=popular)
     for r, (user, history) in enumerate(zip(users, histories)):
         rows, scores = engine.recommend_rows(history, engine.user_features(user), k)
         served[r, rows] = scores
-        for scored in (sasrec, tastes, popular):
-            scored[r, history] = -np.inf  # nobody is recommended what they already have
-    result = {name: ranking_metrics(scores, targets, k) for name, scores in
-              (("served", served), ("sasrec", sasrec), ("taste_vector", tastes), ("popularity", popular))}
+        for name, scored in systems.items():
+            if name != "served":
+                scored[r, history] = -np.inf  # nobody is recommended what they already have
+    result = {name: ranking_metrics(scores, targets, k) for name, scores in systems.items()}
     shown = np.argsort(-served, axis=1)[:, :k]
     tail_rows = np.array([tail[t] for t in targets])
     return {
@@ -219,7 +224,7 @@ def evaluate_recommend(engine: SearchEngine, test: tuple[list[str], list[list[in
         **{name: {m: v for m, v in metrics.items() if m != "rows"} for name, metrics in result.items()},
         "tail_target_rows": int(tail_rows.sum()),
         f"recall@{k}_tail_targets": {name: ranking_metrics(scores[tail_rows], list(np.array(targets)[tail_rows]), k)[f"recall@{k}"]
-                                     for name, scores in (("served", served), ("sasrec", sasrec), ("popularity", popular))}
+                                     for name, scores in systems.items()}
         if tail_rows.any() else {},
         f"long_tail_share@{k}": round(float(tail[shown].mean()), 4),
         f"coverage@{k}": round(len(np.unique(shown)) / n, 4),

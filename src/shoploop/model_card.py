@@ -59,7 +59,7 @@ def write(path: Path, tag: str, promoted: bool, reason: str, metrics: dict, trai
             ["query type", "queries", "model", "BM25", "BM25, spelling corrected", "zero-shot MiniLM"]))
     rec = metrics.get("recommend", {})
     if "served" in rec:
-        systems = ["served", "sasrec", "taste_vector", "popularity"]
+        systems = [name for name in ("served", "sasrec", "cooccurrence", "taste_vector", "popularity") if name in rec]
         sections.append(f"## Recommendation on {rec['rows']} shoppers' held-out last items\n" + _table(
             [[name, rec[name]["recall@10"], rec[name]["ndcg@10"], rec.get("recall@10_tail_targets", {}).get(name, "")]
              for name in systems], ["system", "recall@10", "ndcg@10", "recall@10, long-tail targets"])

@@ -110,35 +110,56 @@ class SearchEngine:
         return self._hits(*self.search_rows(query, k))
 
     def recommend(self, user_key: str | None, k: int) -> list[Hit]:
-        """SASRec's next items for the shopper's history, re-ranked; popular items for a shopper we
-        do not know."""
+        """The shopper's next items from every candidate source, re-ranked; popular items for a shopper
+        we do not know."""
         history = self.bundle.user_sequences.get(user_key, []) if user_key else []
         if not history or self.bundle.sasrec is None:
             rows = self.bundle.popular[:k]
             return self._hits(rows, np.linspace(1.0, 0.5, len(rows)))
         return self._hits(*self.recommend_rows(history, self.user_features(user_key), k))
 
+    def recommend_sources(self, history: list[int]) -> dict[str, np.ndarray]:
+        """Each candidate source's scores of the whole catalog for one history (-inf: no evidence):
+        SASRec, item-to-item co-occurrence, the taste vector's cosine, and popularity in histories."""
+        bundle = self.bundle
+        n = len(self.item_ids)
+        cooc = bundle.cooccurrence
+        counts = cooc.counts([history])[0] if cooc is not None else np.zeros(n)
+        popularity = cooc.popularity if cooc is not None else np.zeros(n)
+        return {"sasrec": bundle.sasrec.scores([history])[0],
+                "cooccurrence": np.where(counts > 0, counts, -np.inf),
+                "text": bundle.item_embeddings @ taste(bundle.item_embeddings, history),
+                "popularity": np.where(popularity > 0, popularity, -np.inf)}
+
     def recommend_candidates(self, history: list[int], user_log_price: float) -> tuple[np.ndarray, np.ndarray]:
-        """(SASRec's candidate rows, their re-ranking features): the seed ranker scores each with the
-        shopper's taste vector as the query, beside the shopper's price level and the item's popularity."""
-        from shoploop.models.recommender import candidates, rerank_features
+        """(candidate rows pooled from every source, their re-ranking features): each source's score
+        and rank, the seed ranker's score with the shopper's taste vector as the query (when the
+        version has one) and the gap to the shopper's price level."""
+        from shoploop.models.recommender import pool, rerank_features
 
         bundle = self.bundle
-        sasrec_scores = bundle.sasrec.scores([history])[0]
-        rows = candidates(sasrec_scores, history)
-        profile = taste(bundle.item_embeddings, history)
+        sources = self.recommend_sources(history)
+        rows, ranks = pool(sources, history)
         feats = self.item_features([self.item_ids[r] for r in rows])
-        fill = bundle.ranker.feature_mean.numpy()[: len(ITEM_FEATURES)]
-        known = np.where(np.isnan(feats), fill, feats)
-        ranker = self.rank(profile, rows, np.zeros(len(self.item_ids), dtype=np.float32), feats)
-        return rows, rerank_features(sasrec_scores[rows], ranker, bundle.item_embeddings[rows] @ profile,
-                                     known[:, ITEM_FEATURES.index("log_price")], user_log_price,
-                                     known[:, ITEM_FEATURES.index("popularity")])
+        if bundle.ranker is not None:
+            fill = bundle.ranker.feature_mean.numpy()[: len(ITEM_FEATURES)]
+            log_price = np.where(np.isnan(feats), fill, feats)[:, ITEM_FEATURES.index("log_price")]
+            profile = taste(bundle.item_embeddings, history)
+            ranker = self.rank(profile, rows, np.zeros(len(self.item_ids), dtype=np.float32), feats)
+        else:  # a recommendation-only bundle (no search judgments to train a seed ranker on)
+            log_price, ranker = feats[:, ITEM_FEATURES.index("log_price")], np.zeros(len(rows))
+        last_cosine = bundle.item_embeddings[rows] @ bundle.item_embeddings[history[-1]]
+        cooc = bundle.cooccurrence
+        last_cooc = cooc.counts([history[-1:]])[0][rows] if cooc is not None else np.zeros(len(rows))
+        return rows, rerank_features(rows, sources, ranks, last_cosine, last_cooc, ranker, log_price, user_log_price)
 
     def recommend_rows(self, history: list[int], user_log_price: float, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The top k of the shopper's candidate pool by the re-ranker (by SASRec where none was trained)."""
+        from shoploop.models.recommender import RERANK_FEATURES
+
         rows, feats = self.recommend_candidates(history, user_log_price)
         reranker = self.bundle.reranker
-        scores = reranker.score(feats) if reranker is not None else -np.arange(len(rows), dtype=float)
+        scores = reranker.score(feats) if reranker is not None else feats[:, RERANK_FEATURES.index("sasrec_logp")]
         order = np.argsort(-scores, kind="stable")[:k]
         return rows[order], scores[order]
 

@@ -98,10 +98,11 @@ def user_log_prices(settings: Settings, user_keys: list[str], as_of: pd.Timestam
 
 def fit_recommender(settings: Settings, bundle: ModelBundle, lookup, histories: pd.DataFrame,
                     as_of: pd.Timestamp) -> dict:
-    """SASRec on the shoppers' histories (leave-last-out), then the re-ranker on the validation
-    shoppers' SASRec candidates; both are set on ``bundle``. Returns what was trained on."""
-    from shoploop.models.recommender import Reranker, sequences, split
-    from shoploop.models.sequence import SASRec, SASRecConfig
+    """SASRec and item-to-item co-occurrence on the shoppers' training histories (leave-last-out),
+    then the re-ranker on the validation shoppers' candidates pooled from every source; all are set
+    on ``bundle``. Returns what was trained on."""
+    from shoploop.models.recommender import fit_reranker, sequences, split
+    from shoploop.models.sequence import CoOccurrence, SASRec, SASRecConfig
     from shoploop.predict import SearchEngine
 
     row_of = {item_id: r for r, item_id in enumerate(bundle.catalog["item_id"])}
@@ -115,17 +116,12 @@ def fit_recommender(settings: Settings, bundle: ModelBundle, lookup, histories: 
     sasrec = SASRec(bundle.item_embeddings, SASRecConfig(seed=settings.seed))
     fitted = sasrec.fit(*parts.train, validation=parts.validation[1:])
     bundle.sasrec = sasrec
+    # The same rows as SASRec: the validation and test items stay unseen by every source.
+    bundle.cooccurrence = CoOccurrence.fit(*parts.train, len(row_of))
     prices = user_log_prices(settings, parts.validation[0], as_of)
     engine = SearchEngine(bundle, None, lookup, lambda user: prices.get(user, float("nan")))
-    feats, labels = [], []
-    for user, history, target in zip(*parts.validation):
-        rows, x = engine.recommend_candidates(history, engine.user_features(user))
-        if target in set(rows.tolist()):  # a shopper whose next item SASRec misses teaches no order
-            feats.append(x)
-            labels.append(rows == target)
-    if labels:
-        bundle.reranker = Reranker.fit(np.concatenate(feats), np.concatenate(labels).astype(int), settings.seed)
-    return {**report, "sasrec_val_ndcg@10": fitted["val_ndcg@10"], "reranker_rows": len(labels),
+    bundle.reranker, reranker_rows = fit_reranker(engine, parts.validation, settings.seed)
+    return {**report, "sasrec_val_ndcg@10": fitted["val_ndcg@10"], "reranker_rows": reranker_rows,
             "reranker_coef": None if bundle.reranker is None else dict(zip(
                 bundle.reranker.state()["features"], np.round(bundle.reranker.coef, 4).tolist())),
             "seconds": round(time.perf_counter() - started, 1)}

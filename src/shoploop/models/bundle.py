@@ -2,8 +2,9 @@
 
 The folder goes into the BentoML model store as-is (see shoploop.registry): the fine-tuned
 encoder, the ranker weights, the item embeddings with their ANN index and the BM25 index built
-from the same item text, the catalog fields a response shows, the recommender (SASRec, its
-re-ranker and the shoppers' histories) and the popular-items fallback.
+from the same item text, the catalog fields a response shows, the recommender (SASRec, the
+item-to-item co-occurrence model, their re-ranker and the shoppers' histories) and the
+popular-items fallback.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import pandas as pd
 import torch
 
 from shoploop.models.ranker import SeedRanker
-from shoploop.models.recommender import Reranker
-from shoploop.models.sequence import SASRec, SASRecConfig
+from shoploop.models.recommender import RERANK_FEATURES, Reranker
+from shoploop.models.sequence import CoOccurrence, SASRec, SASRecConfig
 from shoploop.models.encoder import TextEncoder
 from shoploop.models.retrieval import DenseIndex, LexicalIndex
 
@@ -27,7 +28,7 @@ CATALOG_COLUMNS = ["item_id", "title", "brand", "category_path", "price"]
 
 @dataclass
 class ModelBundle:
-    ranker: SeedRanker
+    ranker: SeedRanker | None        # None: a recommendation-only bundle (no search judgments to learn from)
     catalog: pd.DataFrame            # CATALOG_COLUMNS, row i <-> item_embeddings[i]
     item_embeddings: np.ndarray      # [n_items, dim], unit length
     lexical: LexicalIndex
@@ -37,6 +38,7 @@ class ModelBundle:
     encoder_dir: Path | None = None  # the fine-tuned encoder (None: the base MiniLM)
     sasrec: SASRec | None = None     # None: too few histories to train one (recommend falls back to popular)
     reranker: Reranker | None = None  # None: SASRec's order stands
+    cooccurrence: CoOccurrence | None = None  # item-to-item, fitted on the same training histories as SASRec
 
     query_encoder_dir: Path | None = None  # a compressed ONNX query encoder the gate promoted
 
@@ -57,7 +59,8 @@ class ModelBundle:
         if self.query_encoder_dir is not None and self.query_encoder_dir.resolve() != (path / "query_encoder").resolve():
             shutil.copytree(self.query_encoder_dir, path / "query_encoder", dirs_exist_ok=True)
         self.dense.save(path / "items.faiss")
-        torch.save(self.ranker.state(), path / "ranker.pt")
+        if self.ranker is not None:
+            torch.save(self.ranker.state(), path / "ranker.pt")
         self.catalog.to_parquet(path / "catalog.parquet", index=False)
         np.save(path / "item_embeddings.npy", self.item_embeddings)
         self.lexical.save(path / "bm25")
@@ -70,6 +73,8 @@ class ModelBundle:
             torch.save({"config": asdict(self.sasrec.config), "weights": weights}, path / "sasrec.pt")
         if self.reranker is not None:
             (path / "reranker.json").write_text(json.dumps(self.reranker.state()))
+        if self.cooccurrence is not None:
+            self.cooccurrence.save(path / "cooccurrence.npz")
 
     @classmethod
     def load(cls, path: Path) -> "ModelBundle":
@@ -81,8 +86,10 @@ class ModelBundle:
             sasrec = SASRec(embeddings, SASRecConfig(**saved["config"]))
             sasrec.load_state_dict(saved["weights"], strict=False)  # "text" is item_embeddings
             sasrec.eval()
+        reranker = json.loads((path / "reranker.json").read_text()) if (path / "reranker.json").exists() else None
         return cls(
-            ranker=SeedRanker.from_state(torch.load(path / "ranker.pt", weights_only=False)),
+            ranker=SeedRanker.from_state(torch.load(path / "ranker.pt", weights_only=False))
+            if (path / "ranker.pt").exists() else None,
             catalog=pd.read_parquet(path / "catalog.parquet"),
             item_embeddings=embeddings,
             lexical=LexicalIndex.load(path / "bm25"),
@@ -92,6 +99,7 @@ class ModelBundle:
             encoder_dir=path / "encoder" if (path / "encoder").exists() else None,
             query_encoder_dir=path / "query_encoder" if (path / "query_encoder").exists() else None,
             sasrec=sasrec,
-            reranker=Reranker.from_state(json.loads((path / "reranker.json").read_text()))
-            if (path / "reranker.json").exists() else None,
+            # A version re-ranking other features (trained before them) serves SASRec's order instead.
+            reranker=Reranker.from_state(reranker) if reranker and reranker["features"] == RERANK_FEATURES else None,
+            cooccurrence=CoOccurrence.load(path / "cooccurrence.npz") if (path / "cooccurrence.npz").exists() else None,
         )
