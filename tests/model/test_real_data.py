@@ -15,6 +15,7 @@ from conftest import RUN_DATE
 
 pytestmark = pytest.mark.slow
 DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
+needs_datasets = pytest.mark.skipif(not DATASETS.exists(), reason=f"real datasets not found at {DATASETS}")
 
 
 def _home(tmp_path: Path, **overrides):
@@ -78,6 +79,7 @@ def _homedepot_slice(folder: Path, every: int = 40) -> Path:
     return folder
 
 
+@needs_datasets
 def test_real_relevance_labels_train_as_sparse_judgments_and_serve_the_real_catalog(tmp_path):
     # given a slice of Home Depot's real queries and human grades, no events
     source = _homedepot_slice(tmp_path / "homedepot")
@@ -115,6 +117,7 @@ def _office_slice(folder: Path, users: int = 600) -> Path:
     return folder
 
 
+@needs_datasets
 def test_a_catalog_with_histories_and_no_search_signal_serves_zero_shot_search_and_trained_recommendations(tmp_path):
     # given real Office Products items and shoppers' purchase histories, no queries at all
     source = _office_slice(tmp_path / "office")
