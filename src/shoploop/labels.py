@@ -25,11 +25,13 @@ import pandas as pd
 
 # Implicit grades on the judgments' 0..3 scale: what the shopper did after seeing the item.
 PURCHASE, CART, CLICK, SKIP = 3, 2, 1, 0
-# Judgments are complete when the median judged query has at least this many judged items: a pool
-# as deep as the retriever's candidate list the ranker rescores (ranker_rows.TRAIN_CANDIDATES), so an
-# unjudged candidate lies below the pool (TREC's pooling assumption). The simulator judges every
-# relevant item (median several hundred a query); Home Depot's human judgments hold 7 a query.
+# Judgments are complete when the median judged query has at least this many judged items, or this
+# share of the catalog if that is fewer: a pool as deep as the retriever's candidate list the ranker
+# rescores (ranker_rows.TRAIN_CANDIDATES), so an unjudged candidate lies below the pool (TREC's
+# pooling assumption). The simulator judges every relevant item and 20 irrelevant ones (median: several
+# hundred a query at 5,000 items, 20+ at 400); Home Depot's human judgments hold 7 of 54,667 items.
 COMPLETE_POOL_DEPTH = 50
+COMPLETE_POOL_SHARE = 0.05
 # One training query in this many is kept for validation: the label weights are chosen on them.
 VALIDATION_SHARE = 8
 SOURCES = ("auto", "judgments", "logs", "both")
@@ -59,18 +61,20 @@ class LabelPlan:
                 "judged_items_per_query": round(self.judged_per_query, 1), "reason": self.reason}
 
 
-def is_complete(judgments: pd.DataFrame) -> bool:
-    """Whether the judgments judge every relevant item of a query (see COMPLETE_POOL_DEPTH)."""
-    return bool(len(judgments)) and float(judgments.groupby("query_id").size().median()) >= COMPLETE_POOL_DEPTH
+def is_complete(judgments: pd.DataFrame, n_items: int) -> bool:
+    """Whether the judgments judge every relevant item of a query, in a catalog of ``n_items``
+    (see COMPLETE_POOL_DEPTH)."""
+    depth = min(COMPLETE_POOL_DEPTH, COMPLETE_POOL_SHARE * n_items)
+    return bool(len(judgments)) and float(judgments.groupby("query_id").size().median()) >= depth
 
 
-def plan(judgments: pd.DataFrame, logs: pd.DataFrame, source: str = "auto") -> LabelPlan:
+def plan(judgments: pd.DataFrame, logs: pd.DataFrame, n_items: int, source: str = "auto") -> LabelPlan:
     """Decide what trains: ``source`` 'auto' takes whatever the data holds; 'judgments', 'logs' or
     'both' insist (a benchmark withholds the simulator's judgments with 'logs')."""
     if source not in SOURCES:
         raise ValueError(f"unknown label source {source!r}: use one of {', '.join(SOURCES)}")
     per_query = float(judgments.groupby("query_id").size().median()) if len(judgments) else 0.0
-    complete = is_complete(judgments)
+    complete = is_complete(judgments, n_items)
     has_logs = bool(len(logs)) and bool(logs["clicked"].any())
     has_judgments = bool(len(judgments)) and bool((judgments["grade"] > 0).any())
     use_judgments = has_judgments and source in ("auto", "judgments", "both")

@@ -115,7 +115,7 @@ def compress(settings: Settings, run_date: date) -> dict:
     out = artifacts(settings, run_date)
     shutil.rmtree(out / "bundle" / "query_encoder", ignore_errors=True)  # measure against the teacher
     engine, data = offline_engine(settings, out / "bundle")
-    judgments, complete = data.evaluation_judgments(), labels.is_complete(data.judgments)
+    judgments, complete = data.evaluation_judgments(), labels.is_complete(data.judgments, len(data.catalog))
     if judgments.empty:
         report = {"rows": [], "promoted": None, "reason": "not compressed: no search labels to measure the quality "
                   "a smaller encoder would lose; the teacher serves"}
@@ -148,7 +148,7 @@ def evaluate(settings: Settings, run_date: date) -> dict:
 
     out = artifacts(settings, run_date)
     engine, data = offline_engine(settings, out / "bundle")
-    judgments, complete = data.evaluation_judgments(), labels.is_complete(data.judgments)
+    judgments, complete = data.evaluation_judgments(), labels.is_complete(data.judgments, len(data.catalog))
     truth = settings.home / "simulator" / "query_types.parquet"
     query_types = dict(pd.read_parquet(truth)[["query_id", "query_type"]].values) if truth.exists() else None
     popularity = engine.item_features(engine.item_ids)[:, ITEM_FEATURES.index("popularity")]

@@ -161,7 +161,7 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
     (under torchrun), only rank 0 goes on past the fine-tuning and returns a bundle."""
     started = time.perf_counter()
     data = load_training_data(settings)
-    plan = labels.plan(data.judgments, data.logs, settings.train_labels)
+    plan = labels.plan(data.judgments, data.logs, len(data.catalog), settings.train_labels)
     item_ids = data.catalog["item_id"].tolist()
     row_of = {item_id: r for r, item_id in enumerate(item_ids)}
     judgments = data.judgments[~data.judgments["query_id"].map(is_heldout)] if plan.use_judgments else data.judgments.iloc[:0]

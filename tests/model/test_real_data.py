@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,16 @@ from conftest import RUN_DATE
 pytestmark = pytest.mark.slow
 DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 needs_datasets = pytest.mark.skipif(not DATASETS.exists(), reason=f"real datasets not found at {DATASETS}")
+
+
+@pytest.fixture(autouse=True)
+def _own_environment():
+    """The registry exports a home's settings to the environment (BentoML reads it there): give the
+    process back the environment it had, so later tests see their own home."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def _home(tmp_path: Path, **overrides):

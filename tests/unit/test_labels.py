@@ -36,15 +36,23 @@ def _logs(clicked: bool = True) -> pd.DataFrame:
 ])
 def test_the_plan_takes_what_the_data_holds(judged, logs, mode, complete):
     # given judgments of some depth and logs with or without a click / when planned / then
-    plan = labels.plan(judged, logs)
+    plan = labels.plan(judged, logs, n_items=5000)
     assert plan.mode == mode
     assert plan.judgments_complete is complete
 
 
+def test_completeness_is_judged_against_the_catalog_size():
+    # a small shop's simulator judges 20-odd items a query: every relevant one, so complete; a
+    # real catalog's handful of judged items a query is sparse whatever the catalog
+    assert labels.is_complete(_judgments(21), n_items=400)
+    assert not labels.is_complete(_judgments(7), n_items=400)
+    assert not labels.is_complete(_judgments(21), n_items=54_667)
+
+
 def test_insisting_on_a_signal_the_data_lacks_is_a_clear_error():
     with pytest.raises(ValueError, match="no search logs with clicks"):
-        labels.plan(_judgments(7), _logs(clicked=False), "logs")
-    assert labels.plan(_judgments(60), _logs(), "logs").mode == "logs"  # the simulator's judgments withheld
+        labels.plan(_judgments(7), _logs(clicked=False), 5000, "logs")
+    assert labels.plan(_judgments(60), _logs(), 5000, "logs").mode == "logs"  # the simulator's judgments withheld
 
 
 def test_implicit_grades_order_purchase_cart_click_skip():

@@ -51,10 +51,11 @@ def training_triplets(queries: pd.DataFrame, grades_of: dict[str, dict[int, int]
     queries: query_id, query_text (row i <-> query_embeddings[i]); grades_of: query_id -> {item row:
     grade} (human judgments, or implicit grades from the logs); skips_of: query_id -> rows shoppers
     examined and passed over. Positives are a query's best-graded items (at least ``min_grade``);
-    negatives are its skips and low-graded items first, then the zero-shot retriever's top mistakes:
-    any low-graded item when labels are complete, only labelled ones otherwise (``unlabelled_negatives``
-    False), since an unjudged item the retriever ranks high is often relevant. ``clicked_of``: clicked
-    rows that add positives where the judgments grade them 2 or more (judgments and logs together).
+    negatives are its skips first, then the zero-shot retriever's top mistakes (any low-graded item
+    when labels are complete; only labelled ones otherwise, ``unlabelled_negatives`` False, since an
+    unjudged item the retriever ranks high is often relevant), then its other low-graded items.
+    ``clicked_of``: clicked rows that add positives where the judgments grade them 2 or more
+    (judgments and logs together).
     """
     rng = np.random.default_rng(seed)
     clicked_of = clicked_of or {}
@@ -68,10 +69,11 @@ def training_triplets(queries: pd.DataFrame, grades_of: dict[str, dict[int, int]
         positives += [r for r in rng.permutation(clicked_of.get(query_id, []))[:CLICKS_PER_QUERY]
                       if grades.get(r, 0) >= 2 and r not in positives]
         mined = hybrid_candidates(scaled_bm25(lexical.scores(text)), embeddings @ qv, MINED_FROM)
+        skipped = [r for r in skips_of.get(query_id, []) if r not in positives and grades.get(r, 0) < min_grade]
         low = [r for r in mined if (r in grades or unlabelled_negatives) and grades.get(r, 0) < min_grade]
-        labelled = [r for r in skips_of.get(query_id, []) if r not in positives and grades.get(r, 0) < min_grade]
-        labelled += [r for r, g in grades.items() if g < min_grade and r not in labelled]
-        negatives = list(dict.fromkeys(labelled + [r for r in low if r not in positives]))
+        # Judged-low items the retriever did not rank high come last: a simulator's are random easy ones.
+        judged_low = [r for r, g in grades.items() if g < min_grade]
+        negatives = [r for r in dict.fromkeys(skipped + low + judged_low) if r not in positives]
         if not positives or not negatives:
             continue
         for k, pos in enumerate(positives):
