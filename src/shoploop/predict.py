@@ -94,15 +94,18 @@ class SearchEngine:
     def candidates(self, query: str, k: int = CANDIDATES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Hybrid retrieval: (rows fused from BM25 and dense ANN, the query vector, scaled BM25 of all
         items), for the query with its misspellings corrected against the catalog's words."""
-        query = self.bundle.lexical.correct(query)
-        h_query = self.encoder.encode([query])[0]
-        bm25 = scaled_bm25(self.bundle.lexical.scores(query))
+        return self._retrieve(self.bundle.lexical.correct(query), k)
+
+    def _retrieve(self, corrected: str, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        h_query = self.encoder.encode([corrected])[0]
+        bm25 = scaled_bm25(self.bundle.lexical.scores(corrected))
         rows = fuse([lexical_ranking(bm25, k), self.bundle.dense.search(h_query, k)], len(self.item_ids), k)
         return rows, h_query, bm25
 
     def search_rows(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        rows, h_query, bm25 = self.candidates(query)
-        scores = self.rank(h_query, rows, bm25, budget=price_bound(query), query=self.bundle.lexical.correct(query))
+        corrected = self.bundle.lexical.correct(query)  # once: retrieval and the ranker's word coverage share it
+        rows, h_query, bm25 = self._retrieve(corrected, CANDIDATES)
+        scores = self.rank(h_query, rows, bm25, budget=price_bound(query), query=corrected)
         order = np.argsort(-scores, kind="stable")[:k]
         return rows[order], scores[order]
 
