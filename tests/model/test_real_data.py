@@ -47,6 +47,12 @@ def _build(settings) -> tuple[dict, dict, dict]:
     return report, metrics, steps.register(settings, RUN_DATE)
 
 
+def _real_loop(tmp_path: Path, fmt: str, make_slice) -> tuple:
+    """A home landing a slice of a shared dataset through its adapter, and the loop built on it."""
+    settings = _home(tmp_path, source=f"{fmt}:{make_slice(tmp_path / fmt)}")
+    return settings, _build(settings)
+
+
 def _served(settings):
     from shoploop import steps
 
@@ -92,11 +98,8 @@ def _homedepot_slice(folder: Path, every: int = 40) -> Path:
 
 @needs_datasets
 def test_real_relevance_labels_train_as_sparse_judgments_and_serve_the_real_catalog(tmp_path):
-    # given a slice of Home Depot's real queries and human grades, no events
-    source = _homedepot_slice(tmp_path / "homedepot")
-    settings = _home(tmp_path, source=f"homedepot:{source}")
-    # when the whole loop runs on it
-    report, metrics, registered = _build(settings)
+    # given a slice of Home Depot's real queries and human grades, no events / when the whole loop runs on it
+    settings, (report, metrics, registered) = _real_loop(tmp_path, "homedepot", _homedepot_slice)
     # then judgments are known sparse: unjudged candidates are weak negatives with a measured weight
     labels = report["labels"]
     assert labels["mode"] == "judgments" and labels["judgments"] == "sparse"
@@ -130,11 +133,9 @@ def _office_slice(folder: Path, users: int = 600) -> Path:
 
 @needs_datasets
 def test_a_catalog_with_histories_and_no_search_signal_serves_zero_shot_search_and_trained_recommendations(tmp_path):
-    # given real Office Products items and shoppers' purchase histories, no queries at all
-    source = _office_slice(tmp_path / "office")
-    settings = _home(tmp_path, source=f"unisrec:{source}")
-    # when the whole loop runs on it
-    report, metrics, registered = _build(settings)
+    # given real Office Products items and shoppers' purchase histories, no queries at all / when the
+    # whole loop runs on it
+    settings, (report, metrics, registered) = _real_loop(tmp_path, "unisrec", _office_slice)
     # then search is the zero-shot retriever (said, not failed), the recommender is trained and judged
     assert report["labels"]["mode"] == "none" and report["encoder"]["finetune"]["steps"] == 0
     assert metrics["n_queries"] == 0 and "no search labels" in metrics["note"]
