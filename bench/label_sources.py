@@ -9,6 +9,8 @@ simulator's complete judgments, beside BM25, zero-shot MiniLM and random. Prints
 bench/results/label_sources.json.
 
     .venv/bin/python bench/label_sources.py [--sources both,logs]
+
+A source not trained in a run keeps its last saved result, with the time it was measured.
 """
 
 from __future__ import annotations
@@ -51,12 +53,16 @@ def main() -> None:
         report = steps.train(trained, RUN_DATE)
         timings[f"train_{source}"] = round(time.perf_counter() - started, 1)
         metrics = steps.evaluate(trained, RUN_DATE)
-        results[source] = {"labels": report["labels"], "train_rows": report["train_rows"],
+        results[source] = {"measured_at": time.strftime("%Y-%m-%dT%H:%M"), "labels": report["labels"], "train_rows": report["train_rows"],
                            "triplets": report["encoder"]["finetune"]["triplets"], "metrics": {
                                k: metrics[k] for k in ("n_queries", "model", "dense_finetuned", "bm25", "dense_zero_shot",
                                                        "random", "mrr", "recall@10")}}
         print(f"train {source:<6} {timings[f'train_{source}']:>7.1f} s, nDCG@10 {metrics['model']}", flush=True)
 
+    out = ROOT / "bench" / "results" / "label_sources.json"
+    # Sources not trained this run keep their last result (each says when it was measured).
+    earlier = json.loads(out.read_text())["results"] if out.exists() else {}
+    results = {**{s: r for s, r in earlier.items() if s not in results and "measured_at" in r}, **results}
     base = next(iter(results.values()))["metrics"]
     print(f"\nsearch quality by label source, {base['n_queries']} held-out queries (nDCG@10, complete judgments)")
     print(f"{'system':<44}{'nDCG@10':>9}{'gain over BM25':>16}")
@@ -67,7 +73,6 @@ def main() -> None:
     if {"both", "logs"} <= set(results):
         gain = (results["logs"]["metrics"]["model"] - base["bm25"]) / (results["both"]["metrics"]["model"] - base["bm25"])
         print(f"\nlogs alone keep {gain:.0%} of the full-judgment model's gain over BM25")
-    out = ROOT / "bench" / "results" / "label_sources.json"
     out.write_text(json.dumps({"run_date": RUN_DATE.isoformat(), "scale": {
         "items": settings.n_items, "users": settings.n_users, "days": settings.n_days,
         "sessions_per_day": settings.sessions_per_day, "seed": settings.seed}, "results": results, "seconds": timings,

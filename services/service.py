@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Literal
 
 import bentoml
@@ -21,6 +21,10 @@ from shoploop.privacy import pseudonymise
 from shoploop.settings import get_settings
 
 MAX_K = 100
+# An event's ts must be recent: a client may send what it buffered offline for up to a week, and its
+# clock may run a few minutes fast; anything else (1970 from an unset clock, a year ahead) is refused.
+MAX_EVENT_AGE = timedelta(days=7)
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 logger = logging.getLogger("shoploop.service")
 
 
@@ -59,6 +63,19 @@ class Event(Strict):
     surface: Literal["search", "recommend", "similar"] = "search"
     model_version: str | None = Field(default=None, max_length=128)
     price_seen: float | None = Field(default=None, ge=0)
+
+
+    @field_validator("ts")
+    @classmethod
+    def recent(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return value
+        now = datetime.now(timezone.utc)
+        stamped = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        if not now - MAX_EVENT_AGE <= stamped <= now + MAX_CLOCK_SKEW:
+            raise ValueError(f"ts {value.isoformat()} is implausible: events must be stamped within the last "
+                             f"{MAX_EVENT_AGE.days} days and not in the future (omit ts to let the service stamp it)")
+        return value
 
 
 class FeedbackRequest(Strict):

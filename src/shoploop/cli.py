@@ -71,7 +71,10 @@ def land(run_date: str = RunDate):
 def transform(run_date: str = RunDate,
               full_refresh: bool = typer.Option(False, help="rebuild incremental models from the whole landing zone")):
     """dbt build: staging (typed, deduplicated, pseudonymised) and marts, with their tests."""
-    steps.transform(get_settings(), _run_date(run_date), full_refresh=full_refresh)
+    result = steps.transform(get_settings(), _run_date(run_date), full_refresh=full_refresh)
+    print(steps.describe_transform(result))
+    for reason, n in result["quarantined"].items():
+        print(f"  quarantined {n:>7}  {reason}")
 
 
 @app.command()

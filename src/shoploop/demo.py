@@ -67,8 +67,7 @@ def run(settings: Settings, run_date: date, say=print) -> dict:
     say(f"shoploop demo, run date {run_date}, source {settings.source}, home {settings.home}")
     say(f"  land       {steps.land(settings, run_date)}")
     # The demo rebuilds the shop from scratch, so its first build is a full refresh too.
-    steps.transform(settings, run_date, full_refresh=True)
-    say("  transform  dbt build passed")
+    say(f"  transform  {steps.describe_transform(steps.transform(settings, run_date, full_refresh=True))}")
     steps.feature_store(settings, run_date)
     say("  features   feast apply + materialize done")
     trained = steps.train(settings, run_date)

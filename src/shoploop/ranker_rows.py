@@ -16,7 +16,7 @@ import pandas as pd
 
 from shoploop import features, labels
 from shoploop.evaluate import ndcg_at_k
-from shoploop.models.bias import estimate_propensities, ipw_weights
+from shoploop.models.bias import ipw_weights
 from shoploop.models.encoder import TextEncoder
 from shoploop.models.ranker import RankerConfig, SeedRanker
 from shoploop.models.retrieval import LexicalIndex, hybrid_candidates
@@ -129,12 +129,12 @@ def judged_rows(queries: pd.DataFrame, judgments: pd.DataFrame, q_emb: np.ndarra
     return RankerRows.concat(parts)
 
 
-def log_rows(settings: Settings, logs: pd.DataFrame, encoder: TextEncoder, embeddings: np.ndarray,
-             row_of: dict[str, int], lexical: LexicalIndex, fill: np.ndarray, seed: int) -> tuple[RankerRows, np.ndarray]:
+def log_rows(settings: Settings, logs: pd.DataFrame, propensities: np.ndarray, encoder: TextEncoder,
+             embeddings: np.ndarray, row_of: dict[str, int], lexical: LexicalIndex, fill: np.ndarray,
+             seed: int) -> RankerRows:
     """Ranker rows from the training queries' logged impressions: target = implicit grade / 3, a click
     weighted by the inverse propensity of its position (estimated from these logs), features as of the
-    impression. Returns the rows and the propensities."""
-    propensities = estimate_propensities(logs)
+    impression."""
     if len(logs) > MAX_LOG_ROWS:
         logs = logs.sample(MAX_LOG_ROWS, random_state=seed)
     texts = logs["query_text"].drop_duplicates().tolist()
@@ -152,7 +152,7 @@ def log_rows(settings: Settings, logs: pd.DataFrame, encoder: TextEncoder, embed
     weight = ipw_weights(logs["position"].to_numpy(), logs["clicked"].to_numpy(), propensities).astype(np.float32)
     return RankerRows(hq=hq, hi=hi, hf=feats, target=(labels.implicit_grades(logs) / 3.0).astype(np.float32),
                       weight=weight, kind=np.full(len(logs), LOGGED), query_id=logs["query_id"].to_numpy(object),
-                      grade=np.full(len(logs), -1)), propensities
+                      grade=np.full(len(logs), -1))
 
 
 def choose_scale(rows: RankerRows, plan: labels.LabelPlan, config: RankerConfig) -> tuple[tuple[float, float, float], dict]:

@@ -48,10 +48,18 @@ def land(settings: Settings, run_date: date, policy: str = "auto") -> dict:
     return {"source": settings.source, **ingest(settings, fmt, path, run_date)}
 
 
-def transform(settings: Settings, run_date: date, full_refresh: bool = False) -> None:
+def transform(settings: Settings, run_date: date, full_refresh: bool = False) -> dict:
     from shoploop.warehouse import transform as run
 
-    run(settings, full_refresh=full_refresh)
+    return run(settings, full_refresh=full_refresh)
+
+
+def describe_transform(result: dict) -> str:
+    """One line: the build passed, with the data tests that warned and the rows quarantined."""
+    warned = ", ".join(f"{name} ({n})" for name, n in result["warnings"].items())
+    kept_out = sum(result["quarantined"].values())
+    return ("dbt build passed" + (f"; data tests warned: {warned}" if warned else "")
+            + (f"; {kept_out} rows quarantined (the quarantine mart has each reason)" if kept_out else ""))
 
 
 def feature_store(settings: Settings, run_date: date) -> None:

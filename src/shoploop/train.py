@@ -23,13 +23,22 @@ import pandas as pd
 
 from shoploop import features, labels
 from shoploop.evaluate import is_heldout
+from shoploop.models.bias import estimate_propensities
 from shoploop.models.bundle import CATALOG_COLUMNS, ModelBundle
 from shoploop.models.encoder import TextEncoder
-from shoploop.models.ranker import RankerConfig, SeedRanker
 from shoploop.models.finetune import FinetuneConfig, finetune, training_triplets
+from shoploop.models.ranker import RankerConfig, SeedRanker
 from shoploop.models.retrieval import DenseIndex, LexicalIndex
 from shoploop.predict import frame_lookup
-from shoploop.ranker_rows import JUDGED, LOGGED, UNJUDGED, RankerRows, choose_scale, judged_rows, log_rows
+from shoploop.ranker_rows import (
+    JUDGED,
+    LOGGED,
+    UNJUDGED,
+    RankerRows,
+    choose_scale,
+    judged_rows,
+    log_rows,
+)
 from shoploop.settings import Settings
 
 LOG_COLUMNS = ["query_id", "query_text", "item_id", "session_id", "position", "clicked", "carted", "purchased",
@@ -170,14 +179,14 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
     judged_queries = judgments[["query_id", "query_text"]].drop_duplicates("query_id")
     lexical = LexicalIndex.build(data.item_text, judged_queries["query_text"].tolist() + logs["query_text"].tolist())
 
+    # The logs as a position-based click model reads them: confident positives and examined skips.
+    propensities = estimate_propensities(logs) if len(logs) else None
+    positives, skips = (labels.confident_labels(labels.click_model(logs, propensities)) if len(logs) else
+                        (judgments.iloc[:0], pd.DataFrame(columns=["query_id", "item_id"])))
     # The encoder learns from the judged queries' best items, else from what shoppers bought and clicked.
-    if plan.use_judgments:
-        signal, min_grade = judgments, 2
-    else:
-        signal, min_grade = labels.implicit_judgments(logs), labels.CLICK
+    signal, min_grade = (judgments, 2) if plan.use_judgments else (positives, labels.CLICK)
     signal = signal[signal["item_id"].isin(set(row_of))]
     grades_of = {q: dict(zip(rows["item_id"].map(row_of), rows["grade"])) for q, rows in signal.groupby("query_id")}
-    skips = labels.examined_skips(logs) if len(logs) else pd.DataFrame(columns=["query_id", "item_id"])
     skips_of = {q: rows["item_id"].map(row_of).tolist() for q, rows in skips.groupby("query_id")}
     clicked = logs.loc[logs["clicked"]] if plan.use_judgments else logs.iloc[:0]
     clicked_of = {q: rows["item_id"].map(row_of).unique().tolist() for q, rows in clicked.groupby("query_id")}
@@ -204,15 +213,14 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
     item_feats = lookup(item_ids)
     fill = np.nan_to_num(np.nanmean(np.where(np.isnan(item_feats).all(0), 0.0, item_feats), axis=0))
 
-    parts, propensities = [], None
+    parts = []
     if plan.use_judgments:
         # The ranker learns on queries as the serving path ranks them: spelling corrected.
         q_emb = encoder.encode([lexical.correct(t) for t in judged_queries["query_text"]])
         parts.append(judged_rows(judged_queries, judgments, q_emb, embeddings, item_feats, fill, row_of, lexical,
                                  plan.judgments_complete))
     if plan.use_logs:
-        logged, propensities = log_rows(settings, logs, encoder, embeddings, row_of, lexical, fill, settings.seed)
-        parts.append(logged)
+        parts.append(log_rows(settings, logs, propensities, encoder, embeddings, row_of, lexical, fill, settings.seed))
     rows = RankerRows.concat(parts)
     config = RankerConfig(embedding_dim=encoder.dim, seed=settings.seed)
     scale, weights = choose_scale(rows, plan, config)

@@ -31,8 +31,10 @@ def _tool_env(settings: Settings):
         os.environ.update(saved)
 
 
-def run_dbt(settings: Settings, *args: str) -> None:
-    """Run one dbt command (``build``, ``test``...) against this home's warehouse; raise on failure."""
+def run_dbt(settings: Settings, *args: str) -> dict[str, int]:
+    """Run one dbt command (``build``, ``test``...) against this home's warehouse; raise on failure.
+    Returns the data tests that warned (the project's data tests are warnings: a rule broken by
+    landed or derived data never stops the loop) with the number of rows each found."""
     from dbt.cli.main import dbtRunner
 
     settings.marts.mkdir(parents=True, exist_ok=True)
@@ -47,11 +49,22 @@ def run_dbt(settings: Settings, *args: str) -> None:
                   if str(r.status) in ("error", "fail")]
         detail = result.exception or ", ".join(failed) or "see the log"
         raise DbtFailed(f"dbt {' '.join(args)} failed: {detail}; log in {settings.home / 'dbt' / 'logs'}")
+    return {r.node.name: int(r.failures or 0) for r in getattr(result.result, "results", []) if str(r.status) == "warn"}
 
 
-def transform(settings: Settings, full_refresh: bool = False) -> None:
-    """dbt build; ``full_refresh`` rebuilds the incremental models from the whole landing zone."""
-    run_dbt(settings, "build", *(["--full-refresh"] if full_refresh else []))
+def transform(settings: Settings, full_refresh: bool = False) -> dict:
+    """dbt build; ``full_refresh`` rebuilds the incremental models from the whole landing zone.
+    Returns the data tests that warned and the quarantined rows by reason, for the step's one line."""
+    import duckdb
+
+    warnings = run_dbt(settings, "build", *(["--full-refresh"] if full_refresh else []))
+    quarantine = settings.marts / "quarantine.parquet"
+    counts = {}
+    if quarantine.exists():
+        rows = duckdb.sql(f"select table_name || ': ' || reason, count(*) from read_parquet('{quarantine}') "
+                          "where reason is not null group by all order by 2 desc").fetchall()
+        counts = {reason: int(n) for reason, n in rows}
+    return {"warnings": warnings, "quarantined": counts}
 
 
 class Plugin(BasePlugin):

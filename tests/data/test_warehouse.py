@@ -90,6 +90,38 @@ def test_bad_rows_are_quarantined_with_a_reason_not_crashed_on(built):
     assert scrubbed == "tent for <email> <phone>"
 
 
+def test_odd_client_events_are_quarantined_and_never_stop_the_build(built):
+    # given what fuzzing /feedback landed once and halted the pipeline: an event stamped 1970, and a
+    # load test's 4,000 clicks on one item in a session that was never shown it, plus a session
+    # clicking a shown item 50 times
+    settings = built["settings"]
+    good = landing.read_table(settings.landing, "events").drop(columns=["dt"], errors="ignore")
+    con = duckdb.connect(str(settings.warehouse_path))
+    session, item, ts = con.execute("select session_id, item_id, ts from int_events_valid "
+                                    "where event_type = 'impression' and surface = 'search' limit 1").fetchone()
+    con.close()
+    click = good.iloc[[0]].assign(event_type="click", surface="search", item_id=item, position=1, session_id=session, ts=ts)
+    odd = pd.concat([
+        click.assign(event_id="epoch", ts=pd.Timestamp("1970-01-01")),
+        pd.concat([click] * 4000, ignore_index=True).assign(session_id="load-test",
+                                                             event_id=[f"load-{k}" for k in range(4000)]),
+        pd.concat([click] * 50, ignore_index=True).assign(event_id=[f"again-{k}" for k in range(50)]),
+    ])
+    landing.append(settings.landing, "events", pd.Timestamp(ts).date(), odd, prefix="odd")
+    # when the warehouse is rebuilt / then the build passes, with each odd row quarantined and its reason
+    result = steps.transform(settings, date(2026, 11, 29))
+    quarantine = pd.read_parquet(settings.marts / "quarantine.parquet").dropna(how="all")
+    reasons = dict(zip(quarantine["record_key"], quarantine["reason"]))
+    assert reasons["epoch"] == "ts out of range"
+    assert reasons["load-3999"] == "search click without an impression in its session"
+    assert sum(reasons.get(f"again-{k}") == "repeated click in a session" for k in range(50)) >= 49
+    assert result["quarantined"]["events: search click without an impression in its session"] >= 4000
+    # and the item's features stay true: clicks never above impressions, CTR a rate
+    features = pd.read_parquet(settings.marts / "item_features.parquet").dropna(subset=["item_id"])
+    assert (features["clicks"] <= features["impressions"]).all()
+    assert features["ctr_smoothed"].between(0, 1).all()
+
+
 def test_staging_cleans_markup_out_of_item_text(built):
     settings = built["settings"]
     items = landing.read_table(settings.landing, "items").drop(columns=["dt"], errors="ignore")
@@ -129,7 +161,7 @@ def test_events_build_incrementally_and_follow_reloads(built):
     steps.transform(settings, date(2026, 11, 29))
     assert staged("select count(*) from stg_events where event_id like 'inc-%'") == 3
     # when a day is reloaded with different content, the old file's rows go and the new ones come
-    day = pd.Timestamp(events["ts"].min()).date()
+    day = pd.Timestamp(events.loc[~events["event_id"].isin(["epoch"]), "ts"].min()).date()  # not another test's 1970 event
     bulk_file = next(landing.partition_dir(settings.landing, "events", day).glob("part-*.parquet"))
     first_day = pd.read_parquet(bulk_file).sort_values("ts")
     landing.write_partition(settings.landing, "events", day, first_day.iloc[:-5])
@@ -175,6 +207,7 @@ def test_duplicate_listings_are_caught_and_their_traffic_credited_to_the_first(b
         pairs = c.execute("select item_id, duplicate_of from stg_items where duplicate_of is not null").df()
         raw_events = c.execute("select count(*) from stg_events where reject_reason is null").fetchone()[0]
         valid_events = c.execute("select count(*) from int_events_valid").fetchone()[0]
+        unattributed = c.execute("select count(*) from int_events_attributed where attribution_issue is not null").fetchone()[0]
         on_duplicates = c.execute("select count(*) from int_events_valid where item_id in "
                                   "(select item_id from stg_items where duplicate_of is not null)").fetchone()[0]
     finally:
@@ -190,7 +223,7 @@ def test_duplicate_listings_are_caught_and_their_traffic_credited_to_the_first(b
     assert set(pairs["item_id"]) <= flagged
     catalog = set(pd.read_parquet(settings.marts / "item_text.parquet")["item_id"])
     assert not set(pairs["item_id"]) & catalog and set(pairs["duplicate_of"]) <= catalog
-    assert valid_events == raw_events and on_duplicates == 0
+    assert valid_events == raw_events - unattributed and on_duplicates == 0
 
 
 def test_counters_mart_holds_what_the_service_counts_live(built):

@@ -33,6 +33,21 @@ def test_feedback_rejects_unknown_event_types_and_empty_batches():
         FeedbackRequest(events=[])
 
 
+@pytest.mark.parametrize("ts", ["1970-01-01T00:00:00", "2100-01-01T00:00:00Z", "2000-06-01T12:00:00+02:00"])
+def test_feedback_refuses_implausible_timestamps_naming_the_field(ts):
+    event = {"session_id": "s", "event_type": "click", "item_id": "i1", "ts": ts}
+    with pytest.raises(ValidationError, match=r"events\.0\.ts[\s\S]*implausible"):
+        FeedbackRequest(events=[event])
+
+
+def test_feedback_takes_recent_timestamps_with_or_without_a_zone():
+    from datetime import datetime, timedelta, timezone
+
+    recent = datetime.now(timezone.utc) - timedelta(hours=3)
+    for ts in (recent.isoformat(), recent.replace(tzinfo=None).isoformat()):
+        assert FeedbackRequest(events=[{"session_id": "s", "event_type": "click", "item_id": "i1", "ts": ts}])
+
+
 # --- level 2: the class, instantiated directly --------------------------------------------------
 @pytest.mark.slow
 def test_service_class_answers_directly(built):
@@ -99,6 +114,7 @@ def test_feedback_pushes_real_time_counters_that_the_next_ranking_reads(built, s
     ("/search", {"query": ""}), ("/search", {"query": "pan", "k": 0}), ("/search", {"query": "pan", "k": 5000}),
     ("/search", {"query": "pan", "unknown": 1}), ("/search", {"query": ["pan"]}), ("/recommend", {"k": 3}),
     ("/feedback", {"events": [{"session_id": "s", "event_type": "click"}]}),
+    ("/feedback", {"events": [{"session_id": "s", "event_type": "click", "item_id": "i1", "ts": "1970-01-01T00:00:00"}]}),
 ])
 def test_bad_input_over_http_is_a_400_with_a_message(served, path, body):
     response = httpx.post(served + path, json=body, timeout=30)

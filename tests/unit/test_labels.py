@@ -8,7 +8,13 @@ from shoploop import labels
 from shoploop.models.finetune import training_triplets
 from shoploop.models.ranker import ITEM_FEATURES, RankerConfig
 from shoploop.models.retrieval import LexicalIndex
-from shoploop.ranker_rows import JUDGED, UNJUDGED, UNJUDGED_WEIGHTS, choose_scale, judged_rows
+from shoploop.ranker_rows import (
+    JUDGED,
+    UNJUDGED,
+    UNJUDGED_WEIGHTS,
+    choose_scale,
+    judged_rows,
+)
 
 COLOURS = ["red", "blue", "green", "black", "white", "grey"]
 TYPES = ["kettle", "skillet", "lamp", "chair", "drill"]
@@ -61,12 +67,39 @@ def test_implicit_grades_order_purchase_cart_click_skip():
     assert labels.implicit_grades(logs).tolist() == [3, 2, 1, 0]
 
 
-def test_examined_skips_are_the_unclicked_items_above_a_click_in_the_same_session():
-    # given a session clicking position 3, and another session of the same query clicking nothing
-    logs = pd.concat([_logs(), _logs(clicked=False).assign(session_id="s2", item_id=["i5", "i6", "i7", "i8"])])
-    # when / then: positions 1 and 2 of the first session were examined and skipped; nothing below
-    # the click, and nothing of the session without a click, counts
-    assert sorted(labels.examined_skips(logs)["item_id"]) == ["i0", "i1"]
+def _sessions(item: str, positions: list[int], clicks: list[bool], carted: bool = False) -> pd.DataFrame:
+    """One logged pair shown in several sessions of query q1."""
+    n = len(positions)
+    return pd.DataFrame({"query_id": ["q1"] * n, "query_text": ["red kettle"] * n, "item_id": [item] * n,
+                         "session_id": [f"s{k}" for k in range(n)], "position": positions, "clicked": clicks,
+                         "carted": [carted and c for c in clicks], "purchased": [False] * n})
+
+
+def test_the_click_model_sums_expected_examinations_and_smooths_attractiveness():
+    # given an item shown twice at the top (clicked once) and twice at position 2 (never clicked),
+    # where only half the shoppers examine position 2
+    logs = _sessions("i0", [1, 1, 2, 2], [True, False, False, False])
+    pairs = labels.click_model(logs, np.array([1.0, 0.5]))
+    # then it was examined 1 + 1 + 0.5 + 0.5 = 3 times, clicked once, and with every pair's mean
+    # (1 / 3) as the prior its attractiveness stays 1 / 3
+    pair = pairs.iloc[0]
+    assert pair["examinations"] == pytest.approx(3.0) and pair["clicks"] == 1
+    assert pair["attractiveness"] == pytest.approx(1 / 3)
+
+
+def test_confident_labels_keep_clicks_the_position_does_not_explain_and_examined_skips():
+    propensities = np.array([1.0, 0.5, 0.25, 0.2, 0.2])
+    logs = pd.concat([
+        _sessions("often", [3, 3, 3, 3], [True, True, True, False]),      # clicked far above its slot's examination
+        _sessions("top", [1, 1, 1, 1, 1, 1], [True] + [False] * 5),       # one click at the top in six: the slot's doing
+        _sessions("cart", [1], [True], carted=True),                      # added to a cart: a positive whatever its rate
+        _sessions("skipped", [1, 2], [False, False]),                     # examined 1.5 times, never clicked
+        _sessions("unseen", [5, 5], [False, False]),                      # examined 0.4 times: unknown
+    ])
+    positives, skips = labels.confident_labels(labels.click_model(logs, propensities))
+    assert sorted(positives["item_id"]) == ["cart", "often"]
+    assert dict(zip(positives["item_id"], positives["grade"])) == {"cart": labels.CART, "often": labels.CLICK}
+    assert skips["item_id"].tolist() == ["skipped"]
 
 
 def _rows(complete: bool, n_queries: int = 160):

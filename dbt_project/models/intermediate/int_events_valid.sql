@@ -1,18 +1,9 @@
--- The events every mart reads: those that passed staging's rules, with a duplicate listing's
--- events counted for the product's first listing.
-with events as (
-    select * from {{ ref('stg_events') }}
-),
-
-ids as (
-    select * from {{ ref('int_item_ids') }}
-),
-
-final as (
-    select e.* exclude (reject_reason, item_id), ids.catalog_item_id as item_id
-    from events as e
-    join ids using (item_id)
-    where e.reject_reason is null
-)
-
-select * from final
+-- The events every mart reads: those that passed staging's rules and can be attributed, with a
+-- duplicate listing's events counted for the product's first listing. Search engagement (a click,
+-- a view, an add to cart, a purchase) counts only when its session was shown the item, and a
+-- session's click on an item counts once: a client that loses its impression logging, a bot, or a
+-- load test would otherwise push clicks above impressions. Those rows go to the quarantine mart
+-- (int_events_unattributed) with their reason.
+select * exclude (attribution_issue)
+from {{ ref('int_events_attributed') }}
+where attribution_issue is null

@@ -30,6 +30,13 @@ events as (
     where reject_reason is not null
 ),
 
+unattributed as (
+    select 'warehouse' as source, 'events' as table_name, attribution_issue as reason, event_id as record_key,
+        cast(ts as date) as landed_on
+    from {{ ref('int_events_attributed') }}
+    where attribution_issue is not null
+),
+
 final as (
     select * from landed
     union all
@@ -38,6 +45,8 @@ final as (
     select * from duplicate_listings
     union all
     select * from events
+    union all
+    select * from unattributed
 )
 
 select * from final

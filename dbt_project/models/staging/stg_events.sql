@@ -43,6 +43,8 @@ final as (
         case
             when t.event_id is null then 'missing event_id'
             when t.ts is null then 'missing ts'
+            when t.ts < timestamp '{{ var("earliest_event_ts") }}' or t.ts > current_timestamp::timestamp + interval 1 day
+                then 'ts out of range'
             when t.event_type not in ('impression', 'click', 'add_to_cart', 'purchase', 'view') then 'unknown event_type'
             when i.item_id is null then 'unknown item_id'
             when t.position is not null and t.position < 1 then 'position below 1'
