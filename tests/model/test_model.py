@@ -106,7 +106,9 @@ def test_simulated_shoppers_see_the_serving_models_slates(built, engine):
         scores = {h.item_id: h.score for h in engine.search(query, 100)}
         return max(scores.values()) - scores.get(item, 0.0)
     gaps = [score_gap(q, item) for q, item in first.items()]
-    assert sum(g <= 0.05 for g in gaps) >= 17, gaps
+    # A near-tie: within five scales of the policy's Gumbel noise (two draws differ by more than 2.5
+    # scales about 8% of the time, by more than 5 under 1%).
+    assert sum(g <= 5 * ServedModelPolicy.noise for g in gaps) >= 17, gaps
     # and because the model ranks better, shoppers see more relevant slates and click more (closed loop)
     def slate_quality(tables):
         grades = tables["judgments"].set_index(["query_id", "item_id"])["grade"]
