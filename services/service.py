@@ -64,7 +64,6 @@ class Event(Strict):
     model_version: str | None = Field(default=None, max_length=128)
     price_seen: float | None = Field(default=None, ge=0)
 
-
     @field_validator("ts")
     @classmethod
     def recent(cls, value: datetime | None) -> datetime | None:

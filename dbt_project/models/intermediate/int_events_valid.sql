@@ -3,7 +3,7 @@
 -- a view, an add to cart, a purchase) counts only when its session was shown the item, and a
 -- session's click on an item counts once: a client that loses its impression logging, a bot, or a
 -- load test would otherwise push clicks above impressions. Those rows go to the quarantine mart
--- (int_events_unattributed) with their reason.
+-- (int_events_attributed holds every event with its reason).
 select * exclude (attribution_issue)
 from {{ ref('int_events_attributed') }}
 where attribution_issue is null
