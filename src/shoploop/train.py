@@ -30,15 +30,7 @@ from shoploop.models.finetune import FinetuneConfig, finetune, training_triplets
 from shoploop.models.ranker import RankerConfig, SeedRanker
 from shoploop.models.retrieval import DenseIndex, LexicalIndex
 from shoploop.predict import frame_lookup
-from shoploop.ranker_rows import (
-    JUDGED,
-    LOGGED,
-    UNJUDGED,
-    RankerRows,
-    choose_scale,
-    judged_rows,
-    log_rows,
-)
+from shoploop.ranker_rows import JUDGED, LOGGED, UNJUDGED, RankerRows, choose_scale, judged_rows, log_rows
 from shoploop.settings import Settings
 
 LOG_COLUMNS = ["query_id", "query_text", "item_id", "session_id", "position", "clicked", "carted", "purchased",
