@@ -104,9 +104,10 @@ class Shoploop:
         self._load_champion()
 
     def _load_champion(self) -> None:
-        self.model_version, bundle = registry.load_champion(self.settings)
+        version, bundle = registry.load_champion(self.settings)  # digests checked before anything is read
         # The encoder travels with the version: a reload swaps it with the ranker and the embeddings.
-        self.engine = SearchEngine(bundle, bundle.text_encoder(), self.lookup, self.user_lookup)
+        engine = SearchEngine(bundle, bundle.text_encoder(), self.lookup, self.user_lookup)
+        self.model_version, self.engine = version, engine  # only once all of it loaded: else the old one serves
 
     @bentoml.api(input_spec=SearchRequest)
     def search(self, query: str, user_id: str | None = None, k: int = 10) -> Ranking:
@@ -139,5 +140,11 @@ class Shoploop:
             return {"error": "admin token missing or wrong: send 'Authorization: Bearer <token>' with the token "
                              "from SHOPLOOP_ADMIN_TOKEN or $SHOPLOOP_HOME/secrets/admin_token"}
         previous = self.model_version
-        self._load_champion()
+        try:
+            self._load_champion()
+        except Exception as error:  # a version that cannot load (tampered, half-copied) never replaces one that serves
+            logger.exception("reload failed; %s keeps serving", previous)
+            ctx.response.status_code = 409
+            return {"error": f"the champion could not be loaded ({error}); {previous} keeps serving",
+                    "model_version": previous}
         return {"model_version": self.model_version, "previous": previous}

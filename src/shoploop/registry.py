@@ -8,6 +8,7 @@ queries (champion/challenger on one test set; see shoploop.steps.evaluate).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -31,8 +32,56 @@ def _git_sha(settings: Settings) -> str:
     return result.stdout.strip() or "unknown"
 
 
+# Files BentoML itself writes into a version's folder; everything else there is ours and digested.
+STORE_FILES = {"model.yaml"}
+
+
+class TamperedModel(LookupError):
+    """A stored version's files differ from what was registered: it is never loaded."""
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` (relative path -> hex), BentoML's own files left out."""
+    digests = {}
+    for path in sorted(folder.rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        if path.is_file() and name not in STORE_FILES:
+            with path.open("rb") as f:
+                digests[name] = hashlib.file_digest(f, "sha256").hexdigest()
+    return digests
+
+
+def digest_file(settings: Settings, tag: str) -> Path:
+    # Kept by the registry, outside the model store: whoever can rewrite a version's files there
+    # cannot also rewrite what it was registered with.
+    return settings.home / "registry" / "digests" / f"{tag.replace(':', '-')}.json"
+
+
+def _record_digests(settings: Settings, tag: str, digests: dict[str, str]) -> None:
+    path = digest_file(settings, tag)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"tag": tag, "sha256": digests}, indent=1))
+    tmp.rename(path)
+
+
+def verify(settings: Settings, tag: str, folder: Path) -> None:
+    """Raise TamperedModel unless ``folder`` holds exactly the files registered under ``tag``."""
+    path = digest_file(settings, tag)
+    if not path.exists():
+        raise TamperedModel(f"{tag} has no digest recorded at registration ({path}): it will not be loaded; "
+                            "register it again with `shoploop register`")
+    recorded, actual = json.loads(path.read_text())["sha256"], file_digests(folder)
+    problems = ([f"{name} changed" for name in sorted(recorded.keys() & actual.keys()) if recorded[name] != actual[name]]
+                + [f"{name} missing" for name in sorted(recorded.keys() - actual.keys())]
+                + [f"{name} not registered" for name in sorted(actual.keys() - recorded.keys())])
+    if problems:
+        raise TamperedModel(f"{tag} differs from what was registered ({'; '.join(problems[:5])}"
+                            f"{'; ...' if len(problems) > 5 else ''}): it will not be loaded")
+
+
 def register(settings: Settings, bundle_dir: Path, metrics: dict, lineage: dict) -> str:
-    """Copy a saved bundle into the model store; returns the new tag."""
+    """Copy a saved bundle into the model store and record its files' digests; returns the new tag."""
     import shutil
 
     bentoml = _bentoml(settings)
@@ -41,14 +90,19 @@ def register(settings: Settings, bundle_dir: Path, metrics: dict, lineage: dict)
     with bentoml.models.create(settings.model_name, labels={"component": "search-ranker"},
                                metadata=metadata) as model:
         shutil.copytree(bundle_dir, model.path, dirs_exist_ok=True)
-    return str(model.tag)
+    tag = str(model.tag)
+    _record_digests(settings, tag, file_digests(Path(model.path)))
+    return tag
 
 
 def attach(settings: Settings, tag: str, file: Path) -> None:
-    """Put a document (the model card) beside a stored version's files."""
+    """Put a document (the model card) beside a stored version's files, and into its digests."""
     import shutil
 
-    shutil.copy(file, Path(_bentoml(settings).models.get(tag).path) / file.name)
+    folder = Path(_bentoml(settings).models.get(tag).path)
+    verify(settings, tag, folder)
+    shutil.copy(file, folder / file.name)
+    _record_digests(settings, tag, file_digests(folder))
 
 
 def champion_file(settings: Settings) -> Path:
@@ -100,7 +154,10 @@ def promote(settings: Settings, tag: str, metrics: dict) -> tuple[bool, str]:
 
 
 def load_version(settings: Settings, tag: str) -> ModelBundle:
-    return ModelBundle.load(Path(_bentoml(settings).models.get(tag).path))
+    """A stored version, after checking its files against the digests recorded at registration."""
+    model = _bentoml(settings).models.get(tag)
+    verify(settings, str(model.tag), Path(model.path))
+    return ModelBundle.load(Path(model.path))
 
 
 def load_champion(settings: Settings) -> tuple[str, ModelBundle]:
@@ -111,5 +168,5 @@ def load_champion(settings: Settings) -> tuple[str, ModelBundle]:
     if not tag:
         raise LookupError(f"no champion model in {champion_file(settings)}: run `shoploop train`, "
                           "`shoploop evaluate` and `shoploop register` first")
-    model = bentoml.models.get(tag)
-    return str(model.tag), ModelBundle.load(Path(model.path))
+    tag = str(bentoml.models.get(tag).tag)
+    return tag, load_version(settings, tag)

@@ -112,3 +112,187 @@ def test_price_parsing(raw, price):
 def test_unknown_format_names_the_choices(tmp_path):
     with pytest.raises(ValueError, match="amazon2018, esci"):
         adapters.read("csvish", tmp_path, LANDED_AT)
+
+
+# --- malformed files: one clear line or a quarantine row, never a parser's traceback -----------------
+def _amazon(folder: Path, reviews: bytes | None = None) -> None:
+    import gzip
+
+    meta = b'{"asin": "A1", "title": "Gift card", "price": "$25.00"}\n'
+    (folder / "meta_Shop.json.gz").write_bytes(gzip.compress(meta))
+    review = b'{"asin": "A1", "reviewerID": "r1", "overall": 5.0, "unixReviewTime": 1500000000}\n'
+    (folder / "Shop_5.json.gz").write_bytes(gzip.compress(review if reviews is None else reviews))
+
+
+def _esci(folder: Path) -> None:
+    import zstandard
+
+    products = b'{"product_id": "P1", "product_title": "Red pan"}\n'
+    (folder / "sample-products.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(products))
+    pd.DataFrame({"query_id": [1], "query": ["pan"], "product_id": ["P1"], "esci_label": ["E"]}).to_parquet(
+        folder / "test-sample.parquet")
+
+
+def _unisrec(folder: Path) -> None:
+    import gzip
+
+    (folder / "Shop.item.json.gz").write_bytes(gzip.compress(b'{"0": {"title": "Stapler"}, "1": {"title": "Pen"}}'))
+    pd.DataFrame({"user_id": [7], "history_item_id": ["[0]"], "item_id": [1]}).to_csv(
+        folder / "Shop.valid.csv.gz", index=False)
+
+
+def _homedepot(folder: Path) -> None:
+    pd.DataFrame({"id": [1], "product_uid": [100001], "product_title": ["Angle bracket"],
+                  "search_term": ["angle bracket"], "relevance": [3.0]}).to_csv(folder / "train.csv", index=False)
+
+
+def _truncate(file: Path) -> None:
+    file.write_bytes(file.read_bytes()[: len(file.read_bytes()) // 2])
+
+
+def _utf16(file: Path) -> None:
+    file.write_bytes(file.read_text(encoding="utf-8").encode("utf-16"))
+
+
+def _break_amazon_gzip(f):
+    _amazon(f)
+    _truncate(f / "Shop_5.json.gz")
+
+
+def _break_esci_zst(f):
+    _esci(f)
+    _truncate(f / "sample-products.jsonl.zst")
+
+
+def _break_unisrec_gzip(f):
+    _unisrec(f)
+    _truncate(f / "Shop.item.json.gz")
+
+
+def _break_homedepot_zip(f):
+    import zipfile
+
+    _homedepot(f)
+    with zipfile.ZipFile(f / "train.csv.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(f / "train.csv", "train.csv")
+    (f / "train.csv").unlink()
+    _truncate(f / "train.csv.zip")
+
+
+def _break_amazon_encoding(f):
+    import gzip
+
+    _amazon(f)
+    (f / "Shop_5.json.gz").write_bytes(gzip.compress(
+        '{"asin": "A1", "reviewerID": "r1", "overall": 5.0, "unixReviewTime": 1500000000}\n'.encode("utf-16")))
+
+
+def _break_generic_encoding(f):
+    (f / "items.csv").write_bytes("item_id,title\ni1,Crème brûlée dish\n".encode("utf-16"))
+
+
+def _break_recbole_encoding(f):
+    (f / "shop.inter").write_bytes("user_id:token\titem_id:token\ttimestamp:float\nu1\ti1\t1600000000\n".encode("utf-16"))
+
+
+def _break_homedepot_columns(f):
+    _homedepot(f)
+    pd.read_csv(f / "train.csv").drop(columns="relevance").to_csv(f / "train.csv", index=False)
+
+
+def _break_recbole_columns(f):
+    (f / "shop.inter").write_text("user_id:token\ttimestamp:float\nu1\t1600000000\n")
+
+
+def _break_unisrec_columns(f):
+    _unisrec(f)
+    pd.DataFrame({"user_id": [7], "item_id": [1]}).to_csv(f / "Shop.valid.csv.gz", index=False)
+
+
+def _break_esci_columns(f):
+    _esci(f)
+    pd.DataFrame({"query": ["pan"], "product_id": ["P1"]}).to_parquet(f / "test-sample.parquet")
+
+
+def _break_generic_columns(f):
+    pd.DataFrame({"item_id": ["i1"]}).to_csv(f / "items.csv", index=False)
+
+
+@pytest.mark.parametrize("fmt, damage, fault", [
+    ("amazon2018", _break_amazon_gzip, "Shop_5.json.gz: truncated or corrupt compressed file"),
+    ("esci", _break_esci_zst, "sample-products.jsonl.zst: truncated or corrupt compressed file"),
+    ("unisrec", _break_unisrec_gzip, "Shop.item.json.gz: truncated or corrupt compressed file"),
+    ("homedepot", _break_homedepot_zip, "train.csv.zip: truncated or corrupt compressed file"),
+    ("amazon2018", _break_amazon_encoding, "Shop_5.json.gz: none of its 2 lines is a UTF-8 JSON object"),
+    ("generic", _break_generic_encoding, "items.csv: not utf-8 text"),
+    ("recbole", _break_recbole_encoding, "shop.inter: not utf-8 text"),
+    ("homedepot", _break_homedepot_columns, "train.csv: missing column(s) relevance"),
+    ("recbole", _break_recbole_columns, "shop.inter: missing column(s) item_id"),
+    ("unisrec", _break_unisrec_columns, "Shop.valid.csv.gz: missing column(s) history_item_id"),
+    ("esci", _break_esci_columns, "test-sample.parquet: missing column(s) esci_label, query_id"),
+    ("generic", _break_generic_columns, "items.csv: missing contract columns"),
+])
+def test_a_malformed_file_gives_one_line_naming_the_file_and_the_fault(tmp_path, fmt, damage, fault):
+    damage(tmp_path)
+    with pytest.raises(adapters.MalformedSource) as error:
+        adapters.read(fmt, tmp_path, LANDED_AT)
+    message = str(error.value)
+    assert "\n" not in message and fault in message, message
+
+
+def test_every_fixture_lands_before_it_is_broken(tmp_path):
+    for fmt, make in [("amazon2018", _amazon), ("esci", _esci), ("unisrec", _unisrec), ("homedepot", _homedepot)]:
+        folder = tmp_path / fmt
+        folder.mkdir()
+        make(folder)
+        landed = adapters.read(fmt, folder, LANDED_AT)
+        _fits_contract(landed)
+        assert len(landed.tables["items"]) >= 1 and landed.quarantine.empty, fmt
+
+
+def test_bad_json_lines_are_quarantined_and_the_rest_lands(tmp_path):
+    _amazon(tmp_path, reviews=b'{"asin": "A1", "reviewerID": "r1", "overall": 5.0, "unixReviewTime": 1500000000}\n'
+                              b'{"asin": "A1", "reviewerID": \n' b'[1, 2]\n' b'\xff\xfe{"asin": "A1"}\n')
+    landed = adapters.read("amazon2018", tmp_path, LANDED_AT)
+    _fits_contract(landed)
+    assert len(landed.tables["reviews"]) == 1
+    reasons = landed.quarantine["reason"].tolist()
+    assert len(reasons) == 3 and all(r.startswith("line ") for r in reasons), reasons
+    assert "a JSON list, not an object" in reasons[1] and "utf-8" in reasons[2].lower()
+
+
+def test_a_one_gigabyte_line_is_never_read_whole(tmp_path):
+    # One 1 GiB line with no newline: JSON lines quarantine it (read in 16 MiB pieces) and land the
+    # rest; a table file (CSV) is refused in one line before pandas would try to hold it.
+    blob = tmp_path / "blob"
+    with blob.open("wb") as f:
+        f.write(b'{"asin": "A1", "reviewerID": "r1", "overall": 5.0, "unixReviewTime": 1500000000}\n')
+        chunk = b"x" * 2**24
+        for _ in range(64):
+            f.write(chunk)
+    amazon, generic = tmp_path / "amazon", tmp_path / "generic"
+    amazon.mkdir(), generic.mkdir()
+    _amazon(amazon)
+    (amazon / "Shop_5.json.gz").unlink()
+    blob.rename(amazon / "Shop_5.json")
+    landed = adapters.read("amazon2018", amazon, LANDED_AT)
+    assert len(landed.tables["reviews"]) == 1
+    assert landed.quarantine["reason"].tolist() == ["line 2 unreadable: longer than 16 MiB"]
+    (amazon / "Shop_5.json").rename(generic / "items.csv")
+    with pytest.raises(adapters.MalformedSource, match="items.csv: line 2 is longer than 16 MiB"):
+        adapters.read("generic", generic, LANDED_AT)
+
+
+def test_the_cli_says_what_is_wrong_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    _break_homedepot_zip(tmp_path)
+    shoploop = Path(sys.executable).parent / "shoploop"
+    result = subprocess.run([str(shoploop), "ingest", "homedepot", str(tmp_path), "--run-date", "2026-11-29"],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "SHOPLOOP_HOME": str(tmp_path / "home")})
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert "train.csv.zip: truncated or corrupt compressed file" in result.stderr

@@ -1,6 +1,7 @@
 """Model tests: quality against baselines, and behavioural checks (invariance, direction, minimum function)."""
 
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -84,6 +85,48 @@ def test_registered_version_carries_metrics_and_lineage(built):
     model = bentoml.models.get(built["register"]["tag"])
     assert model.info.metadata["metrics"]["model"] == built["metrics"]["model"]
     assert model.info.metadata["lineage"]["labels_as_of"]
+
+
+def test_a_version_whose_files_changed_after_registration_is_never_loaded(built, tmp_path):
+    from shoploop import registry, steps
+
+    settings = built["settings"]
+    tag = registry.register(settings, steps.artifacts(settings, date(2026, 11, 29)) / "bundle", {}, {})
+    assert registry.load_version(settings, tag).ranker is not None  # tensors only: weights_only=True
+    folder = Path(registry._bentoml(settings).models.get(tag).path)
+    with (folder / "ranker.pt").open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(registry.TamperedModel, match="ranker.pt changed"):
+        registry.load_version(settings, tag)
+    (folder / "ranker.pt").unlink()
+    (folder / "payload.py").write_text("print('hi')")
+    with pytest.raises(registry.TamperedModel, match="ranker.pt missing; payload.py not registered"):
+        registry.load_version(settings, tag)
+    registry.digest_file(settings, tag).unlink()
+    with pytest.raises(registry.TamperedModel, match="no digest recorded"):
+        registry.load_version(settings, tag)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (Path.touch, (Path(_Payload.marker),))
+
+
+def test_loading_a_bundle_never_runs_pickled_code(built, tmp_path):
+    import shutil
+
+    import torch
+
+    from shoploop import steps
+    from shoploop.models.bundle import ModelBundle
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(steps.artifacts(built["settings"], date(2026, 11, 29)) / "bundle", folder)
+    _Payload.marker = str(tmp_path / "ran")
+    torch.save({"config": {}, "weights": _Payload()}, folder / "ranker.pt")
+    with pytest.raises(Exception, match="[Ww]eights only load failed"):
+        ModelBundle.load(folder)
+    assert not (tmp_path / "ran").exists()
 
 
 def test_simulated_shoppers_see_the_serving_models_slates(built, engine):

@@ -152,6 +152,29 @@ def test_admin_reload_needs_the_token(built, served):
 
 
 @pytest.mark.slow
+def test_a_reload_that_cannot_load_keeps_the_old_model_serving(built, served):
+    import json
+
+    from shoploop import registry
+
+    settings, tag = built["settings"], built["register"]["tag"]
+    record = registry.digest_file(settings, tag)
+    saved = record.read_text()
+    tampered = json.loads(saved)
+    tampered["sha256"]["ranker.pt"] = "0" * 64  # as if ranker.pt had been rewritten after registration
+    record.write_text(json.dumps(tampered))
+    try:
+        token = settings.admin_secret
+        answer = httpx.post(served + "/admin/reload", json={}, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert answer.status_code == 409
+        assert "ranker.pt changed" in answer.json()["error"] and answer.json()["model_version"] == tag
+        still = httpx.post(served + "/search", json={"query": "tent"}, timeout=30)
+        assert still.status_code == 200 and still.json()["model_version"] == tag
+    finally:
+        record.write_text(saved)
+
+
+@pytest.mark.slow
 def test_live_shoppers_drive_the_service(built, served):
     from shoploop.data import landing
     from shoploop.data.live import run_shoppers

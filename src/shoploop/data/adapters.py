@@ -16,10 +16,14 @@ with the contract's columns).
 from __future__ import annotations
 
 import ast
+import contextvars
 import gzip
 import hashlib
+import io
 import json
 import re
+import zipfile
+import zlib
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -32,6 +36,9 @@ FORMATS = ("amazon2018", "esci", "unisrec", "recbole", "homedepot", "generic")
 ESCI_GRADES = {"E": 3, "S": 2, "C": 1, "I": 0}
 # Histories without times (UniSRec splits) keep their order on this synthetic clock: one step a minute.
 ORDER_EPOCH = datetime(2018, 1, 1)
+# No real record is this long: a longer line is a broken file (a lost newline, a binary blob) and
+# is never read whole; in JSON lines it is quarantined, in a table it stops the landing with one line.
+MAX_LINE_BYTES = 16 * 2**20
 _PRICE = re.compile(r"^\$?\s*(\d[\d,]*(?:\.\d+)?)(?:\s*-\s*\$?\s*(\d[\d,]*(?:\.\d+)?))?$")
 
 
@@ -76,10 +83,120 @@ def parse_price(raw) -> tuple[float | None, str | None]:
     return low, ("price range, lower bound kept" if match.group(2) else None)
 
 
-def _read_json_lines(path: Path) -> list[dict]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+class MalformedSource(ValueError):
+    """A source file that cannot be read as its format; the message is one line naming file and fault."""
+
+
+_READING: contextvars.ContextVar[Path | None] = contextvars.ContextVar("reading", default=None)
+
+
+def _reading(file: Path) -> Path:
+    """Note the file an adapter is about to read, so a failure names it."""
+    _READING.set(file)
+    return file
+
+
+class _ZstdReader(io.RawIOBase):
+    """A .zst file, decompressed as it is read; a file cut short raises EOFError (zstandard's own
+    stream reader ends quietly on a truncated frame)."""
+
+    def __init__(self, file: Path):
+        import zstandard
+
+        self._source, self._inflate, self._pending = file.open("rb"), zstandard.ZstdDecompressor().decompressobj(), b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            chunk = self._source.read(2**20)
+            if not chunk:
+                if not self._inflate.eof:
+                    raise EOFError("zstd frame cut short")
+                return 0
+            if self._inflate.eof:  # another frame follows
+                import zstandard
+
+                self._inflate = zstandard.ZstdDecompressor().decompressobj()
+            self._pending = self._inflate.decompress(chunk)
+        n = min(len(buffer), len(self._pending))
+        buffer[:n], self._pending = self._pending[:n], self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        self._source.close()
+        super().close()
+
+
+def _open_binary(file: Path):
+    if file.suffix == ".gz":
+        return gzip.open(file, "rb")
+    if file.suffix == ".zst":
+        return io.BufferedReader(_ZstdReader(file))
+    if file.suffix == ".zip":
+        archive = zipfile.ZipFile(file)
+        return archive.open(archive.namelist()[0])
+    return file.open("rb")
+
+
+def _lines(fh):
+    """(line number, bytes) of a binary stream, with None for a line over MAX_LINE_BYTES (skipped in
+    bounded pieces, never held whole)."""
+    n = 0
+    while True:
+        line = fh.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        n += 1
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):
+                line = fh.readline(MAX_LINE_BYTES + 1)
+            yield n, None
+        else:
+            yield n, line
+
+
+def _require(frame: pd.DataFrame, columns: set[str], file: Path) -> pd.DataFrame:
+    missing = columns - set(frame.columns)
+    if missing:
+        raise MalformedSource(f"{file}: missing column(s) {', '.join(sorted(missing))}")
+    return frame
+
+
+def _check_line_lengths(file: Path) -> Path:
+    """Refuse a table file with a line over MAX_LINE_BYTES before a parser tries to hold it."""
+    with _open_binary(file) as fh:
+        for n, line in _lines(fh):
+            if line is None:
+                raise MalformedSource(f"{file}: line {n} is longer than {MAX_LINE_BYTES // 2**20} MiB "
+                                      "(a lost newline or a binary blob?); fix or drop that record")
+    return file
+
+
+def _read_json_lines(path: Path, out: "Landing", table: str) -> list[dict]:
+    """JSON objects, one a line; a line that is not one (too long, not UTF-8, not JSON) is quarantined."""
+    rows, rejected = [], 0
+    with _open_binary(_reading(path)) as fh:
+        for n, line in _lines(fh):
+            if line is not None and not line.strip():
+                continue
+            try:
+                if line is None:
+                    raise ValueError(f"longer than {MAX_LINE_BYTES // 2**20} MiB")
+                row = json.loads(line.decode("utf-8"))
+                if not isinstance(row, dict):
+                    raise ValueError(f"a JSON {type(row).__name__}, not an object")
+            except ValueError as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+                out.reject(table, {"file": path.name, "line": n, "head": (line or b"")[:200].decode("utf-8", "replace")},
+                           f"line {n} unreadable: {str(error)[:200]}")
+                rejected += 1
+                continue
+            rows.append(row)
+    if rejected and not rows:
+        raise MalformedSource(f"{path}: none of its {rejected} lines is a UTF-8 JSON object "
+                              f"({out.rejected[-1]['reason']}): is it JSON lines?")
+    return rows
 
 
 def _hash_id(*parts) -> str:
@@ -90,16 +207,16 @@ def _first_file(path: Path, *patterns: str) -> Path:
     for pattern in patterns:
         found = sorted(path.glob(pattern))
         if found:
-            return found[0]
+            return _reading(found[0])
     raise FileNotFoundError(f"{path}: none of {patterns} found")
 
 
 def amazon2018(path: Path, landed_at: datetime) -> Landing:
     out = Landing("amazon2018")
-    meta_rows = _read_json_lines(_first_file(path, "meta_*.json.gz", "meta_*.json"))
+    meta_rows = _read_json_lines(_first_file(path, "meta_*.json.gz", "meta_*.json"), out, "items")
     review_file = _first_file(path, "[!m]*_5.json.gz", "[!m]*.json.gz", "[!m]*_5.json", "[!m]*.json")
     reviews = []
-    for r in _read_json_lines(review_file):
+    for r in _read_json_lines(review_file, out, "reviews"):
         if not r.get("asin") or not r.get("reviewerID"):
             out.reject("reviews", r, "missing asin or reviewerID")
         elif r.get("overall") not in (1, 2, 3, 4, 5, 1.0, 2.0, 3.0, 4.0, 5.0):
@@ -156,7 +273,7 @@ def esci(path: Path, landed_at: datetime) -> Landing:
     if products_file.suffix == ".parquet":
         products = pd.read_parquet(products_file)
     else:
-        products = pd.read_json(products_file, lines=True, compression="zstd" if products_file.suffix == ".zst" else None)
+        products = pd.DataFrame(_read_json_lines(products_file, out, "items"))
     if "fields" in products:  # Vespa feed format: {"put": "id:...", "fields": {...}}
         products = pd.json_normalize(products["fields"].tolist())
     products = products.rename(columns={"id": "product_id", "product_title": "title",
@@ -173,8 +290,9 @@ def esci(path: Path, landed_at: datetime) -> Landing:
                       "attributes": json.dumps({"color": p.get("color"), "locale": p.get("locale")}, default=str),
                       "currency": None, "review_count": 0, "created_at": landed_at})
     out.put("items", pd.DataFrame(items))
-    labels = pd.read_parquet(_first_file(path, "*.parquet") if products_file.suffix != ".parquet"
-                             else _first_file(path, "*sample*.parquet", "*examples*.parquet"))
+    labels_file = (_first_file(path, "*.parquet") if products_file.suffix != ".parquet"
+                   else _first_file(path, "*sample*.parquet", "*examples*.parquet"))
+    labels = _require(pd.read_parquet(labels_file), {"query_id", "query", "product_id", "esci_label"}, labels_file)
     judged = []
     for row in labels.to_dict("records"):
         if row.get("esci_label") not in ESCI_GRADES:
@@ -217,14 +335,15 @@ def unisrec(path: Path, landed_at: datetime) -> Landing:
     events = []
     for split_file in sorted(path.glob("*.valid.csv*")):
         # Each row is a user's history so far plus the next item; the longest row per user holds it all.
-        frame = pd.read_csv(split_file)
+        frame = _require(pd.read_csv(_check_line_lengths(_reading(split_file))),
+                         {"user_id", "history_item_id", "item_id"}, split_file)
         frame["n"] = frame["history_item_id"].map(lambda h: len(_id_list(h)))
         for row in frame.sort_values("n").drop_duplicates("user_id", keep="last").to_dict("records"):
             sequence = [*_id_list(row["history_item_id"]), row["item_id"]]
             for step, item_id in enumerate(sequence):
                 events.append({"event_id": f"{split_file.name.split('.')[1]}-{row['user_id']}-{step}",
                                "ts": ORDER_EPOCH + timedelta(minutes=step), "session_id": f"hist-{row['user_id']}",
-                               "user_id": row["user_id"], "event_type": "purchase", "item_id": str(item_id),
+                               "user_id": str(row["user_id"]), "event_type": "purchase", "item_id": str(item_id),
                                "position": None, "surface": "recommend"})
     out.put("events", pd.DataFrame(events, columns=list(CONTRACT["events"])))
     users = pd.DataFrame({"user_id": sorted({e["user_id"] for e in events})})
@@ -235,14 +354,15 @@ def unisrec(path: Path, landed_at: datetime) -> Landing:
 
 def _read_atomic(file: Path) -> pd.DataFrame:
     """RecBole atomic file: tab-separated, header fields named ``name:type``."""
-    frame = pd.read_csv(file, sep="\t", dtype=str, quoting=3)
+    frame = pd.read_csv(_check_line_lengths(_reading(file)), sep="\t", dtype=str, quoting=3)
     frame.columns = [c.split(":")[0] for c in frame.columns]
     return frame
 
 
 def recbole(path: Path, landed_at: datetime) -> Landing:
     out = Landing("recbole")
-    inter = _read_atomic(_first_file(path, "*.inter"))
+    inter_file = _first_file(path, "*.inter")
+    inter = _require(_read_atomic(inter_file), {"user_id", "item_id"}, inter_file)
     item_file = sorted(path.glob("*.item"))
     items = _read_atomic(item_file[0]) if item_file else pd.DataFrame({"item_id": inter["item_id"].unique()})
     items = items.rename(columns={"categories": "category_path"})
@@ -285,7 +405,8 @@ def homedepot(path: Path, landed_at: datetime) -> Landing:
     from shoploop.data.relevance import query_id_for
 
     file = _first_file(path, "train.csv.zip", "train.csv")
-    frame = pd.read_csv(file, encoding="latin-1")
+    frame = _require(pd.read_csv(_check_line_lengths(file), encoding="latin-1"),
+                     {"product_uid", "product_title", "search_term", "relevance"}, file)
     out = Landing("homedepot")
     bad = frame["product_title"].isna() | frame["search_term"].isna() | ~frame["relevance"].between(1, 3)
     for record in frame[bad].to_dict("records"):
@@ -313,10 +434,11 @@ def generic(path: Path, landed_at: datetime) -> Landing:
         files = sorted(path.glob(f"{table}.parquet")) + sorted(path.glob(f"{table}.csv"))
         if not files:
             continue
-        frame = pd.read_parquet(files[0]) if files[0].suffix == ".parquet" else pd.read_csv(files[0])
+        file = _reading(files[0])
+        frame = pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(_check_line_lengths(file))
         missing = set(columns) - set(frame.columns)
         if missing:
-            raise ValueError(f"{files[0]}: missing contract columns {sorted(missing)}; see README 'Generic layout'")
+            raise MalformedSource(f"{file}: missing contract columns {sorted(missing)}; see README 'Generic layout'")
         for column, kind in columns.items():
             if str(kind).startswith("timestamp"):
                 frame[column] = pd.to_datetime(frame[column], errors="coerce", utc=True).dt.tz_localize(None)
@@ -331,8 +453,29 @@ def generic(path: Path, landed_at: datetime) -> Landing:
 
 
 def read(fmt: str, path: Path, landed_at: datetime) -> Landing:
+    """The dataset at ``path`` landed by its format's adapter. A file that cannot be read as that format
+    raises MalformedSource: one line naming the file and what is wrong, never a parser's traceback."""
+    import pyarrow
+
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    return globals()[fmt](path, landed_at)
+    token = _READING.set(None)
+    try:
+        return globals()[fmt](path, landed_at)
+    except (MalformedSource, FileNotFoundError):
+        raise
+    except (EOFError, gzip.BadGzipFile, zipfile.BadZipFile, zlib.error) as error:
+        fault = f"truncated or corrupt compressed file ({error})"
+    except UnicodeDecodeError as error:
+        fault = f"not {error.encoding} text (byte {error.start}): save it as UTF-8"
+    except KeyError as error:
+        fault = f"missing column or field {error}: see the README's '{fmt}' layout"
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, pyarrow.ArrowException, json.JSONDecodeError,
+            SyntaxError, OSError, ValueError, TypeError) as error:
+        fault = f"unreadable as {fmt} ({type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''})"
+    finally:
+        file = _READING.get()
+        _READING.reset(token)
+    raise MalformedSource(f"{fmt}: {file or path}: {fault}")

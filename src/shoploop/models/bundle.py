@@ -82,13 +82,13 @@ class ModelBundle:
         embeddings = np.load(path / "item_embeddings.npy")
         sasrec = None
         if (path / "sasrec.pt").exists():
-            saved = torch.load(path / "sasrec.pt", weights_only=False)
+            saved = torch.load(path / "sasrec.pt", weights_only=True)
             sasrec = SASRec(embeddings, SASRecConfig(**saved["config"]))
             sasrec.load_state_dict(saved["weights"], strict=False)  # "text" is item_embeddings
             sasrec.eval()
         reranker = json.loads((path / "reranker.json").read_text()) if (path / "reranker.json").exists() else None
         return cls(
-            ranker=SeedRanker.from_state(torch.load(path / "ranker.pt", weights_only=False))
+            ranker=SeedRanker.from_state(torch.load(path / "ranker.pt", weights_only=True))
             if (path / "ranker.pt").exists() else None,
             catalog=pd.read_parquet(path / "catalog.parquet"),
             item_embeddings=embeddings,
