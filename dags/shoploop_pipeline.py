@@ -37,7 +37,7 @@ STEPS = ["land", "transform", "features", "train", "compress", "evaluate", "regi
 def shoploop_pipeline():
     previous = None
     for step in STEPS:
-        # deploy restarts the service on the champion; it takes no date.
+        # deploy hot-swaps the champion into the running service (starts it when down); it takes no date.
         date_arg = "" if step == "deploy" else " --run-date {{ ds }}"
         current = BashOperator(task_id=step, bash_command=f"{SHOPLOOP} {step}{date_arg}")
         if previous is not None:

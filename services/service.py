@@ -62,7 +62,7 @@ class Event(Strict):
     position: int | None = Field(default=None, ge=1, le=1000)
     surface: Literal["search", "recommend", "similar"] = "search"
     model_version: str | None = Field(default=None, max_length=128)
-    price_seen: float | None = Field(default=None, ge=0)
+    price_seen: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
     @field_validator("ts")
     @classmethod

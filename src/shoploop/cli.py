@@ -108,9 +108,17 @@ def register(run_date: str = RunDate):
 
 
 @app.command()
+def first(run_date: str = RunDate):
+    """Where nothing serves yet: register an untrained first version (zero-shot MiniLM + BM25) as champion."""
+    _show(steps.first_answer(get_settings(), _run_date(run_date)))
+
+
+@app.command()
 def deploy():
-    """(Re)start the BentoML service on the champion model."""
-    typer.echo(steps.deploy(get_settings()))
+    """Serve the champion: hot swap into the running service (no request dropped), or start it."""
+    served = steps.deploy(get_settings())
+    typer.echo(f"{served['url']}: {served['model_version']} serves ({served['how']}"
+               f"{', was ' + served['previous'] if served.get('previous') else ''})")
 
 
 @app.command()

@@ -8,6 +8,11 @@ from the same log as the offline history that training sets are joined against. 
 hourly buckets; the window is the current hour and the 23 before it, so the counters just before
 the top of an hour equal the mart's snapshot at that hour. One service worker owns its
 counters (``workers=1`` in services/service.py); several workers would need a shared counter store.
+
+The counters follow the warehouse's attribution rules (``int_events_attributed``): a search click or
+purchase counts only when its session was shown the item, and a session's repeated clicks on one
+item count once, so a bot or a client that lost its impression logging cannot push CTR past 1.
+Unlike the mart, a click that arrives before its impression is not counted here.
 """
 
 from __future__ import annotations
@@ -38,13 +43,50 @@ class LiveCounters:
         self._lock = threading.Lock()
         # item_id -> hour -> [impressions, clicks, purchases]
         self._hours: dict[str, dict[datetime, np.ndarray]] = defaultdict(dict)
+        # (session_id, item_id) -> hour of its latest search impression; and the pairs already clicked
+        self._shown: dict[tuple[str, str], datetime] = {}
+        self._clicked: set[tuple[str, str]] = set()
+        self.unattributed = 0  # engagement not counted: no impression in its session, or a repeated click
+
+    def _attributed(self, counted: pd.DataFrame, hours: pd.Series) -> np.ndarray:
+        """Which of these search events count (the mart's rules), remembering impressions and clicks."""
+        pairs = list(zip(counted["session_id"], counted["item_id"]))
+        types = counted["event_type"].tolist()
+        for pair, kind, hour in zip(pairs, types, hours):  # a batch's impressions first: order within it is the client's
+            if kind == "impression" and pair[0] is not None:
+                self._shown[pair] = max(self._shown.get(pair, hour), hour)
+        keep = np.ones(len(pairs), bool)
+        for i, (pair, kind) in enumerate(zip(pairs, types)):
+            if kind == "impression":
+                continue
+            if pair not in self._shown or (kind == "click" and pair in self._clicked):
+                keep[i] = False
+            elif kind == "click":
+                self._clicked.add(pair)
+        self.unattributed += int((~keep).sum())
+        return keep
+
+    def _forget_sessions(self, start: datetime) -> None:
+        """Sessions whose last impression left the window can no longer be attributed to."""
+        for pair in [p for p, hour in self._shown.items() if hour < start - timedelta(hours=1)]:
+            del self._shown[pair]
+            self._clicked.discard(pair)
 
     def add(self, events: pd.DataFrame) -> set[str]:
-        """Count search events (columns item_id, event_type, surface, ts as naive UTC); returns the items touched."""
+        """Count search events (columns session_id, item_id, event_type, surface, ts as naive UTC); returns
+        the items touched."""
         counted = events[events["event_type"].isin(COUNTED) & events["surface"].eq("search")]
         if counted.empty:
             return set()
         hours = pd.to_datetime(counted["ts"]).dt.floor("h")
+        with self._lock:
+            keep = self._attributed(counted, hours.dt.to_pydatetime())
+            if len(self._shown) > 100_000:
+                self._forget_sessions(_now().replace(minute=0, second=0, microsecond=0)
+                                      - timedelta(hours=WINDOW_HOURS - 1))
+        counted, hours = counted[keep], hours[keep]
+        if counted.empty:
+            return set()
         column = counted["event_type"].map(list(COUNTED).index)
         grouped = pd.crosstab([counted["item_id"], hours], column).reindex(columns=range(len(COUNTED)), fill_value=0)
         with self._lock:
@@ -76,14 +118,18 @@ class LiveCounters:
 
 
 def from_log(settings: Settings, now: datetime | None = None) -> LiveCounters:
-    """Counters rebuilt from the durable event log (the arrival-day partitions of today and yesterday)."""
+    """Counters rebuilt from the durable event log (the arrival-day partitions of today and yesterday),
+    read as one batch so every impression is known before the clicks it explains."""
     now = now or _now()
     counters = LiveCounters()
+    frames = []
     for day in (now.date() - timedelta(days=1), now.date()):
         folder = landing.partition_dir(settings.landing, "events", day)
         for path in sorted(folder.glob("*.parquet")) if folder.exists() else []:
-            frame = pd.read_parquet(path, columns=["item_id", "event_type", "surface", "ts"])
-            counters.add(frame[frame["ts"] > now - timedelta(hours=WINDOW_HOURS)])
+            frame = pd.read_parquet(path, columns=["session_id", "item_id", "event_type", "surface", "ts"])
+            frames.append(frame[frame["ts"] > now - timedelta(hours=WINDOW_HOURS)])
+    if frames:
+        counters.add(pd.concat(frames, ignore_index=True).sort_values("ts", kind="stable"))
     return counters
 
 

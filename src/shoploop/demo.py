@@ -35,7 +35,7 @@ def start_airflow(settings: Settings) -> str:
     if not processes.running(settings, "airflow"):
         settings.airflow_home.mkdir(parents=True, exist_ok=True)
         processes.start(settings, "airflow", [steps.bin_of("airflow", ".venv-airflow"), "standalone"],
-                        env=airflow_env(settings), cwd=settings.airflow_home)
+                        env=airflow_env(settings), cwd=settings.airflow_home, port=settings.airflow_port)
     url = f"http://{settings.host}:{settings.airflow_port}"
     processes.wait_http(f"{url}/api/v2/monitor/health", 300, "airflow standalone", settings.run_dir / "airflow.log",
                         alive=lambda: processes.running(settings, "airflow") is not None)
@@ -48,7 +48,7 @@ def start_evidently(settings: Settings) -> str:
         processes.start(settings, "evidently",
                         [steps.bin_of("evidently"), "ui", "--workspace", str(settings.evidently_workspace),
                          "--host", settings.host, "--port", str(settings.evidently_port)],
-                        env=settings.tool_env(), cwd=settings.home)
+                        env=settings.tool_env(), cwd=settings.home, port=settings.evidently_port)
     url = f"http://{settings.host}:{settings.evidently_port}"
     processes.wait_http(url, 120, "evidently ui", settings.run_dir / "evidently.log",
                         alive=lambda: processes.running(settings, "evidently") is not None)
@@ -64,12 +64,22 @@ def run(settings: Settings, run_date: date, say=print) -> dict:
     from shoploop.data import landing
     from shoploop.data.live import run_shoppers
 
+    import time
+
+    started = time.monotonic()
     say(f"shoploop demo, run date {run_date}, source {settings.source}, home {settings.home}")
     say(f"  land       {steps.land(settings, run_date)}")
     # The demo rebuilds the shop from scratch, so its first build is a full refresh too.
     say(f"  transform  {steps.describe_transform(steps.transform(settings, run_date, full_refresh=True))}")
     steps.feature_store(settings, run_date)
     say("  features   feast apply + materialize done")
+    first = steps.first_answer(settings, run_date)
+    if first.get("promoted"):
+        served = steps.deploy(settings, run_date)
+        say(f"  first      {served['url']} answers after {time.monotonic() - started:.0f} s with {first['tag']} "
+            "(zero-shot MiniLM + BM25, seed ranker); the trained model follows and is swapped in")
+    else:
+        say(f"  first      {first.get('skipped') or first['reason']}")
     trained = steps.train(settings, run_date)
     say(f"  train      {trained['train_queries']} queries, {trained['items']} items, labels: "
         f"{trained['labels']['mode']} ({trained['labels']['judgments']} judgments), {trained['seconds']} s")
@@ -89,8 +99,10 @@ def run(settings: Settings, run_date: date, say=print) -> dict:
     say(f"  register   {registered}")
     if not registry.champion(settings):
         raise RuntimeError(f"no champion to serve: {registered['reason']} (model card {registered['model_card']})")
-    service = steps.deploy(settings, run_date)
-    say(f"  serve      {service}")
+    served = steps.deploy(settings, run_date)
+    service = served["url"]
+    swapped = f", swapped in without a restart (was {served['previous']})" if served["how"] == "hot swap" else " (started)"
+    say(f"  serve      {service}: {served['model_version']}{swapped}, {time.monotonic() - started:.0f} s after the start")
     airflow = start_airflow(settings)
     evidently = start_evidently(settings)
     if settings.source == "simulator":

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from shoploop.predict import SearchEngine, scaled_bm25
+from shoploop.progress import bar
 
 HELDOUT_SHARE = 5  # one query in five is held out
 
@@ -76,7 +77,8 @@ def evaluate_search(engine: SearchEngine, judgments: pd.DataFrame, item_text: li
     share = (popularity + 1) / (popularity + 1).sum()
     by_type: dict[str, dict[str, list[float]]] = {}
     shown, band = [], {"head": [], "tail": []}
-    for (query_id, query_text), rows in test.groupby(["query_id", "query_text"]):
+    groups = test.groupby(["query_id", "query_text"])
+    for (query_id, query_text), rows in bar(groups, total=groups.ngroups, desc="evaluating search", unit="query"):
         grades = dict(zip(rows["item_id"], rows["grade"]))
         if max(grades.values()) == 0:
             continue

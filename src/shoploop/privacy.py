@@ -22,7 +22,8 @@ def pseudonymise(user_id: str | None, key: str) -> str | None:
 
 
 # Personal data shoppers paste into a search box. Card-like: 13-19 digits, optionally grouped.
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# The local part takes every character RFC 5322 allows unquoted (a shopper's "j*smith@..." is an email too).
+_EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 _CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
 _PHONE = re.compile(r"(?<![\w])\+?\d[\d ()./-]{6,}\d\b")
 

@@ -3,6 +3,11 @@
 Each server is started with ``setsid`` semantics (``start_new_session``), so it leads a process
 group; stopping sends SIGTERM to the whole group (``kill -TERM -- -PGID``), which also reaches the
 children `airflow standalone` and `bentoml serve` spawn, then SIGKILL after a grace period.
+
+A group is not enough: `bentoml serve` puts its worker in a process group of its own, and a leader
+killed with -9 leaves its children behind. So every server also carries a tag in its environment
+(``SHOPLOOP_SERVER=<name>@<home>``), which every child inherits; stopping a server, or starting it
+again, ends every process wearing its tag, whoever its parent was.
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ from pathlib import Path
 from typing import Callable
 
 import httpx
+import psutil
 
 from shoploop.settings import Settings
+
+TAG_VARIABLE = "SHOPLOOP_SERVER"
 
 
 def pid_file(settings: Settings, name: str) -> Path:
@@ -26,6 +34,38 @@ def pid_file(settings: Settings, name: str) -> Path:
 # Servers started by this process: polling them reaps a crashed one, which would linger as a zombie
 # (and still look alive to a signal probe) until its parent exits.
 _started: dict[str, subprocess.Popen] = {}
+
+
+def tag(settings: Settings, name: str) -> str:
+    return f"{name}@{settings.home.resolve()}"
+
+
+def tagged(settings: Settings, name: str) -> list[psutil.Process]:
+    """Every live process started as server ``name`` of this home, children and orphans included."""
+    wanted, found = tag(settings, name), []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get(TAG_VARIABLE) == wanted and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def _end(processes: list[psutil.Process], grace_s: float) -> None:
+    """SIGTERM, then SIGKILL whatever is left after the grace period."""
+    for process in processes:
+        try:
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(processes, timeout=grace_s)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
 
 
 def running(settings: Settings, name: str) -> int | None:
@@ -45,32 +85,63 @@ def running(settings: Settings, name: str) -> int | None:
     return pgid
 
 
-def start(settings: Settings, name: str, command: list[str], env: dict[str, str], cwd: Path) -> int:
+def port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def start(settings: Settings, name: str, command: list[str], env: dict[str, str], cwd: Path,
+          port: int | None = None) -> int:
+    """Start server ``name`` after ending any leftover of it (a worker orphaned by a killed parent)."""
+    leftovers = tagged(settings, name)
+    if leftovers:
+        _end(leftovers, grace_s=10.0)
+    if port is not None and not port_free(settings.host, port):
+        raise RuntimeError(f"{name}: port {settings.host}:{port} is taken by a program shoploop did not start "
+                           f"for this home; stop it or choose another port (see settings.py)")
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     log = open(settings.run_dir / f"{name}.log", "ab")
-    proc = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env, TAG_VARIABLE: tag(settings, name)},
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     pid_file(settings, name).write_text(str(proc.pid))
     _started[name] = proc
     return proc.pid
 
 
 def stop(settings: Settings, name: str, grace_s: float = 20.0) -> bool:
+    """End server ``name``: its process group, then every process still wearing its tag. True if any ran."""
     pgid = running(settings, name)
-    if pgid is None:
-        return False
-    os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.3)
-    else:
-        os.killpg(pgid, signal.SIGKILL)
+    if pgid is not None:
+        os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.3)
+        else:
+            os.killpg(pgid, signal.SIGKILL)
     pid_file(settings, name).unlink(missing_ok=True)
-    return True
+    if name in _started:
+        _started.pop(name).poll()  # reap it
+    leftovers = tagged(settings, name)
+    _end(leftovers, grace_s=min(grace_s, 10.0))
+    return pgid is not None or bool(leftovers)
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5.0).status_code < 500
+    except httpx.HTTPError:
+        return False
 
 
 def wait_http(url: str, timeout_s: float, name: str, log: Path, alive: Callable[[], bool] = lambda: True) -> None:

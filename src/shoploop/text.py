@@ -19,16 +19,26 @@ _CSS_RULES = re.compile(r"[.#@]?[\w\-.#:, >*\[\]=\"']*\{[^{}]*:[^{}]*\}")
 _SPACE = re.compile(r"\s+")
 
 
+def _decode(text: str) -> str:
+    """Entities and compatibility forms decoded until nothing changes: a catalog that escaped its markup
+    once or twice ("&amp;lt;br&amp;gt;", full-width "＜b＞") shows tags only after this."""
+    for _ in range(4):
+        decoded = unicodedata.normalize("NFKC", html.unescape(text))
+        if decoded == text:
+            break
+        text = decoded
+    return text
+
+
 def clean_text(text: str | None) -> str | None:
-    """Plain, NFKC-normalised, single-spaced text; None stays None."""
+    """Plain, NFKC-normalised, single-spaced text; None stays None. Cleaning twice changes nothing."""
     if text is None:
         return None
+    text = _decode(text)
     text = _BLOCKS.sub(" ", text)
     text = _BREAKS.sub(" ", text)
     text = _TAGS.sub(" ", text)
-    text = html.unescape(text)
     text = _CSS_RULES.sub(" ", text)
-    text = unicodedata.normalize("NFKC", text)
     text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text)
     return _SPACE.sub(" ", text).strip()
 

