@@ -14,6 +14,16 @@ from shoploop.settings import get_settings
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 
+@app.callback()
+def options(verbose: bool = typer.Option(False, "--verbose", "-v",
+                                         help="show every library warning and progress bar (hidden by default "
+                                              "where a user cannot act on them)")):
+    if verbose:
+        import os
+
+        os.environ["SHOPLOOP_VERBOSE"] = "1"  # inherited by the tools the steps start
+
+
 def _run_date(value: str | None) -> date:
     if value is None:
         return datetime.now(timezone.utc).date()

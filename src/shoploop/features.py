@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from shoploop.progress import quiet
 from shoploop.settings import Settings
 
 
@@ -38,15 +39,18 @@ def apply(settings: Settings) -> None:
 def materialize(settings: Settings, end: datetime) -> None:
     """Load the latest feature values up to ``end`` into the online store."""
     fs = store(settings)
-    # The widest TTL among the views: older snapshots can never be served anyway.
-    fs.materialize(start_date=end - timedelta(days=90), end_date=end)
+    # The widest TTL among the views: older snapshots can never be served anyway. (Feast's DuckDB
+    # store calls ibis, which calls a DuckDB method DuckDB now deprecates: nothing for a user to do.)
+    with quiet("fetch_arrow_table"):
+        fs.materialize(start_date=end - timedelta(days=90), end_date=end)
 
 
 def historical(settings: Settings, entity_rows: pd.DataFrame, service: str | None = None) -> pd.DataFrame:
     """Point-in-time join: for each (item_id, event_timestamp) row, the features known at that moment."""
     fs = store(settings)
     feature_service = fs.get_feature_service(service or settings.feature_service)
-    return fs.get_historical_features(entity_df=entity_rows, features=feature_service).to_df()
+    with quiet("fetch_arrow_table"):
+        return fs.get_historical_features(entity_df=entity_rows, features=feature_service).to_df()
 
 
 def latest_item_features(settings: Settings) -> pd.DataFrame:

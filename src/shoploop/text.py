@@ -37,7 +37,11 @@ def clean_text(text: str | None) -> str | None:
     text = _decode(text)
     text = _BLOCKS.sub(" ", text)
     text = _BREAKS.sub(" ", text)
-    text = _TAGS.sub(" ", text)
+    for _ in range(8):  # "<a<b>>": removing the inner tag leaves an outer one
+        stripped = _TAGS.sub(" ", text)
+        if stripped == text:
+            break
+        text = stripped
     text = _CSS_RULES.sub(" ", text)
     text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text)
     return _SPACE.sub(" ", text).strip()

@@ -200,3 +200,39 @@ def test_a_new_evaluation_scores_the_champion_on_the_same_queries(built):
     assert 0 < metrics["champion"]["model"] <= 1
     assert registry.gate(metrics, current)[0] == (metrics["model"] >= metrics["champion"]["model"]
                                                   and metrics["model"] > metrics["bm25"])
+
+
+def test_a_registration_killed_midway_never_promotes_a_partial_version(built):
+    # given a registration timed from start to end / when it is killed with -9 at several points of its
+    # run / then the champion is always a complete version whose files verify, and a re-run completes
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from shoploop import registry
+
+    settings = built["settings"]
+    pointer = registry.champion_file(settings)
+    saved = pointer.read_bytes()
+    command = [str(Path(sys.executable).with_name("shoploop")), "register", "--run-date", "2026-11-29"]
+    try:
+        started = time.monotonic()
+        subprocess.run(command, check=True, capture_output=True, env=os.environ.copy(), timeout=300)
+        full = time.monotonic() - started
+        for share in (0.5, 0.7, 0.85, 0.95):
+            pointer.write_bytes(saved)
+            process = subprocess.Popen(command, env=os.environ.copy(), stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+            time.sleep(full * share)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            current = registry.champion(settings)
+            assert current is not None
+            registry.load_version(settings, current["tag"])  # complete: its files match its digests
+        pointer.write_bytes(saved)
+        rerun = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+        assert '"promoted": true' in rerun.stdout
+    finally:
+        pointer.write_bytes(saved)

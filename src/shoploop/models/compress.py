@@ -78,11 +78,23 @@ class OnnxTextEncoder:
 
 def export_onnx(model, tokenizer, folder: Path, quantise: bool) -> Path:
     """Write folder/model.onnx (int8 weights when ``quantise``) and the tokenizer beside it."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from shoploop.progress import quiet
 
     folder.mkdir(parents=True, exist_ok=True)
     sample = tokenizer(["a red frying pan"], return_tensors="pt")
     fp32 = folder / ("model.fp32.onnx" if quantise else "model.onnx")
+    # The tracer's notes on transformers' masking code and opset 17's index lowering are about code
+    # paths a fixed-shape encoder never takes; onnxruntime's pre-processing advice is for CNNs.
+    with quiet("Converting a tensor to a Python boolean", "Exporting aten::index operator",
+               "Please consider to run pre-processing before quantization"):
+        _export(model, sample, fp32, folder, quantise)
+    tokenizer.save_pretrained(folder)
+    return folder / "model.onnx"
+
+
+def _export(model, sample, fp32: Path, folder: Path, quantise: bool) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     torch.onnx.export(_Pooled(model).eval(), (sample["input_ids"], sample["attention_mask"], sample["token_type_ids"]),
                       str(fp32), input_names=["input_ids", "attention_mask", "token_type_ids"],
                       output_names=["embedding"], opset_version=17, dynamo=False,
@@ -92,8 +104,6 @@ def export_onnx(model, tokenizer, folder: Path, quantise: bool) -> Path:
         quantize_dynamic(str(fp32), str(folder / "model.onnx"), weight_type=QuantType.QInt8, per_channel=True,
                          op_types_to_quantize=["MatMul", "Gather"])
         fp32.unlink()
-    tokenizer.save_pretrained(folder)
-    return folder / "model.onnx"
 
 
 def prune_ffn(model, keep: float) -> None:
@@ -122,7 +132,10 @@ def make_student(teacher_dir: Path):
     """Four of the teacher's six layers (DistilBERT-style initialisation), then feed-forward pruning."""
     from transformers import AutoModel
 
-    student = AutoModel.from_pretrained(teacher_dir, local_files_only=True)
+    from shoploop.progress import quiet
+
+    with quiet(transformers_bars=True):
+        student = AutoModel.from_pretrained(teacher_dir, local_files_only=True)
     keep = list(STUDENT_LAYERS)
     student.encoder.layer = nn.ModuleList(student.encoder.layer[i] for i in keep)
     student.config.num_hidden_layers = len(keep)

@@ -27,8 +27,11 @@ class TextEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         self.path = Path(path) if path else default_model_path()
+        from shoploop.progress import quiet
+
         self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        self.model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
+        with quiet(transformers_bars=True):
+            self.model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
         self.max_tokens = max_tokens
         self.dim = int(self.model.config.hidden_size)
 

@@ -94,7 +94,10 @@ def finetune(triplets: list[tuple[str, str, str]], out_dir: Path, config: Finetu
 
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    model = SentenceTransformer(str(base or default_model_path()), device="cpu")
+    from shoploop.progress import quiet
+
+    with quiet(transformers_bars=True):
+        model = SentenceTransformer(str(base or default_model_path()), device="cpu")
     model.max_seq_length = config.max_tokens
     for name, parameter in model.named_parameters():
         if ".pooler." in name:  # BERT's [CLS] pooler: mean pooling never uses it (and DDP would wait for its gradient)
