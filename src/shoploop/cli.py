@@ -133,8 +133,19 @@ def deploy():
 
 @app.command()
 def monitor(run_date: str = RunDate):
-    """Evidently drift report (features and model scores), HTML + JSON + workspace run."""
+    """Drift (Evidently: features and model scores) and online quality per model version, then the
+    decision (none / retrain / rollback) with its reasons; a rollback is carried out at once."""
     _show(steps.monitor(get_settings(), _run_date(run_date)))
+
+
+@app.command()
+def history():
+    """Every promotion and rollback of the champion, with its reason."""
+    from shoploop import registry
+
+    for entry in registry.history(get_settings()):
+        typer.echo(f"{entry['at']}  {entry['event']:<9}  {entry['tag']}  (replaced {entry['replaced'] or 'nothing'}): "
+                   f"{entry['reason']}")
 
 
 @app.command()

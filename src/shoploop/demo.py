@@ -113,9 +113,11 @@ def run(settings: Settings, run_date: date, say=print) -> dict:
         steps.transform(settings, run_date)
     else:
         say("  shoppers   none simulated on a real shop's data: its own shoppers' /feedback feeds the loop")
-    drift = steps.monitor(settings, run_date)
+    monitored = steps.monitor(settings, run_date)
+    drift = monitored["drift"]
     outcome = drift.get("skipped") or f"drift share {drift.get('drift_share')} -> {drift['html']}"
     say(f"  monitor    {outcome}")
+    say(f"  decision   {monitored['decision']}: {'; '.join(monitored['reasons'] or monitored['checked'])}")
     say("")
     say("Running now (stop all with `make stop`):")
     say(f"  shop API      {service}   (POST /search, /recommend, /feedback; docs at {service}/docs)")

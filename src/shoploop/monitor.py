@@ -1,9 +1,10 @@
-"""Monitoring with Evidently: drift of features and model scores, reference window vs current window.
+"""Monitoring: drift of features and model scores (Evidently), online quality from the feedback log,
+reference window vs current window, and the decision they lead to (shoploop.decision).
 
-The reference window is the older part of the logged search impressions, the current window the
-most recent days (live feedback included once dbt has run over it). Each run is saved as HTML, as
-a JSON summary the loop can act on, and as a run of the "shoploop" project in the local Evidently
-workspace that `evidently ui` shows.
+The reference window is the older part of the logged events, the current window the most recent
+days (live feedback included once dbt has run over it). Each drift run is saved as HTML, as a JSON
+summary, and as a run of the "shoploop" project in the local Evidently workspace that `evidently ui`
+shows; ``monitor.json`` holds drift, online quality per model version and the decision with its reasons.
 """
 
 from __future__ import annotations
@@ -52,6 +53,70 @@ def split_windows(frame: pd.DataFrame, current_days: int = CURRENT_DAYS) -> tupl
     cut = end - timedelta(days=current_days)
     is_current = frame["event_timestamp"] >= cut
     return frame[~is_current], frame[is_current]
+
+
+def _windows(ts: pd.Series, current_days: int = CURRENT_DAYS) -> pd.Series:
+    """'current' for the last ``current_days`` days of ``ts``, 'reference' before."""
+    end = pd.Timestamp(ts.max()).normalize() + timedelta(days=1)
+    return pd.Series(np.where(ts >= end - timedelta(days=current_days), "current", "reference"), index=ts.index)
+
+
+def online_quality(events: pd.DataFrame, tail_items: set[str], k: int = 10) -> dict:
+    """Per window, model version and surface, from attributed events (session_id, query_id, item_id,
+    event_type, position, surface, model_version, ts): impressions, clicks, purchases, CTR, purchase
+    rate, CTR by position, slates clicked, online nDCG@k from clicks (clicked positions against the
+    same clicks at the top), and long-tail exposure (share of impressions on tail items)."""
+    if events.empty:
+        return {}
+    events = events.assign(window=_windows(events["ts"]), model_version=events["model_version"].fillna(""))
+    shown = events[events["event_type"] == "impression"]
+    # A click's slate and position are its impression's: the session was shown the item there.
+    slate_of = shown.drop_duplicates(["session_id", "item_id", "surface"], keep="last")[
+        ["session_id", "item_id", "surface", "query_id", "position"]].rename(columns={"query_id": "slate", "position": "at"})
+    clicks = events[events["event_type"] == "click"].merge(slate_of, on=["session_id", "item_id", "surface"], how="left")
+    out: dict = {}
+    for (window, version, surface), group in shown.groupby(["window", "model_version", "surface"]):
+        mine = clicks[(clicks["window"] == window) & (clicks["model_version"] == version) & (clicks["surface"] == surface)]
+        bought = events[(events["event_type"] == "purchase") & (events["window"] == window)
+                        & (events["model_version"] == version) & (events["surface"] == surface)]
+        by_position = group["position"].value_counts()
+        clicked_at = mine["at"].value_counts()
+        slates = group.groupby(["session_id", "query_id"], dropna=False).ngroups
+        gains = []
+        for _, slate in mine[mine["at"].notna()].groupby(["session_id", "slate"], dropna=False):
+            at = sorted(int(p) for p in slate["at"] if p <= k)
+            if at:
+                ideal = sum(1 / np.log2(i + 2) for i in range(len(at)))
+                gains.append(sum(1 / np.log2(p + 1) for p in at) / ideal)
+        n = len(group)
+        out.setdefault(window, {}).setdefault(version, {})[surface] = {
+            "impressions": n, "clicks": len(mine), "purchases": len(bought),
+            "ctr": round(len(mine) / n, 5), "purchase_rate": round(len(bought) / n, 5),
+            "ctr_by_position": {int(p): round(float(clicked_at.get(p, 0)) / int(c), 4)
+                                for p, c in sorted(by_position.items()) if p is not None and p <= k},
+            "slates": slates, "slates_clicked": round(mine.groupby(["session_id", "slate"], dropna=False).ngroups / max(slates, 1), 4),
+            f"online_ndcg@{k}": round(float(np.mean(gains)), 4) if gains else None,
+            "long_tail_exposure": round(float(group["item_id"].isin(tail_items).mean()), 4),
+        }
+    return out
+
+
+def tail_items(latest: pd.DataFrame, head_share: float = 0.2) -> set[str]:
+    """Items outside the most popular ``head_share`` of the catalog."""
+    ranked = latest["popularity"].fillna(0).sort_values(ascending=False)
+    return set(ranked.index[int(len(ranked) * head_share):])
+
+
+def attributed_events(settings: Settings) -> pd.DataFrame:
+    """The warehouse's attributed events (int_events_valid): what online quality is measured on."""
+    import duckdb
+
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        return con.execute("select session_id, query_id, item_id, event_type, position, surface, model_version, ts "
+                           "from int_events_valid").df()
+    finally:
+        con.close()
 
 
 def summarise(snapshot_dict: dict) -> dict:

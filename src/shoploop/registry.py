@@ -138,6 +138,33 @@ def gate(metrics: dict, current: dict | None) -> tuple[bool, str]:
     return True, "beats BM25 and is not below the champion"
 
 
+def history_file(settings: Settings) -> Path:
+    return settings.home / "registry" / "history.jsonl"
+
+
+def history(settings: Settings) -> list[dict]:
+    """Every promotion and rollback, oldest first, each with its reason."""
+    path = history_file(settings)
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _crown(settings: Settings, record: dict, event: str, reason: str) -> None:
+    """Point the champion at ``record['tag']`` (atomically), then append the change to the history."""
+    from datetime import datetime, timezone
+
+    path = champion_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.rename(path)
+    entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "event": event, "tag": record["tag"],
+             "replaced": record.get("previous") or record.get("rolled_back_from"), "reason": reason}
+    with history_file(settings).open("a") as f:
+        f.write(json.dumps(entry) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def promote(settings: Settings, tag: str, metrics: dict) -> tuple[bool, str]:
     """Make ``tag`` the champion if it passes the gate; the reason is returned either way."""
     current = champion(settings)
@@ -145,12 +172,18 @@ def promote(settings: Settings, tag: str, metrics: dict) -> tuple[bool, str]:
         return True, "already champion"
     ok, reason = gate(metrics, current)
     if ok:
-        path = champion_file(settings)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"tag": tag, "metrics": metrics, "previous": current and current["tag"]}))
-        tmp.rename(path)
+        _crown(settings, {"tag": tag, "metrics": metrics, "previous": current and current["tag"]}, "promotion", reason)
     return ok, reason
+
+
+def rollback(settings: Settings, tag: str, reason: str) -> None:
+    """Make the earlier version ``tag`` champion again. It has no predecessor to roll back to, so one
+    bad comparison can never swing the champion back and forth."""
+    model = _bentoml(settings).models.get(tag)
+    verify(settings, str(model.tag), Path(model.path))
+    current = champion(settings)
+    _crown(settings, {"tag": str(model.tag), "metrics": model.info.metadata.get("metrics", {}), "previous": None,
+                      "rolled_back_from": current and current["tag"]}, "rollback", reason)
 
 
 def load_version(settings: Settings, tag: str) -> ModelBundle:

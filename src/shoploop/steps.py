@@ -278,8 +278,23 @@ def served_engine(settings: Settings, latest=None):
 
 
 def monitor(settings: Settings, run_date: date) -> dict:
-    from shoploop.monitor import drift_report
+    """Drift and online quality, then the decision (none / retrain / rollback) with its reasons, saved
+    as reports/<date>/monitor.json. A rollback is carried out here: the previous version becomes
+    champion and, when the service runs, is hot-swapped into it."""
+    from shoploop import decision
+    from shoploop.monitor import attributed_events, drift_report, online_quality, tail_items
 
     latest = features.latest_item_features(settings)
     tag, engine = served_engine(settings, latest)
-    return drift_report(settings, engine, latest, run_date, model_version=tag)
+    drift = drift_report(settings, engine, latest, run_date, model_version=tag)
+    online = online_quality(attributed_events(settings), tail_items(latest))
+    decided = decision.decide(drift, online, registry.champion(settings))
+    if decided["decision"] == "rollback":
+        registry.rollback(settings, decided["rollback_to"], "; ".join(decided["reasons"]))
+        if processes.running(settings, "service") is not None:  # a running service swaps back at once
+            decided["deployed"] = deploy(settings)
+    out = settings.reports / str(run_date)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"run_date": str(run_date), "model_version": tag, "drift": drift, "online": online, **decided}
+    (out / "monitor.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary

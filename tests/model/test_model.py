@@ -214,8 +214,8 @@ def test_a_registration_killed_midway_never_promotes_a_partial_version(built):
     from shoploop import registry
 
     settings = built["settings"]
-    pointer = registry.champion_file(settings)
-    saved = pointer.read_bytes()
+    pointer, log = registry.champion_file(settings), registry.history_file(settings)
+    saved, saved_log = pointer.read_bytes(), log.read_bytes()
     command = [str(Path(sys.executable).with_name("shoploop")), "register", "--run-date", "2026-11-29"]
     try:
         started = time.monotonic()
@@ -236,3 +236,39 @@ def test_a_registration_killed_midway_never_promotes_a_partial_version(built):
         assert '"promoted": true' in rerun.stdout
     finally:
         pointer.write_bytes(saved)
+        log.write_bytes(saved_log)
+
+
+def test_the_monitor_measures_online_quality_and_decides_with_reasons(built):
+    import json
+
+    from shoploop import steps
+
+    settings = built["settings"]
+    summary = steps.monitor(settings, date(2026, 11, 29))
+    assert summary["decision"] in ("none", "retrain") and (summary["reasons"] or summary["checked"])
+    search = [v["search"] for window in summary["online"].values() for v in window.values() if "search" in v]
+    assert search and all(0 <= s["ctr"] <= 1 and 0 <= s["long_tail_exposure"] <= 1 for s in search)
+    assert any(s["online_ndcg@10"] is not None and 0 < s["online_ndcg@10"] <= 1 for s in search)
+    saved = json.loads((settings.reports / "2026-11-29" / "monitor.json").read_text())
+    assert saved["decision"] == summary["decision"] and saved["drift"]["drift_share"] >= 0
+
+
+def test_a_rollback_restores_the_predecessor_and_is_recorded(built):
+    from shoploop import registry
+
+    settings = built["settings"]
+    pointer, log = registry.champion_file(settings), registry.history_file(settings)
+    saved, saved_log = pointer.read_bytes(), log.read_bytes()
+    current = registry.champion(settings)
+    try:
+        registry.rollback(settings, built["first"]["tag"], "online CTR 0.2 -> 0.1 (test)")
+        now = registry.champion(settings)
+        assert now["tag"] == built["first"]["tag"] and now["previous"] is None
+        assert now["rolled_back_from"] == current["tag"]
+        events = registry.history(settings)
+        assert events[-1]["event"] == "rollback" and {e["event"] for e in events[:-1]} == {"promotion"}
+        assert events[-1]["reason"] == "online CTR 0.2 -> 0.1 (test)" and events[-1]["replaced"] == current["tag"]
+    finally:
+        pointer.write_bytes(saved)
+        log.write_bytes(saved_log)

@@ -117,7 +117,7 @@ def test_real_relevance_labels_train_as_sparse_judgments_and_serve_the_real_cata
     from shoploop import steps
 
     if registered["promoted"]:
-        assert "no search impressions" in steps.monitor(settings, RUN_DATE)["skipped"]
+        assert "no search impressions" in steps.monitor(settings, RUN_DATE)["drift"]["skipped"]
 
 
 def _office_slice(folder: Path, users: int = 600) -> Path:

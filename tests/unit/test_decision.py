@@ -1,0 +1,99 @@
+"""The monitor's decision on crafted windows, and online quality read from crafted event logs."""
+
+from datetime import datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from shoploop.decision import Thresholds, ctr_drop_p_value, decide
+from shoploop.monitor import online_quality
+
+CALM = {"drifted_columns": 1, "drift_share": 0.125,
+        "columns": {"model_score": {"method": "Wasserstein distance (normed)", "value": 0.02, "threshold": 0.1,
+                                    "drifted": False}}}
+
+
+def _online(**windows) -> dict:
+    """windows: name=[(version, impressions, clicks), ...] -> the shape online_quality returns."""
+    return {name: {v: {"search": {"impressions": n, "clicks": c, "ctr": c / n}} for v, n, c in rows}
+            for name, rows in windows.items()}
+
+
+CHAMPION = {"tag": "m:2", "previous": None}
+
+
+def test_nothing_moved_nothing_to_do():
+    got = decide(CALM, _online(reference=[("m:2", 2000, 400)], current=[("m:2", 1000, 195)]), CHAMPION)
+    assert got["decision"] == "none" and not got["reasons"]
+    assert any("data drift" in c for c in got["checked"]) and any("online quality" in c for c in got["checked"])
+
+
+def test_data_drift_retrains():
+    drifted = {**CALM, "drifted_columns": 5, "drift_share": 0.625}
+    got = decide(drifted, _online(reference=[("m:2", 2000, 400)], current=[("m:2", 1000, 200)]), CHAMPION)
+    assert got["decision"] == "retrain" and got["reasons"][0].startswith("data drift: 5 columns drifted")
+
+
+def test_prediction_drift_retrains():
+    scores = {**CALM, "columns": {"model_score": {**CALM["columns"]["model_score"], "value": 0.3, "drifted": True}}}
+    got = decide(scores, {}, CHAMPION)
+    assert got["decision"] == "retrain" and got["reasons"] == [
+        "prediction drift: model_score Wasserstein distance (normed) 0.3 (threshold 0.1)"]
+
+
+def test_a_significant_fall_in_click_through_retrains():
+    got = decide(CALM, _online(reference=[("m:2", 2000, 400)], current=[("m:2", 2000, 240)]), CHAMPION)
+    assert got["decision"] == "retrain" and "CTR 0.2000 -> 0.1200" in got["reasons"][0]
+
+
+@pytest.mark.parametrize("current, why", [
+    (("m:2", 300, 54), "p "),                         # 0.20 -> 0.18: within noise on 300 impressions
+    (("m:2", 100, 5), "too few impressions"),         # a steep fall, on too little traffic to trust
+])
+def test_noise_and_thin_traffic_never_retrain(current, why):
+    got = decide(CALM, _online(reference=[("m:2", 2000, 400)], current=[current]), CHAMPION)
+    assert got["decision"] == "none" and why in got["checked"][-1]
+
+
+def test_a_new_champion_worse_online_than_its_predecessor_rolls_back():
+    promoted = {"tag": "m:3", "previous": "m:2"}
+    online = _online(reference=[("m:2", 3000, 600)], current=[("m:3", 1500, 150), ("m:2", 10, 2)])
+    got = decide(CALM, online, promoted)
+    assert got["decision"] == "rollback" and got["rollback_to"] == "m:2"
+    assert got["reasons"][0].startswith("champion m:3 against m:2: CTR")
+
+
+def test_a_new_champion_as_good_as_its_predecessor_stays():
+    promoted = {"tag": "m:3", "previous": "m:2"}
+    got = decide(CALM, _online(reference=[("m:2", 3000, 600)], current=[("m:3", 1500, 310)]), promoted)
+    assert got["decision"] == "none"
+
+
+def test_the_drop_test_is_one_sided_and_calibrated():
+    assert ctr_drop_p_value(200, 1000, 200, 1000) == pytest.approx(0.5)
+    assert ctr_drop_p_value(200, 1000, 150, 1000) < 0.01 < 0.99 < ctr_drop_p_value(150, 1000, 200, 1000)
+    assert Thresholds().alpha == 0.05
+
+
+def test_online_quality_per_window_version_and_position():
+    t0 = datetime(2026, 11, 20, 12)
+    late = t0 + timedelta(days=8)  # the current window: the last two days
+
+    def slate(session, version, ts, clicked_at=(), bought_at=(), items=("a", "b", "c", "d")):
+        rows = [dict(session_id=session, query_id="q1", item_id=item, event_type="impression", position=p + 1,
+                     surface="search", model_version=version, ts=ts) for p, item in enumerate(items)]
+        rows += [dict(session_id=session, query_id="q1", item_id=items[p - 1], event_type="click", position=p,
+                      surface="search", model_version=version, ts=ts) for p in clicked_at]
+        rows += [dict(session_id=session, query_id="q1", item_id=items[p - 1], event_type="purchase", position=p,
+                      surface="search", model_version=version, ts=ts) for p in bought_at]
+        return rows
+
+    events = pd.DataFrame(slate("s1", "m:1", t0, clicked_at=[1]) + slate("s2", "m:1", t0)
+                          + slate("s3", "m:2", late, clicked_at=[3], bought_at=[3]) + slate("s4", "m:2", late, clicked_at=[1, 2]))
+    got = online_quality(events, tail_items={"c", "d"})
+    old, new = got["reference"]["m:1"]["search"], got["current"]["m:2"]["search"]
+    assert (old["impressions"], old["clicks"], old["ctr"], old["slates_clicked"]) == (8, 1, 0.125, 0.5)
+    assert old["ctr_by_position"] == {1: 0.5, 2: 0.0, 3: 0.0, 4: 0.0} and old["online_ndcg@10"] == 1.0
+    assert new["purchases"] == 1 and new["purchase_rate"] == 0.125 and new["slates_clicked"] == 1.0
+    # s3: one click at 3 -> 1/log2(4) = 0.5; s4: clicks at 1 and 2 -> 1.0
+    assert new["online_ndcg@10"] == pytest.approx(0.75) and new["long_tail_exposure"] == 0.5
