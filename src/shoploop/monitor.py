@@ -111,7 +111,7 @@ def attributed_events(settings: Settings) -> pd.DataFrame:
     """The warehouse's attributed events (int_events_valid): what online quality is measured on."""
     import duckdb
 
-    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    con = duckdb.connect(str(settings.warehouse_path))  # default config: dbt may hold one in-process
     try:
         return con.execute("select session_id, query_id, item_id, event_type, position, surface, model_version, ts "
                            "from int_events_valid").df()
