@@ -99,11 +99,19 @@ class DenseIndex:
     def build(cls, embeddings: np.ndarray, seed: int = 7) -> "DenseIndex":
         import faiss
 
-        faiss.omp_set_num_threads(1)  # per-query search is latency-bound; threads only contend
-        index = faiss.IndexHNSWFlat(embeddings.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 200
-        index.hnsw.efSearch = 256
-        index.add(np.ascontiguousarray(embeddings, dtype=np.float32))
+        # Built on one thread (HNSW insertion on several depends on their timing: the graph would differ
+        # run to run), then the count is put back: faiss and torch share one OpenMP runtime, and a
+        # process that goes on to train (the demo builds its first answer before fine-tuning) would
+        # otherwise train on a single core.
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            index = faiss.IndexHNSWFlat(embeddings.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 200
+            index.hnsw.efSearch = 256
+            index.add(np.ascontiguousarray(embeddings, dtype=np.float32))
+        finally:
+            faiss.omp_set_num_threads(threads)
         return cls(index)
 
     def search(self, query: np.ndarray, k: int) -> np.ndarray:
