@@ -46,6 +46,7 @@ class LiveCounters:
         # (session_id, item_id) -> hour of its latest search impression; and the pairs already clicked
         self._shown: dict[tuple[str, str], datetime] = {}
         self._clicked: set[tuple[str, str]] = set()
+        self._swept: datetime | None = None
         self.unattributed = 0  # engagement not counted: no impression in its session, or a repeated click
 
     def _attributed(self, counted: pd.DataFrame, hours: pd.Series) -> np.ndarray:
@@ -81,9 +82,10 @@ class LiveCounters:
         hours = pd.to_datetime(counted["ts"]).dt.floor("h")
         with self._lock:
             keep = self._attributed(counted, hours.dt.to_pydatetime())
-            if len(self._shown) > 100_000:
-                self._forget_sessions(_now().replace(minute=0, second=0, microsecond=0)
-                                      - timedelta(hours=WINDOW_HOURS - 1))
+            hour = _now().replace(minute=0, second=0, microsecond=0)
+            if hour != self._swept:  # at most once an hour: a sweep reads every remembered session
+                self._swept = hour
+                self._forget_sessions(hour - timedelta(hours=WINDOW_HOURS - 1))
         counted, hours = counted[keep], hours[keep]
         if counted.empty:
             return set()
