@@ -8,15 +8,22 @@ fields, so a malformed request gets a 400 with the offending field named.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
+import threading
+import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Literal
 
 import bentoml
+from starlette.applications import Starlette
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shoploop import counters, features, registry, stream
-from shoploop.predict import Hit, SearchEngine
+from shoploop.predict import CANDIDATES, Filters, Hit, SearchEngine
 from shoploop.privacy import pseudonymise
 from shoploop.settings import get_settings
 
@@ -25,6 +32,13 @@ MAX_K = 100
 # clock may run a few minutes fast; anything else (1970 from an unset clock, a year ahead) is refused.
 MAX_EVENT_AGE = timedelta(days=7)
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+# A body of these types is read as JSON (text/plain: what navigator.sendBeacon sends; "": a client that names none).
+JSON_TYPES = {"application/json", "text/plain", ""}
+API_ROUTES = {"/search", "/similar", "/recommend", "/feedback", "/admin/reload"}
+# The storefront page: a shop's search box, results, "more like this" and recommendations (/shop).
+STOREFRONT = Path(__file__).with_name("storefront.html")
+# How often a worker asks Feast's registry whether a materialisation landed.
+FEATURE_REFRESH_SECONDS = 5
 logger = logging.getLogger("shoploop.service")
 
 
@@ -32,10 +46,23 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False)
 
 
-class SearchRequest(Strict):
+class Narrowing(Strict):
+    """Filters a shopper can apply to search and "more like this"."""
+
+    category: str | None = Field(default=None, min_length=1, max_length=256, examples=["Kitchen > Cookware"],
+                                 description="a category path or any level above it")
+    brand: str | None = Field(default=None, min_length=1, max_length=128)
+    # A range with its minimum above its maximum holds no item: the answer is empty, not an error.
+    price_min: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True)
+    price_max: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True)
+
+
+class SearchRequest(Narrowing):
     query: str = Field(min_length=1, max_length=512, examples=["red cast iron frying pan"])
     user_id: str | None = Field(default=None, max_length=128, examples=["u000042"])
-    k: int = Field(default=10, ge=1, le=MAX_K)
+    k: int = Field(default=10, ge=1, le=MAX_K, strict=True)
+    offset: int = Field(default=0, ge=0, le=CANDIDATES - 1, strict=True, description=f"results to skip (pages run through the "
+                                                                    f"{CANDIDATES} best matches)")
 
     @field_validator("query")
     @classmethod
@@ -45,9 +72,14 @@ class SearchRequest(Strict):
         return value
 
 
+class SimilarRequest(Narrowing):
+    item_id: str = Field(min_length=1, max_length=64, examples=["p000042"])
+    k: int = Field(default=10, ge=1, le=MAX_K, strict=True)
+
+
 class RecommendRequest(Strict):
     user_id: str = Field(min_length=1, max_length=128, examples=["u000042"])
-    k: int = Field(default=10, ge=1, le=MAX_K)
+    k: int = Field(default=10, ge=1, le=MAX_K, strict=True)
 
 
 class Event(Strict):
@@ -59,10 +91,10 @@ class Event(Strict):
     item_id: str = Field(min_length=1, max_length=64)
     query_id: str | None = Field(default=None, max_length=64)
     query_text: str | None = Field(default=None, max_length=512)
-    position: int | None = Field(default=None, ge=1, le=1000)
+    position: int | None = Field(default=None, ge=1, le=1000, strict=True)
     surface: Literal["search", "recommend", "similar"] = "search"
     model_version: str | None = Field(default=None, max_length=128)
-    price_seen: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    price_seen: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True)
 
     @field_validator("ts")
     @classmethod
@@ -84,6 +116,9 @@ class FeedbackRequest(Strict):
 class Ranking(BaseModel):
     model_version: str
     items: list[Hit]
+    # Not nullable: BentoML's OpenAPI drops the null of a top-level optional field, so clients (and
+    # schemathesis) would read a null as off-schema.
+    next_offset: int = Field(default=0, ge=0, description="offset of the next page; 0 when this is the last one")
 
 
 class FeedbackAck(BaseModel):
@@ -91,28 +126,155 @@ class FeedbackAck(BaseModel):
     event_ids: list[str]
 
 
+class ClearErrors:
+    """ASGI middleware that keeps the API to its contract:
+
+    - the POST endpoints read JSON, so a body of another type (a form, a multipart body without its
+      boundary) gets a 415 naming what to send, where BentoML's form reader would fail with a 500;
+    - BentoML answers a request that fails validation with ``{"error": "1 validation error for
+      SearchRequestIODescriptor", "detail": [...]}``, which names no field and does not match the error
+      schema its own OpenAPI declares (``detail`` a string): the 400 is rewritten to name each field
+      and what is wrong with it, in that schema;
+    - the OpenAPI document (/docs.json) states what the service does beyond BentoML's defaults: a
+      body is required, 415 for a body that is not JSON, 401 and 409 from /admin/reload.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+        elif scope["method"] == "GET" and scope["path"] == "/docs.json":
+            await self.app(scope, receive, _rewriting(scope, receive, send, 200, _documented))
+        elif scope["method"] != "POST" or scope["path"] not in API_ROUTES:
+            await self.app(scope, receive, send)
+        elif (media := _media_type(scope)) not in JSON_TYPES:
+            await JSONResponse({"error": f"Content-Type {media!r} is not accepted: send a JSON body with "
+                                         f"Content-Type: application/json"}, status_code=415)(scope, receive, send)
+        else:
+            await self.app(scope, receive, _rewriting(scope, receive, send, 400, _plain_400))
+
+
+def _media_type(scope) -> str:
+    sent = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
+    return sent.split(";")[0].strip().lower()
+
+
+def _rewriting(scope, receive, send, status: int, transform):
+    """A ``send`` that holds a response of this status and sends ``transform(body)`` as JSON instead."""
+    held: dict = {}
+
+    async def rewrite(message) -> None:
+        if message["type"] == "http.response.start" and message["status"] == status:
+            held["body"] = b""
+            return
+        if "body" not in held:
+            await send(message)
+            return
+        held["body"] += message.get("body", b"")
+        if not message.get("more_body"):
+            await JSONResponse(transform(held["body"]), status_code=status)(scope, receive, send)
+
+    return rewrite
+
+
+ERROR_SCHEMA = {"type": "object", "required": ["error"],
+                "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}}
+
+
+def _documented(body: bytes) -> dict:
+    spec = json.loads(body)
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Error"] = ERROR_SCHEMA
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    for path in API_ROUTES & set(spec.get("paths", {})):
+        operation = spec["paths"][path]["post"]
+        # BentoML inlines a copy of the request and answer models that drops "or null" from optional
+        # fields; the same models under components/schemas keep it: refer to those.
+        bodies = [operation.get("requestBody", {}), operation["responses"].get("200", {})]
+        for media in (b.get("content", {}).get("application/json", {}) for b in bodies):
+            if media.get("schema", {}).get("title") in schemas:
+                media["schema"] = {"$ref": f"#/components/schemas/{media['schema']['title']}"}
+        if "requestBody" in operation:
+            operation["requestBody"]["required"] = True
+        operation["responses"]["415"] = {"description": "the body is not JSON", **error}
+    reload = spec.get("paths", {}).get("/admin/reload", {}).get("post")
+    if reload is not None:
+        reload["responses"]["401"] = {"description": "admin token missing or wrong", **error}
+        reload["responses"]["409"] = {"description": "the champion could not be loaded; the old one serves", **error}
+    return spec
+
+
+def _plain_400(body: bytes) -> dict:
+    """A 400 body in the declared schema: ``error`` names each field at fault, ``detail`` repeats it."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return {"error": body.decode("utf-8", "replace")[:1000] or "bad request"}
+    answer = answer[0] if isinstance(answer, list) and answer else answer  # BentoML wraps some errors in a list
+    problems = answer.get("detail") if isinstance(answer, dict) else None
+    if isinstance(problems, list):
+        named = "; ".join(f"{'.'.join(str(p) for p in problem.get('loc', ())) or 'body'}: {problem.get('msg', '')}"
+                          for problem in problems if isinstance(problem, dict))
+        return {"error": named or str(answer.get("error", "bad request")), "detail": named}
+    return {"error": str(answer.get("error", "bad request")) if isinstance(answer, dict) else str(answer)}
+
+
+storefront = Starlette(routes=[Route("/", lambda request: HTMLResponse(STOREFRONT.read_text()))])
+
+
 @bentoml.service(resources={"cpu": "2"}, traffic={"timeout": 30}, workers=1)
+@bentoml.asgi_app(storefront, path="/shop")
 class Shoploop:
     def __init__(self) -> None:
         self.settings = get_settings()
         self.store = features.store(self.settings)
-        self.lookup = features.online_lookup(self.store, self.store.get_feature_service(self.settings.feature_service))
         self.user_lookup = features.online_user_lookup(self.store, self.store.get_feature_service("recommender_v1"))
         # Real-time counters: rebuilt from the durable event log, then kept current by /feedback.
         self.counters = counters.from_log(self.settings)
         counters.push(self.store, self.counters, self.counters.items())
         self._load_champion()
+        threading.Thread(target=self._follow_materialisations, name="feature-refresh", daemon=True).start()
 
     def _load_champion(self) -> None:
         version, bundle = registry.load_champion(self.settings)  # digests checked before anything is read
-        # The encoder travels with the version: a reload swaps it with the ranker and the embeddings.
-        engine = SearchEngine(bundle, bundle.text_encoder(), self.lookup, self.user_lookup)
+        # The encoder travels with the version: a reload swaps it with the ranker and the embeddings; the
+        # item features are held for the version's catalog.
+        service = self.store.get_feature_service(self.settings.feature_service)
+        item_features = features.ServedItemFeatures(self.store, service, bundle.catalog["item_id"].tolist())
+        engine = SearchEngine(bundle, bundle.text_encoder(), item_features, self.user_lookup)
         self.model_version, self.engine = version, engine  # only once all of it loaded: else the old one serves
 
+    def _follow_materialisations(self) -> None:
+        """Read the snapshot features again once a new materialisation lands (checked every few seconds)."""
+        while True:
+            time.sleep(FEATURE_REFRESH_SECONDS)
+            try:
+                if self.engine.item_features.refresh():
+                    logger.info("item features re-read: a new materialisation landed")
+            except Exception:  # the features held keep serving; the next check tries again
+                logger.exception("re-reading item features after a materialisation failed")
+
     @bentoml.api(input_spec=SearchRequest)
-    def search(self, query: str, user_id: str | None = None, k: int = 10) -> Ranking:
-        """Items for a query, best first."""
-        return Ranking(model_version=self.model_version, items=self.engine.search(query, k))
+    def search(self, query: str, user_id: str | None = None, k: int = 10, offset: int = 0, category: str | None = None,
+               brand: str | None = None, price_min: float | None = None, price_max: float | None = None) -> Ranking:
+        """Items for a query, best first, within the filters given; ``offset`` pages through the results."""
+        model_version, engine = self.model_version, self.engine
+        hits = engine.search(query, k, offset, Filters(category, brand, price_min, price_max))
+        more = len(hits) == k and offset + k < CANDIDATES
+        return Ranking(model_version=model_version, items=hits, next_offset=offset + k if more else 0)
+
+    @bentoml.api(input_spec=SimilarRequest)
+    def similar(self, item_id: str, k: int = 10, category: str | None = None,
+                brand: str | None = None, price_min: float | None = None, price_max: float | None = None) -> Ranking:
+        """More like this: the items most like the given one, within the filters given."""
+        model_version, engine = self.model_version, self.engine
+        hits = engine.similar(item_id, k, Filters(category, brand, price_min, price_max))
+        if hits is None:
+            return JSONResponse({"error": f"item_id {item_id!r} is not in the catalog {model_version} serves"},
+                                status_code=404)
+        return Ranking(model_version=model_version, items=hits)
 
     @bentoml.api(input_spec=RecommendRequest)
     def recommend(self, user_id: str, k: int = 10) -> Ranking:
@@ -148,3 +310,6 @@ class Shoploop:
             return {"error": f"the champion could not be loaded ({error}); {previous} keeps serving",
                     "model_version": previous}
         return {"model_version": self.model_version, "previous": previous}
+
+
+Shoploop.add_asgi_middleware(ClearErrors)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from shoploop.progress import quiet
@@ -63,6 +64,92 @@ def latest_item_features(settings: Settings) -> pd.DataFrame:
     known = counters[(counters["event_timestamp"] <= as_of) & (counters["event_timestamp"] > as_of - timedelta(hours=24))]
     known = known.sort_values("event_timestamp").drop_duplicates("item_id", keep="last").set_index("item_id")
     return feats.join(known.drop(columns="event_timestamp"))
+
+
+class ServedItemFeatures:
+    """The ranker's item features on the request path (a FeatureLookup, see shoploop.predict).
+
+    The daily-snapshot features change only when a materialisation lands, so the worker holds them
+    for the whole catalog as one matrix, read once from the online store and read again when Feast's
+    registry records a newer materialisation (``refresh``). Only the real-time counters change between
+    materialisations: they are read per request, for the candidates only, in one round trip to the
+    online store (one query on SQLite, one pipeline on Redis), so every worker and replica ranks with
+    the same counts. A counter older than its view's TTL reads as no activity, as it does offline.
+    """
+
+    def __init__(self, fs, service, item_ids: list[str]):
+        from shoploop.models.ranker import ITEM_FEATURES
+
+        self.fs, self.item_ids = fs, list(item_ids)
+        self.index = {item_id: row for row, item_id in enumerate(self.item_ids)}
+        self.views = {p.name: [f.name for f in p.features] for p in service.feature_view_projections}
+        self.columns = {name: [ITEM_FEATURES.index(f) for f in fields] for name, fields in self.views.items()}
+        self.static = [name for name in self.views if name != "item_counters"]
+        self.materialized_at = self._materialized_at()
+        self.matrix = self._read_static()
+
+    def _view(self, name: str):
+        return self.fs.registry.get_feature_view(name, self.fs.project, allow_cache=False)
+
+    def _materialized_at(self) -> list:
+        return [self._view(name).most_recent_end_time for name in self.static]
+
+    def _read(self, name: str, item_ids: list[str]) -> np.ndarray:
+        """One view's features of these items as float64 (NaN: no row, or older than the view's TTL)."""
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        view, fields = self._views[name], self.views[name]
+        keys = [EntityKey(join_keys=["item_id"], entity_values=[Value(string_val=i)]) for i in item_ids]
+        rows = self.fs._get_provider().online_read(self.fs.config, view, keys, fields)
+        oldest = datetime.now(timezone.utc) - view.ttl if view.ttl else None
+        out = np.full((len(item_ids), len(fields)), np.nan)
+        for i, (stamp, values) in enumerate(rows):
+            if values is None or (oldest is not None and stamp is not None and _utc(stamp) < oldest):
+                continue
+            for j, field in enumerate(fields):
+                value = values.get(field)
+                kind = value.WhichOneof("val") if value is not None else None
+                if kind is not None and kind != "null_val":
+                    out[i, j] = float(getattr(value, kind))
+        return out
+
+    def _read_static(self) -> np.ndarray:
+        from shoploop.models.ranker import ITEM_FEATURES
+
+        self._views = {name: self._view(name) for name in self.views}
+        matrix = np.full((len(self.item_ids), len(ITEM_FEATURES)), np.nan)
+        for name in self.static:
+            for start in range(0, len(self.item_ids), 1000):
+                chunk = self.item_ids[start:start + 1000]
+                matrix[start:start + len(chunk), self.columns[name]] = self._read(name, chunk)
+        return matrix
+
+    def refresh(self) -> bool:
+        """Read the snapshot features again if a materialisation landed since; True when it did."""
+        latest = self._materialized_at()
+        if latest == self.materialized_at:
+            return False
+        matrix = self._read_static()
+        self.matrix, self.materialized_at = matrix, latest  # one swap: a request sees old or new, never half
+        return True
+
+    def held(self, name: str) -> np.ndarray:
+        """One held snapshot feature of every catalog item, in catalog order (NaN where none)."""
+        from shoploop.models.ranker import ITEM_FEATURES
+
+        return self.matrix[:, ITEM_FEATURES.index(name)]
+
+    def __call__(self, item_ids: list[str]) -> np.ndarray:
+        rows = np.array([self.index.get(i, -1) for i in item_ids], dtype=np.int64)
+        out = np.where((rows >= 0)[:, None], self.matrix[np.maximum(rows, 0)], np.nan)
+        if "item_counters" in self.views:
+            out[:, self.columns["item_counters"]] = self._read("item_counters", item_ids)
+        return out
+
+
+def _utc(stamp: datetime) -> datetime:
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
 
 
 def online_lookup(fs, service):

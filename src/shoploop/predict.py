@@ -6,6 +6,7 @@ point-in-time frame instead of the online store, so what is measured is what is 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -14,11 +15,13 @@ from pydantic import BaseModel
 from shoploop.models.bundle import ModelBundle
 from shoploop.models.encoder import TextEncoder
 from shoploop.models.ranker import COUNTERS, ITEM_FEATURES
-from shoploop.models.retrieval import fuse, lexical_ranking
+from shoploop.models.retrieval import fuse, lexical_ranking, top_k
 from shoploop.text import price_bound
 
 # Items the ranker rescores per request: enough for recall, few enough for one Feast lookup.
 CANDIDATES = 100
+# A filtered catalog up to this many rows is searched exactly (a matrix product), larger ones by the ANN.
+EXACT_UP_TO = 50_000
 # Latest items of a history that make the shopper's taste vector (SASRec's own window).
 RECENT = 10
 
@@ -26,6 +29,56 @@ RECENT = 10
 FeatureLookup = Callable[[list[str]], np.ndarray]
 # user_key -> the shopper's log mean clicked price (Feast user feature); NaN when unknown.
 UserLookup = Callable[[str], float]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a shopper narrowed the results to: a category (its path or any level above it, e.g.
+    "Kitchen" or "Kitchen > Cookware"), a brand (either case), a price range (inclusive)."""
+
+    category: str | None = None
+    brand: str | None = None
+    price_min: float | None = None
+    price_max: float | None = None
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.category, self.brand, self.price_min, self.price_max))
+
+
+class CatalogFilter:
+    """Catalog rows that pass a Filters, from lookups built once per model version (a request costs a
+    few dict reads and one price comparison over the catalog, not a string scan)."""
+
+    def __init__(self, catalog) -> None:
+        self.n = len(catalog)
+        self.price = catalog["price"].to_numpy(dtype=np.float64)
+        self.by_path = _rows_by(catalog["category_path"].fillna("").str.strip().str.lower())
+        self.by_brand = _rows_by(catalog["brand"].fillna("").str.strip().str.lower())
+
+    def mask(self, filters: Filters) -> np.ndarray:
+        keep = np.ones(self.n, dtype=bool)
+        if filters.category is not None:
+            wanted = " > ".join(part.strip() for part in filters.category.lower().split(">"))
+            paths = [rows for path, rows in self.by_path.items() if path == wanted or path.startswith(wanted + " > ")]
+            keep &= _as_mask(self.n, paths)
+        if filters.brand is not None:
+            keep &= _as_mask(self.n, [self.by_brand.get(filters.brand.strip().lower(), np.empty(0, np.int64))])
+        if filters.price_min is not None:
+            keep &= self.price >= filters.price_min
+        if filters.price_max is not None:
+            keep &= self.price <= filters.price_max
+        return keep
+
+
+def _rows_by(values) -> dict[str, np.ndarray]:
+    return {key: np.asarray(rows, dtype=np.int64) for key, rows in values.groupby(values).indices.items()}
+
+
+def _as_mask(n: int, row_sets: list[np.ndarray]) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    for rows in row_sets:
+        mask[rows] = True
+    return mask
 
 
 def no_user_features(user_key: str) -> float:
@@ -47,6 +100,7 @@ class Hit(BaseModel):
     brand: str | None  # real catalogs have unbranded items
     category_path: str
     price: float
+    rating: float | None = None  # the shop's star rating, where the served features hold one
 
 
 def scaled_bm25(bm25: np.ndarray) -> np.ndarray:
@@ -76,6 +130,8 @@ class SearchEngine:
                  user_features: UserLookup = no_user_features):
         self.bundle, self.encoder, self.item_features, self.user_features = bundle, encoder, item_features, user_features
         self.item_ids = bundle.catalog["item_id"].tolist()
+        self.rows = {item_id: row for row, item_id in enumerate(self.item_ids)}
+        self.filter = CatalogFilter(bundle.catalog)
 
     def rank(self, h_query: np.ndarray, rows: np.ndarray, bm25: np.ndarray, feats: np.ndarray | None = None,
              budget: float | None = None, query: str | None = None) -> np.ndarray:
@@ -96,21 +152,48 @@ class SearchEngine:
         items), for the query with its misspellings corrected against the catalog's words."""
         return self._retrieve(self.bundle.lexical.correct(query), k)
 
-    def _retrieve(self, corrected: str, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _retrieve(self, corrected: str, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``allowed``: a mask of the rows a filter keeps (None: all); candidates come only from them."""
         h_query = self.encoder.encode([corrected])[0]
         bm25 = scaled_bm25(self.bundle.lexical.scores(corrected))
-        rows = fuse([lexical_ranking(bm25, k), self.bundle.dense.search(h_query, k)], len(self.item_ids), k)
-        return rows, h_query, bm25
+        lexical = lexical_ranking(bm25 if allowed is None else np.where(allowed, bm25, 0.0), k)
+        dense = self.bundle.dense.search(h_query, k) if allowed is None else self._nearest(h_query, k, allowed)
+        return fuse([lexical, dense], len(self.item_ids), k), h_query, bm25
 
-    def search_rows(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _nearest(self, vector: np.ndarray, k: int, allowed: np.ndarray) -> np.ndarray:
+        """The k allowed rows nearest the vector: exact over a filtered catalog up to EXACT_UP_TO rows
+        (cheaper than a graph search that must skip most nodes), else the ANN restricted to them."""
+        rows = np.flatnonzero(allowed)
+        if len(rows) <= EXACT_UP_TO:
+            return rows[top_k(self.bundle.item_embeddings[rows] @ vector, k)] if len(rows) else rows
+        return self.bundle.dense.search(vector, k, allowed)
+
+    def search_rows(self, query: str, k: int, offset: int = 0, filters: Filters | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ranked rows ``offset .. offset + k`` of the query's CANDIDATES best matches (within the
+        filters), and their scores. Pages come from one ranking, so they never repeat or skip an item."""
         corrected = self.bundle.lexical.correct(query)  # once: retrieval and the ranker's word coverage share it
-        rows, h_query, bm25 = self._retrieve(corrected, CANDIDATES)
+        allowed = self.filter.mask(filters) if filters else None
+        rows, h_query, bm25 = self._retrieve(corrected, CANDIDATES, allowed)
+        if not len(rows):
+            return rows, np.empty(0, dtype=np.float32)
         scores = self.rank(h_query, rows, bm25, budget=price_bound(query), query=corrected)
-        order = np.argsort(-scores, kind="stable")[:k]
+        order = np.argsort(-scores, kind="stable")[offset:offset + k]
         return rows[order], scores[order]
 
-    def search(self, query: str, k: int) -> list[Hit]:
-        return self._hits(*self.search_rows(query, k))
+    def search(self, query: str, k: int, offset: int = 0, filters: Filters | None = None) -> list[Hit]:
+        return self._hits(*self.search_rows(query, k, offset, filters))
+
+    def similar(self, item_id: str, k: int, filters: Filters | None = None) -> list[Hit] | None:
+        """"More like this": the items whose text embeds nearest the given one's (cosine), best first,
+        within the filters; None for an item the catalog does not hold."""
+        row = self.rows.get(item_id)
+        if row is None:
+            return None
+        allowed = self.filter.mask(filters) if filters else np.ones(len(self.item_ids), dtype=bool)
+        allowed[row] = False
+        embeddings = self.bundle.item_embeddings
+        rows = self._nearest(embeddings[row], k, allowed)
+        return self._hits(rows, embeddings[rows] @ embeddings[row])
 
     def recommend(self, user_key: str | None, k: int) -> list[Hit]:
         """The shopper's next items from every candidate source, re-ranked; popular items for a shopper
@@ -168,8 +251,13 @@ class SearchEngine:
 
     def _hits(self, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
         cat = self.bundle.catalog
+        # The served features hold each item's rating for the catalog (features.ServedItemFeatures.held);
+        # an offline lookup does not, and its hits carry none.
+        held = getattr(self.item_features, "held", None)
+        ratings = held("rating") if held is not None else np.full(len(cat), np.nan)
         return [Hit(item_id=cat.item_id.iat[r], score=float(s), title=cat.title.iat[r], brand=cat.brand.iat[r],
-                    category_path=cat.category_path.iat[r], price=float(cat.price.iat[r]))
+                    category_path=cat.category_path.iat[r], price=float(cat.price.iat[r]),
+                    rating=None if np.isnan(ratings[r]) else round(float(ratings[r]), 2))
                 for r, s in zip(rows, scores)]
 
 

@@ -114,10 +114,18 @@ class DenseIndex:
             faiss.omp_set_num_threads(threads)
         return cls(index)
 
-    def search(self, query: np.ndarray, k: int) -> np.ndarray:
-        """Item rows of the (approximately) k nearest items, nearest first."""
+    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> np.ndarray:
+        """Item rows of the (approximately) k nearest items, nearest first; ``allowed``: a mask of the
+        rows that may be returned (faiss skips the others during the graph search)."""
+        import faiss
+
         k = min(k, self.index.ntotal)
-        _, rows = self.index.search(np.ascontiguousarray(query[None, :], dtype=np.float32), k)
+        params = None
+        if allowed is not None:
+            bitmap = np.packbits(allowed.astype(np.uint8), bitorder="little")
+            params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap)),
+                                                efSearch=self.index.hnsw.efSearch)
+        _, rows = self.index.search(np.ascontiguousarray(query[None, :], dtype=np.float32), k, params=params)
         return rows[0][rows[0] >= 0]
 
     def save(self, path: Path) -> None:
