@@ -32,18 +32,19 @@ demo: setup ## the main job: simulate -> dbt -> Feast -> train -> evaluate -> re
 	$(VENV)/bin/shoploop demo
 
 test: setup ## every test: library, data, model, service over HTTP, DAG integrity and an airflow dags test
-	$(VENV)/bin/pytest tests --ignore=tests/dags
-	$(AFVENV)/bin/pytest tests/dags
+	$(VENV)/bin/pytest tests --ignore=tests/dags --durations=15
+	$(AFVENV)/bin/pytest tests/dags --durations=5
 
 stop: ## stop everything `make demo` started (by process group)
 	@if [ -x $(VENV)/bin/shoploop ]; then $(VENV)/bin/shoploop stop; fi
 
-bench: setup ## benchmarks: search quality + compression, logs-only vs judgments, real relevance (Home Depot), recommendation on real data, the data layer's figures
+bench: setup ## benchmarks: search quality + compression, logs-only vs judgments, real relevance (Home Depot), recommendation on real data, the data layer's figures, serving speed (after `make demo`)
 	$(VENV)/bin/python bench/search_quality.py
 	$(VENV)/bin/python bench/label_sources.py
 	$(VENV)/bin/python bench/relevance_quality.py
 	$(VENV)/bin/python bench/recommend_quality.py
 	$(VENV)/bin/python bench/data_quality.py
+	$(VENV)/bin/python bench/serving.py
 
 lock: ## re-resolve the inputs into the locks (needs the package index)
 	rm -rf /tmp/shoploop-lock && $(PY) -m venv /tmp/shoploop-lock/ml && $(PY) -m venv /tmp/shoploop-lock/af

@@ -1,0 +1,146 @@
+"""Request-path speed: the item-feature read and /search, the old path beside the new, in process
+and over HTTP against the running service.
+
+In process (the champion and the online store of a built home):
+  - ``feast get_online_features``: every request reads all of its 100 candidates' features from the
+    online store through Feast's serving path (what the service did before);
+  - ``held + counters``: the snapshot features held in the worker, only the real-time counters read
+    per request in one round trip (features.ServedItemFeatures, what the service does now).
+Over HTTP (when the service answers): /search one request at a time, then from 4 and 16 concurrent
+clients (threads of this process: a separate process from the service, on loopback).
+
+Run after `make demo` (or on any home with a champion): ``.venv/bin/python bench/serving.py``.
+Prints a table and saves bench/results/serving.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+FALLBACK_QUERIES = ["water bottle", "red frying pan", "yoga mat", "wireless earbuds", "desk lamp", "running shoes"]
+
+
+def percentiles(seconds: list[float]) -> dict:
+    ms = np.array(seconds) * 1000
+    return {"n": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 2), "p90_ms": round(float(np.percentile(ms, 90)), 2),
+            "p99_ms": round(float(np.percentile(ms, 99)), 2)}
+
+
+def queries(settings) -> list[str]:
+    from shoploop.data import landing
+
+    try:
+        texts = landing.read_table(settings.landing, "judgments")["query_text"].drop_duplicates().tolist()
+    except Exception:  # a real shop's home may hold no judgments
+        texts = []
+    return texts[:200] or FALLBACK_QUERIES
+
+
+def in_process(settings, texts: list[str], repeats: int) -> dict:
+    from shoploop import features, registry
+    from shoploop.predict import CANDIDATES, SearchEngine
+
+    fs = features.store(settings)
+    service = fs.get_feature_service(settings.feature_service)
+    tag, bundle = registry.load_champion(settings)
+    ids = bundle.catalog["item_id"].tolist()
+    started = time.perf_counter()
+    held = features.ServedItemFeatures(fs, service, ids)
+    load_s = time.perf_counter() - started
+    paths = {"feast get_online_features": features.online_lookup(fs, service), "held + counters": held}
+    rng = np.random.default_rng(0)
+    out = {"model_version": tag, "items": len(ids), "held_load_s": round(load_s, 2), "lookup": {}, "search": {}}
+    for name, lookup in paths.items():
+        times = []
+        for _ in range(repeats):
+            chosen = [ids[i] for i in rng.choice(len(ids), min(CANDIDATES, len(ids)), replace=False)]
+            t = time.perf_counter()
+            lookup(chosen)
+            times.append(time.perf_counter() - t)
+        out["lookup"][name] = percentiles(times)
+        engine = SearchEngine(bundle, bundle.text_encoder(), lookup)
+        for text in texts[:10]:  # warm: first calls build caches (spelling vocabulary, kernels)
+            engine.search(text, 10)
+        times = []
+        for i in range(repeats):
+            t = time.perf_counter()
+            engine.search(texts[i % len(texts)], 10)
+            times.append(time.perf_counter() - t)
+        out["search"][name] = percentiles(times)
+        print(f"  in process, {name}: lookup {out['lookup'][name]}, search {out['search'][name]}", flush=True)
+    return out
+
+
+def over_http(url: str, texts: list[str], requests: int) -> dict:
+    import httpx
+
+    def one(client, i: int) -> float:
+        t = time.perf_counter()
+        response = client.post(f"{url}/search", json={"query": texts[i % len(texts)], "k": 10})
+        response.raise_for_status()
+        return time.perf_counter() - t
+
+    out = {}
+    for clients in (1, 4, 16):
+        pool = [httpx.Client(timeout=30) for _ in range(clients)]
+        for c in pool:
+            one(c, 0)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as executor:
+            times = list(executor.map(lambda i: one(pool[i % clients], i), range(requests)))
+        wall = time.perf_counter() - started
+        for c in pool:
+            c.close()
+        out[f"{clients} client{'s' if clients > 1 else ''}"] = {**percentiles(times), "requests_per_s": round(requests / wall, 1)}
+        print(f"  over HTTP, {clients} clients: {out[f'{clients} client' + ('s' if clients > 1 else '')]}", flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=300, help="requests per in-process measurement")
+    parser.add_argument("--requests", type=int, default=600, help="requests per HTTP measurement")
+    args = parser.parse_args()
+
+    from shoploop import processes
+    from shoploop.settings import get_settings
+
+    from shoploop import registry
+
+    settings = get_settings()
+    if registry.champion(settings) is None:
+        raise SystemExit(f"serving bench: no model serves in {settings.home}: run `make demo` first")
+    texts = queries(settings)
+    result = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+              "in_process": in_process(settings, texts, args.repeats)}
+    url = f"http://{settings.host}:{settings.service_port}"
+    if processes.answers(f"{url}/readyz"):
+        result["http"] = over_http(url, texts, args.requests)
+    else:
+        result["http"] = {"skipped": f"no service answers at {url} (start one with `shoploop deploy`)"}
+
+    print(f"\n{'path':<28}{'lookup p50':>12}{'lookup p99':>12}{'search p50':>12}{'search p99':>12}   (ms, in process)")
+    for name in result["in_process"]["lookup"]:
+        lookup, search = result["in_process"]["lookup"][name], result["in_process"]["search"][name]
+        print(f"{name:<28}{lookup['p50_ms']:>12}{lookup['p99_ms']:>12}{search['p50_ms']:>12}{search['p99_ms']:>12}")
+    if "skipped" not in result["http"]:
+        print(f"\n{'/search over HTTP':<28}{'p50':>12}{'p99':>12}{'req/s':>12}")
+        for name, row in result["http"].items():
+            print(f"{name:<28}{row['p50_ms']:>12}{row['p99_ms']:>12}{row['requests_per_s']:>12}")
+    out = ROOT / "bench" / "results" / "serving.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"\nsaved {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
