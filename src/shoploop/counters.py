@@ -81,7 +81,7 @@ class LiveCounters:
             return set()
         hours = pd.to_datetime(counted["ts"]).dt.floor("h")
         with self._lock:
-            keep = self._attributed(counted, hours.dt.to_pydatetime())
+            keep = self._attributed(counted, [hour.to_pydatetime() for hour in hours])
             hour = _now().replace(minute=0, second=0, microsecond=0)
             if hour != self._swept:  # at most once an hour: a sweep reads every remembered session
                 self._swept = hour
