@@ -45,6 +45,7 @@ bench: setup ## benchmarks: search quality + compression, logs-only vs judgments
 	$(VENV)/bin/python bench/recommend_quality.py
 	$(VENV)/bin/python bench/data_quality.py
 	$(VENV)/bin/python bench/serving.py
+	$(VENV)/bin/python bench/readme_results.py
 
 lock: ## re-resolve the inputs into the locks (needs the package index)
 	rm -rf /tmp/shoploop-lock && $(PY) -m venv /tmp/shoploop-lock/ml && $(PY) -m venv /tmp/shoploop-lock/af

@@ -58,7 +58,9 @@ def in_process(settings, texts: list[str], repeats: int) -> dict:
     load_s = time.perf_counter() - started
     paths = {"feast get_online_features": features.online_lookup(fs, service), "held + counters": held}
     rng = np.random.default_rng(0)
-    out = {"model_version": tag, "items": len(ids), "held_load_s": round(load_s, 2), "lookup": {}, "search": {}}
+    encoder = "compressed ONNX" if bundle.query_encoder_dir is not None else "full MiniLM (torch fp32)"
+    out = {"model_version": tag, "query_encoder": encoder, "items": len(ids), "held_load_s": round(load_s, 2),
+           "lookup": {}, "search": {}}
     for name, lookup in paths.items():
         times = []
         for _ in range(repeats):

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dbt.adapters.duckdb.plugins import BasePlugin
 
 from shoploop.privacy import KEY_ENV, pseudonymise, scrub
+from shoploop.progress import bar
 from shoploop.settings import Settings
 from shoploop.text import clean_text
 
@@ -31,6 +32,26 @@ def _tool_env(settings: Settings):
         os.environ.update(saved)
 
 
+class _NodeProgress:
+    """A dbt callback: one bar over the nodes (models, snapshots, tests) a command runs, with the time
+    left and the node that last finished; dbt announces the total with its first "N of M START"."""
+
+    def __init__(self, desc: str) -> None:
+        self.desc, self.bar = desc, None
+
+    def __call__(self, event) -> None:
+        name = event.info.name
+        if name == "LogStartLine" and self.bar is None:
+            self.bar = bar(total=int(event.data.total), desc=self.desc, unit="node")
+        elif name == "NodeFinished" and self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(event.data.node_info.node_name[:40], refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def run_dbt(settings: Settings, *args: str) -> dict[str, int]:
     """Run one dbt command (``build``, ``test``...) against this home's warehouse; raise on failure.
     Returns the data tests that warned (the project's data tests are warnings: a rule broken by
@@ -42,8 +63,12 @@ def run_dbt(settings: Settings, *args: str) -> dict[str, int]:
     # Progress lines go to the log file; the console gets warnings and failures only.
     cli = [*args, "--log-level", "warn", "--log-level-file", "info", "--project-dir", str(settings.dbt_dir), "--profiles-dir", str(settings.dbt_dir),
            "--target-path", str(target_dir), "--log-path", str(settings.home / "dbt" / "logs")]
+    progress = _NodeProgress(f"dbt {args[0]}")
     with _tool_env(settings):
-        result = dbtRunner().invoke(cli)
+        try:
+            result = dbtRunner(callbacks=[progress]).invoke(cli)
+        finally:
+            progress.close()
     if not result.success:
         failed = [f"{r.node.name} ({r.status})" for r in getattr(result.result, "results", [])
                   if str(r.status) in ("error", "fail")]

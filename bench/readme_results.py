@@ -1,0 +1,124 @@
+"""Write the README's results table from the latest saved benchmark results (bench/results/*.json).
+
+The table sits between ``<!-- results:begin -->`` and ``<!-- results:end -->`` in README.md; this
+script rewrites only that part, so the README never quotes a number no benchmark saved. A result
+file that is missing leaves its row out and says which benchmark makes it. ``make bench`` runs it last.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
+    """(area, what was measured, result) rows, and the benchmarks whose results are missing."""
+    out, missing = [], []
+    search = _load("search_quality")
+    if search:
+        m = search["metrics"]
+        out.append(("Search quality", f"simulated shop, {m['n_queries']} held-out queries, nDCG@10 (full catalog)",
+                    f"model **{m['model']:.3f}**, BM25 {m['bm25']:.3f}, zero-shot MiniLM {m['dense_zero_shot']:.3f}, "
+                    f"random {m['random']:.3f}"))
+    else:
+        missing.append("bench/search_quality.py")
+    relevance = _load("relevance_quality")
+    if relevance:
+        runs = relevance["runs"].values()
+        rmse = " / ".join(f"{r['metrics']['model']['rmse']:.3f}" for r in runs)
+        spearman = " / ".join(f"{r['metrics']['model']['spearman']:.3f}" for r in runs)
+        first = next(iter(relevance["runs"].values()))
+        bm25 = first["metrics"].get("bm25", {})
+        out.append(("Search on real queries", f"Home Depot, {first['heldout_queries']} held-out queries, human grades "
+                    f"({len(relevance['runs'])} seeds)",
+                    f"RMSE **{rmse}** (BM25 {bm25.get('rmse', float('nan')):.3f}); per-query Spearman {spearman} "
+                    f"(BM25 {bm25.get('spearman', float('nan')):.3f})"))
+    else:
+        missing.append("bench/relevance_quality.py")
+    labels = _load("label_sources")
+    if labels and {"logs", "both"} <= set(labels["results"]):
+        logs, both = labels["results"]["logs"]["metrics"], labels["results"]["both"]["metrics"]
+        share = (logs["model"] - logs["bm25"]) / max(both["model"] - both["bm25"], 1e-9)
+        out.append(("Learning from logs alone", "simulated shop, judgments withheld from training, nDCG@10",
+                    f"logs only **{logs['model']:.3f}**, judgments + logs {both['model']:.3f}, BM25 {logs['bm25']:.3f} "
+                    f"({share:.0%} of the judged model's gain)"))
+    else:
+        missing.append("bench/label_sources.py")
+    compression = _load("compression")
+    if compression:
+        by = {r["variant"]: r for r in compression["rows"]}
+        served, teacher = by.get(compression["promoted"]), by.get("teacher-fp32-torch")
+        if served and teacher:
+            out.append(("Compression", "query encoder, one query, 2 threads",
+                        f"{served['variant']}: {served['size_mb']:.0f} MB (from {teacher['size_mb']:.0f}), "
+                        f"**{served['latency_ms']:.2f} ms** (from {teacher['latency_ms']:.2f}), nDCG@10 loss "
+                        f"{served['quality_loss']:.2%}"))
+    else:
+        missing.append("the compression step (bench/search_quality.py)")
+    serving = _load("serving")
+    if serving:
+        held = serving["in_process"]["search"].get("held + counters")
+        old = serving["in_process"]["search"].get("feast get_online_features")
+        lookup = serving["in_process"]["lookup"]
+        if held and old:
+            encoder = serving["in_process"].get("query_encoder", "query encoder not recorded")
+            out.append(("Serving latency", f"/search in process, 100 candidates re-ranked, {serving['in_process']['items']:,} "
+                        f"items ({encoder})",
+                        f"p50 **{held['p50_ms']} ms**, p99 {held['p99_ms']} ms (features read per request through "
+                        f"Feast: p50 {old['p50_ms']} ms); feature read p50 {lookup['held + counters']['p50_ms']} ms "
+                        f"(from {lookup['feast get_online_features']['p50_ms']})"))
+        http = serving.get("http", {})
+        if "1 client" in http:
+            four = http.get("4 clients", {})
+            out.append(("Serving over HTTP", "/search on loopback, one worker",
+                        f"1 client p50 {http['1 client']['p50_ms']} ms; 4 clients {four.get('requests_per_s')} req/s, "
+                        f"p99 {four.get('p99_ms')} ms"))
+    else:
+        missing.append("bench/serving.py (after `make demo`)")
+    recommend = _load("recommend_quality")
+    if recommend:
+        r = recommend["results"]
+        served = r["served (all sources, re-ranked)"]["all"]
+        sasrec = r["SASRec, text-initialised"]["all"]
+        cooc = r["co-occurrence (item-to-item)"]["all"]
+        out.append(("Recommendation", f"Amazon Office Products, {served['rows']:,} held-out next items, full ranking",
+                    f"served Recall@10 **{served['recall@10']:.3f}** / NDCG@10 {served['ndcg@10']:.3f}; SASRec "
+                    f"{sasrec['recall@10']:.3f} / {sasrec['ndcg@10']:.3f}; co-occurrence {cooc['recall@10']:.3f} / "
+                    f"{cooc['ndcg@10']:.3f}"))
+    else:
+        missing.append("bench/recommend_quality.py")
+    return out, missing
+
+
+def table() -> str:
+    found, missing = rows()
+    lines = ["| area | measured on (2 CPU cores) | latest result |", "|---|---|---|"]
+    lines += [f"| {area} | {what} | {result} |" for area, what, result in found]
+    if missing:
+        lines += ["", "Not yet measured on this copy: " + ", ".join(missing) + "."]
+    lines += ["", "_Written by `bench/readme_results.py` from `bench/results/*.json`; `make bench` refreshes it._"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"README.md has no {BEGIN} ... {END} section to write")
+    updated = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: f"{BEGIN}\n{table()}\n{END}", text, flags=re.S)
+    readme.write_text(updated)
+    print(table())
+
+
+if __name__ == "__main__":
+    main()
