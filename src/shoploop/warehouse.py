@@ -2,12 +2,22 @@
 
 dbt runs in-process through its programmatic ``dbtRunner``; the marts come out as parquet
 (dbt-duckdb's ``external`` materialisation) under ``$SHOPLOOP_HOME/marts``, where Feast reads them.
+
+A build never writes where readers read. dbt-duckdb writes each mart in place, so a build killed
+midway would leave a half-written file (or a set of marts from two builds). Each build writes into
+a folder of its own, ``marts.d/<build>``, and only once the whole build passed does ``marts`` (a
+symlink) switch to it, in one atomic rename: a reader sees the last complete build or the new one,
+never a part. A killed build leaves an unpublished folder that the next build removes; the staging
+tables it may have half-updated are rebuilt idempotently (``delete+insert`` on their keys).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
 
 from dbt.adapters.duckdb.plugins import BasePlugin
 
@@ -52,23 +62,69 @@ class _NodeProgress:
             self.bar.close()
 
 
+MARTS_ENV = "SHOPLOOP_MARTS_BUILD"
+
+
+def _builds(settings: Settings) -> Path:
+    return settings.home / "marts.d"
+
+
+def _new_build(settings: Settings) -> Path:
+    """An empty folder for this build's marts, named so that builds sort by start time."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    out = _builds(settings) / f"{stamp}-{os.getpid()}"
+    out.mkdir(parents=True)
+    return out
+
+
+def _publish(settings: Settings, built: Path) -> None:
+    """Point ``marts`` at a complete build in one rename, then remove the builds older than the one it
+    replaced (that one stays: a reader may still hold its files, and DuckDB's views name them)."""
+    marts, builds = settings.marts, _builds(settings)
+    for path in built.iterdir():  # the files' bytes reach the disk before the switch makes them the marts
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+    previous = marts.resolve() if marts.is_symlink() else None
+    if marts.exists() and not marts.is_symlink():  # a home from before builds were published
+        os.replace(marts, builds / "legacy")
+    swap = marts.with_name(".marts.swap")
+    swap.unlink(missing_ok=True)
+    os.symlink(built.relative_to(settings.home), swap)
+    os.replace(swap, marts)
+    directory = os.open(settings.home, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    for old in builds.iterdir():
+        # older than this build and not the one just replaced: killed builds and superseded ones
+        if old.name < built.name and old != previous:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def run_dbt(settings: Settings, *args: str) -> dict[str, int]:
     """Run one dbt command (``build``, ``test``...) against this home's warehouse; raise on failure.
     Returns the data tests that warned (the project's data tests are warnings: a rule broken by
     landed or derived data never stops the loop) with the number of rows each found."""
     from dbt.cli.main import dbtRunner
 
-    settings.marts.mkdir(parents=True, exist_ok=True)
+    writes = args[0] in ("build", "run")
+    out = _new_build(settings) if writes else settings.marts.resolve()
     target_dir = settings.home / "dbt" / "target"
     # Progress lines go to the log file; the console gets warnings and failures only.
     cli = [*args, "--log-level", "warn", "--log-level-file", "info", "--project-dir", str(settings.dbt_dir), "--profiles-dir", str(settings.dbt_dir),
            "--target-path", str(target_dir), "--log-path", str(settings.home / "dbt" / "logs")]
     progress = _NodeProgress(f"dbt {args[0]}")
     with _tool_env(settings):
+        os.environ[MARTS_ENV] = str(out)  # the profile's external_root
         try:
             result = dbtRunner(callbacks=[progress]).invoke(cli)
         finally:
             progress.close()
+    if writes and result.success:
+        _publish(settings, out)
+    elif writes:
+        shutil.rmtree(out, ignore_errors=True)  # the marts that serve stay the last complete build's
     if not result.success:
         failed = [f"{r.node.name} ({r.status})" for r in getattr(result.result, "results", [])
                   if str(r.status) in ("error", "fail")]

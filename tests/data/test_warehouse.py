@@ -248,3 +248,117 @@ def test_counters_mart_holds_what_the_service_counts_live(built):
     columns = ["impressions_24h", "clicks_24h", "purchases_24h"]
     assert len(expected) >= 20 and expected["impressions_24h"].sum() > 0
     pd.testing.assert_frame_equal(got[columns], expected[columns], check_dtype=False)
+
+
+# --- kill -9 mid-write: dbt and materialisation ------------------------------------------------------
+@pytest.fixture(scope="module")
+def own_shop(tmp_path_factory, shop_env):
+    """A small shop of its own (simulated, built, features materialised), so killing its steps cannot
+    disturb the shared one; returns the CLI and the environment that runs a step on it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "SHOPLOOP_HOME": str(tmp_path_factory.mktemp("killed-home"))}
+    cli = str(Path(sys.executable).with_name("shoploop"))
+    for step in ("simulate", "transform", "features"):
+        subprocess.run([cli, step, "--run-date", "2026-11-29"], check=True, capture_output=True, env=env, timeout=600)
+    return cli, env
+
+
+def _kill_midway(command: list[str], env: dict, seconds: float) -> None:
+    """Start a step in a process group of its own and kill -9 the whole group after ``seconds``."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    time.sleep(seconds)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:  # it finished first
+        pass
+    process.wait()
+
+
+def _marts_digest(marts) -> dict[str, tuple[int, int]]:
+    """Rows and a content hash of each mart, floats to 9 digits (DuckDB sums in no fixed order)."""
+    out = {}
+    for path in sorted(marts.glob("*.parquet")):
+        frame = pd.read_parquet(path)  # a half-written parquet file fails here (no footer)
+        floats = frame.select_dtypes("float").columns
+        frame[floats] = frame[floats].round(9)
+        frame = frame.astype(str).sort_values(list(frame.columns)).reset_index(drop=True)
+        out[path.name] = (len(frame), int(pd.util.hash_pandas_object(frame, index=False).sum()))
+    return out
+
+
+def test_a_dbt_build_killed_midway_leaves_the_last_complete_marts_and_a_rerun_gives_the_same(own_shop):
+    # given a complete build, timed / when a rebuild of the same date is killed with -9 at several points
+    # of its run / then the marts read are always the last complete build's, every file whole, and a
+    # re-run for the date gives the same marts
+    import subprocess
+    import time
+    from pathlib import Path
+
+    cli, env = own_shop
+    marts = Path(env["SHOPLOOP_HOME"]) / "marts"
+    command = [cli, "transform", "--run-date", "2026-11-29"]
+    started = time.monotonic()
+    subprocess.run(command, check=True, capture_output=True, env=env, timeout=600)
+    full = time.monotonic() - started
+    reference, published = _marts_digest(marts), marts.resolve()
+    assert len(reference) >= 9
+    for share in (0.3, 0.6, 0.9):
+        _kill_midway(command, env, full * share)
+        # the last complete build (or, where the kill came after the switch, the build that completed)
+        assert _marts_digest(marts) == reference, share
+        published = marts.resolve()
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert marts.resolve() != published and _marts_digest(marts) == reference
+    # the killed builds' folders are gone; the build before the one published stays for its readers
+    assert {p.name for p in (marts.parent / "marts.d").iterdir()} == {marts.resolve().name, published.name}
+
+
+def test_a_materialisation_killed_midway_is_whole_after_a_rerun(own_shop):
+    # given the online store as one materialisation left it / when a materialisation is killed with -9
+    # midway / then every row read is a whole row, and a re-run gives exactly the values of a clean run
+    import os
+    import subprocess
+    import time
+
+    from shoploop import features
+    from shoploop.settings import Settings
+
+    cli, env = own_shop
+    command = [cli, "features", "--run-date", "2026-11-29"]
+
+    def online() -> pd.DataFrame:
+        saved = dict(os.environ)
+        os.environ.update({"SHOPLOOP_HOME": env["SHOPLOOP_HOME"]})
+        try:
+            settings = Settings()
+            items = pd.read_parquet(settings.marts / "item_text.parquet")["item_id"].dropna().tolist()
+            store = features.store(settings)
+            rows = store.get_online_features(features=store.get_feature_service(settings.feature_service),
+                                             entity_rows=[{"item_id": i} for i in items]).to_dict()
+            return pd.DataFrame(rows).sort_values("item_id").reset_index(drop=True)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    started = time.monotonic()
+    subprocess.run(command, check=True, capture_output=True, env=env, timeout=600)
+    full = time.monotonic() - started
+    reference = online()
+    assert reference["log_price"].notna().mean() > 0.9
+    for share in (0.5, 0.85):
+        _kill_midway(command, env, full * share)
+        # the same date's values, old or rewritten: whatever a reader gets is a whole row as a clean run left it
+        pd.testing.assert_frame_equal(online(), reference)
+    subprocess.run(command, check=True, capture_output=True, env=env, timeout=600)
+    pd.testing.assert_frame_equal(online(), reference)
