@@ -224,7 +224,9 @@ def _plain_400(body: bytes) -> dict:
 storefront = Starlette(routes=[Route("/", lambda request: HTMLResponse(STOREFRONT.read_text()))])
 
 
-@bentoml.service(resources={"cpu": "2"}, traffic={"timeout": 30}, workers=1)
+# threads: requests a worker serves at once (BentoML's default is one): waits on the online store and
+# on the event log's fsync overlap, and concurrent /feedback batches share one commit.
+@bentoml.service(resources={"cpu": "2"}, traffic={"timeout": 30}, workers=1, threads=8)
 @bentoml.asgi_app(storefront, path="/shop")
 class Shoploop:
     def __init__(self) -> None:
@@ -232,6 +234,7 @@ class Shoploop:
         self.store = features.store(self.settings)
         self.user_lookup = features.online_user_lookup(self.store, self.store.get_feature_service("recommender_v1"))
         # Real-time counters: rebuilt from the durable event log, then kept current by /feedback.
+        self.log = stream.EventLog(self.settings)  # group commit: concurrent batches share a write and its fsync
         self.counters = counters.from_log(self.settings)
         counters.push(self.store, self.counters, self.counters.items())
         self._load_champion()
@@ -286,7 +289,7 @@ class Shoploop:
     def feedback(self, events: list[Event]) -> FeedbackAck:
         """Shopper events, appended durably to the event log before the answer; the items' real-time
         counters are pushed to the online store, so the next ranking sees them."""
-        written = stream.record_events(self.settings, [e.model_dump() for e in events])
+        written = self.log.record([e.model_dump() for e in events])
         try:
             counters.push(self.store, self.counters, self.counters.add(written))
         except Exception:  # the events are durable: a restart rebuilds the counters from the log

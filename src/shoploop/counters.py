@@ -128,10 +128,12 @@ def from_log(settings: Settings, now: datetime | None = None) -> LiveCounters:
     for day in (now.date() - timedelta(days=1), now.date()):
         folder = landing.partition_dir(settings.landing, "events", day)
         for path in sorted(folder.glob("*.parquet")) if folder.exists() else []:
-            frame = pd.read_parquet(path, columns=["session_id", "item_id", "event_type", "surface", "ts"])
+            frame = pd.read_parquet(path, columns=["event_id", "session_id", "item_id", "event_type", "surface", "ts"])
             frames.append(frame[frame["ts"] > now - timedelta(hours=WINDOW_HOURS)])
     if frames:
-        counters.add(pd.concat(frames, ignore_index=True).sort_values("ts", kind="stable"))
+        # an event in two files (a compaction cut short, a client's retry) counts once
+        events = pd.concat(frames, ignore_index=True).drop_duplicates("event_id")
+        counters.add(events.sort_values("ts", kind="stable"))
     return counters
 
 

@@ -49,16 +49,21 @@ def land(settings: Settings, run_date: date, policy: str = "auto") -> dict:
 
 
 def transform(settings: Settings, run_date: date, full_refresh: bool = False) -> dict:
+    """Compact the live event log's small files (the service writes one per commit), then dbt build."""
+    from shoploop.stream import compact_recent
     from shoploop.warehouse import transform as run
 
-    return run(settings, full_refresh=full_refresh)
+    compacted = [c for c in compact_recent(settings) if c["compacted"]]
+    result = run(settings, full_refresh=full_refresh)
+    return {**result, "compacted": compacted}
 
 
 def describe_transform(result: dict) -> str:
     """One line: the build passed, with the data tests that warned and the rows quarantined."""
     warned = ", ".join(f"{name} ({n})" for name, n in result["warnings"].items())
     kept_out = sum(result["quarantined"].values())
-    return ("dbt build passed" + (f"; data tests warned: {warned}" if warned else "")
+    merged = "".join(f"; {c['files']} event files of {c['day']} compacted into one" for c in result.get("compacted", []))
+    return ("dbt build passed" + merged + (f"; data tests warned: {warned}" if warned else "")
             + (f"; {kept_out} rows quarantined (the quarantine mart has each reason)" if kept_out else ""))
 
 

@@ -1,24 +1,37 @@
 """The event stream, embedded default: a durable append-only log in the landing zone.
 
-Every accepted batch becomes one fsynced parquet file in today's ``events`` partition before the
-request is answered, so an acknowledged event survives a crash or restart. Duplicate deliveries
-are harmless: staging deduplicates on ``event_id``.
+Every accepted batch is in an fsynced parquet file of today's ``events`` partition before the
+request is answered, so an acknowledged event survives a crash or restart. ``EventLog`` commits in
+groups: the batches of requests that arrive while a write is in progress wait for the next one and
+share its file and its fsync (still durable before each acknowledgement), so concurrent clients cost
+one fsync per group, not per request, and the partition holds one file per group. ``compact`` merges
+a partition's small files into one. Duplicate deliveries are harmless: staging deduplicates on
+``event_id``, and so do the live counters when they rebuild from the log.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from shoploop.data import landing
 from shoploop.privacy import scrub
 from shoploop.settings import Settings
 
+# A partition holding at least this many files is compacted (fewer: not worth a rewrite).
+COMPACT_FROM_FILES = 32
 
-def record_events(settings: Settings, events: list[dict]) -> pd.DataFrame:
-    """Append events (contract fields; event_id and ts filled when absent); returns them as written."""
+
+def as_rows(events: list[dict]) -> pd.DataFrame:
+    """Events (contract fields; event_id and ts filled when absent, query text scrubbed) as the log
+    stores them."""
     if not events:
         return pd.DataFrame(columns=list(landing.CONTRACT["events"]))
     now = datetime.now(timezone.utc).replace(tzinfo=None)
@@ -30,7 +43,93 @@ def record_events(settings: Settings, events: list[dict]) -> pd.DataFrame:
                      if row["ts"] is not None and row["ts"].tzinfo else row["ts"] or now)
         row["query_text"] = scrub(row["query_text"])
         rows.append(row)
-    frame = pd.DataFrame(rows)
-    # Partitioned by arrival day: a late event lands today, where an incremental build looks.
-    landing.append(settings.landing, "events", now.date(), frame, prefix="feedback")
+    return pd.DataFrame(rows)
+
+
+def record_events(settings: Settings, events: list[dict]) -> pd.DataFrame:
+    """Append events in a file of their own (one request, no group); returns them as written."""
+    frame = as_rows(events)
+    if len(frame):
+        # Partitioned by arrival day: a late event lands today, where an incremental build looks.
+        landing.append(settings.landing, "events", _today(), frame, prefix="feedback")
     return frame
+
+
+def _today() -> date:
+    return datetime.now(timezone.utc).date()
+
+
+class EventLog:
+    """Group commit over the landing zone's event log (one per service worker)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._pending: list[tuple[pd.DataFrame, threading.Event, list]] = []
+        self._wake = threading.Condition()
+        self.groups = self.batches = 0  # commits, and the request batches they carried
+        threading.Thread(target=self._commit_forever, name="event-log-commit", daemon=True).start()
+
+    def record(self, events: list[dict]) -> pd.DataFrame:
+        """Append events; returns once they are durable (raises if the write failed: not acknowledged)."""
+        frame = as_rows(events)
+        if not len(frame):
+            return frame
+        done, outcome = threading.Event(), []
+        with self._wake:
+            self._pending.append((frame, done, outcome))
+            self._wake.notify()
+        done.wait()
+        if outcome and outcome[0] is not None:
+            raise outcome[0]
+        return frame
+
+    def _commit_forever(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending:
+                    self._wake.wait()
+                group, self._pending = self._pending, []
+            error = None
+            try:
+                landing.append(self.settings.landing, "events", _today(),
+                               pd.concat([frame for frame, _, _ in group], ignore_index=True), prefix="feedback")
+                self.groups, self.batches = self.groups + 1, self.batches + len(group)
+            except Exception as failure:  # every request of the group hears of it: none is acknowledged
+                error = failure
+            for _, done, outcome in group:
+                outcome.append(error)
+                done.set()
+
+
+def compact(settings: Settings, day: date, min_files: int = COMPACT_FROM_FILES) -> dict:
+    """Merge the small files of one day's event partition into one file. Crash-safe in every order:
+    the merged file is durable under its final name before any source is removed, and an event that is
+    briefly in both counts once (staging and the counters deduplicate on ``event_id``). Files a writer
+    adds meanwhile are not touched."""
+    folder = landing.partition_dir(settings.landing, "events", day)
+    files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(".")) if folder.exists() else []
+    if len(files) < min_files:
+        return {"day": str(day), "files": len(files), "compacted": 0}
+    table = pa.concat_tables([pq.read_table(p) for p in files], promote_options="default")
+    frame = table.to_pandas().drop_duplicates("event_id", keep="first")
+    target = folder / f"compacted-{uuid.uuid4().hex}.parquet"
+    landing._write_durably(landing.to_table("events", frame), target)
+    for path in files:
+        path.unlink()
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return {"day": str(day), "files": len(files), "compacted": len(files), "events": len(frame), "into": target.name}
+
+
+def compact_recent(settings: Settings, days: int = 2) -> list[dict]:
+    """Compact the event partitions of the last ``days`` arrival days (today included)."""
+    today = _today()
+    return [compact(settings, today - timedelta(days=n)) for n in range(days)]
+
+
+def partition_files(settings: Settings, day: date) -> list[Path]:
+    folder = landing.partition_dir(settings.landing, "events", day)
+    return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(".")) if folder.exists() else []

@@ -1,0 +1,172 @@
+"""Soak: /search and /feedback at a steady rate for ten minutes against the running service, with
+its memory and latency per minute, to show neither drifts.
+
+Each second the load sends ``--search-rate`` searches and ``--feedback-rate`` feedback batches (an
+impression of the slate's top items and a click on one, as a shop's page does), paced to the
+schedule, from 4 client threads of this process (a separate process from the service, on loopback).
+Every 10 s it reads the resident memory of every process of the service (tagged, children included).
+Stable means: after the first minute (warm-up: caches, allocator pools), resident memory grows by
+less than 10% and no minute's p99 is more than twice the second minute's; the verdict is printed and
+saved with the numbers. Run after `make demo`:
+``.venv/bin/python bench/soak.py [--minutes 10]``; saves bench/results/soak.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MEMORY_GROWTH_BOUND = 0.10
+P99_GROWTH_BOUND = 2.0
+
+
+def service_memory_mb(settings) -> float:
+    """Resident memory of every process carrying the service's tag (its parent, workers, children)."""
+    import psutil
+
+    from shoploop import processes
+
+    total = 0
+    for process in processes.tagged(settings, "service"):
+        try:
+            total += process.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return total / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--search-rate", type=float, default=20, help="searches per second")
+    parser.add_argument("--feedback-rate", type=float, default=10, help="feedback batches per second")
+    args = parser.parse_args()
+
+    import httpx
+
+    from serving import queries  # bench/serving.py: the shop's own query texts
+
+    from shoploop import processes
+    from shoploop.settings import get_settings
+
+    settings = get_settings()
+    url = f"http://{settings.host}:{settings.service_port}"
+    if not processes.answers(f"{url}/readyz"):
+        raise SystemExit(f"soak: no service answers at {url}: run `make demo` (or `shoploop deploy`) first")
+    texts = queries(settings)
+    duration = args.minutes * 60
+    latencies: dict[str, list[tuple[float, float]]] = {"search": [], "feedback": []}
+    errors: dict[str, int] = {"search": 0, "feedback": 0}
+    memory: list[tuple[float, float]] = []
+    lock = threading.Lock()
+    local = threading.local()
+    slates: list[tuple[str, list[str]]] = []
+
+    def client() -> httpx.Client:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(timeout=30)
+        return local.client
+
+    def search(i: int, at: float) -> None:
+        text = texts[i % len(texts)]
+        t = time.perf_counter()
+        response = client().post(f"{url}/search", json={"query": text, "k": 10})
+        took = time.perf_counter() - t
+        with lock:
+            if response.status_code == 200:
+                latencies["search"].append((at, took))
+                slates.append((text, [h["item_id"] for h in response.json()["items"]]))
+                del slates[:-100]
+            else:
+                errors["search"] += 1
+
+    def feedback(i: int, at: float) -> None:
+        with lock:
+            text, items = slates[i % len(slates)] if slates else ("", [])
+        if not items:
+            return
+        session = f"soak-{uuid.uuid4().hex[:12]}"
+        events = [{"session_id": session, "event_type": "impression", "item_id": item, "position": p + 1,
+                   "query_text": text} for p, item in enumerate(items[:5])]
+        events.append({"session_id": session, "event_type": "click", "item_id": items[i % min(5, len(items))],
+                       "position": i % min(5, len(items)) + 1, "query_text": text})
+        t = time.perf_counter()
+        response = client().post(f"{url}/feedback", json={"events": events})
+        took = time.perf_counter() - t
+        with lock:
+            if response.status_code == 200:
+                latencies["feedback"].append((at, took))
+            else:
+                errors["feedback"] += 1
+
+    # One schedule: each request has its start time; threads send it then (a steady, not a closed-loop, rate).
+    schedule = sorted([(n / args.search_rate, "search", n) for n in range(int(duration * args.search_rate))] +
+                      [(n / args.feedback_rate + 0.013, "feedback", n) for n in range(int(duration * args.feedback_rate))])
+    print(f"soak: {args.search_rate:g} searches/s and {args.feedback_rate:g} feedback batches/s for "
+          f"{args.minutes:g} min against {url}", flush=True)
+    started = time.monotonic()
+
+    def sample_memory() -> None:
+        while time.monotonic() - started < duration + 1:
+            memory.append((time.monotonic() - started, service_memory_mb(settings)))
+            time.sleep(10)
+
+    threading.Thread(target=sample_memory, daemon=True).start()
+    with ThreadPoolExecutor(4) as pool:
+        for at, kind, n in schedule:
+            delay = at - (time.monotonic() - started)
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(search if kind == "search" else feedback, n, at)
+            if n and kind == "search" and n % int(60 * args.search_rate) == 0:
+                print(f"  minute {at / 60:.0f} of {args.minutes:g}: memory {memory[-1][1]:.0f} MB", flush=True)
+
+    minutes = []
+    for m in range(int(np.ceil(args.minutes))):
+        row = {"minute": m + 1}
+        for kind, samples in latencies.items():
+            ms = [took * 1000 for at, took in samples if m * 60 <= at < (m + 1) * 60]
+            row[f"{kind}_n"] = len(ms)
+            row[f"{kind}_p50_ms"] = round(float(np.percentile(ms, 50)), 2) if ms else None
+            row[f"{kind}_p99_ms"] = round(float(np.percentile(ms, 99)), 2) if ms else None
+        mem = [mb for at, mb in memory if m * 60 <= at < (m + 1) * 60]
+        row["memory_mb"] = round(max(mem), 1) if mem else None
+        minutes.append(row)
+
+    after_warmup = [mb for at, mb in memory if at >= 60]
+    growth = (after_warmup[-1] - after_warmup[0]) / after_warmup[0] if len(after_warmup) > 1 else None
+    p99s = [r["search_p99_ms"] for r in minutes[1:] if r["search_p99_ms"] is not None]
+    p99_ratio = max(p99s) / p99s[0] if p99s else None
+    stable = (growth is not None and growth < MEMORY_GROWTH_BOUND and p99_ratio is not None
+              and p99_ratio <= P99_GROWTH_BOUND and not any(errors.values()))
+    result = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores", "minutes": args.minutes,
+              "search_rate": args.search_rate, "feedback_rate": args.feedback_rate, "errors": errors,
+              "memory_growth_after_warmup": round(growth, 4) if growth is not None else None,
+              "search_p99_worst_over_minute_2": round(p99_ratio, 2) if p99_ratio else None,
+              "bounds": {"memory_growth": MEMORY_GROWTH_BOUND, "p99_ratio": P99_GROWTH_BOUND},
+              "stable": stable, "per_minute": minutes}
+    print(f"\n{'minute':>6}{'search p50':>12}{'search p99':>12}{'feedback p50':>14}{'feedback p99':>14}{'memory MB':>11}")
+    for r in minutes:
+        print(f"{r['minute']:>6}{r['search_p50_ms']!s:>12}{r['search_p99_ms']!s:>12}{r['feedback_p50_ms']!s:>14}"
+              f"{r['feedback_p99_ms']!s:>14}{r['memory_mb']!s:>11}")
+    print(f"\nerrors {errors}; memory growth after the first minute {result['memory_growth_after_warmup']} "
+          f"(bound {MEMORY_GROWTH_BOUND}); worst minute's search p99 / minute 2's {result['search_p99_worst_over_minute_2']} "
+          f"(bound {P99_GROWTH_BOUND}): {'stable' if stable else 'NOT stable'}")
+    out = ROOT / "bench" / "results" / "soak.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"saved {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The embedded event log: group commit (durable before the acknowledgement, one write per group) and
+compaction of small files (nothing lost, nothing counted twice, whatever the order of a crash)."""
+
+import shutil
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+
+from shoploop import counters, stream
+from shoploop.data import landing
+from shoploop.settings import Settings
+
+
+def _event(i: int, kind: str = "impression", session: str | None = None) -> dict:
+    return {"event_id": f"e{i}", "session_id": session or f"s{i}", "event_type": kind, "item_id": f"i{i % 7}",
+            "surface": "search", "position": 1}
+
+
+def _today() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def test_concurrent_batches_share_commits_and_every_acknowledged_event_is_in_the_log(tmp_path):
+    # given 60 clients sending at once / when each hears back / then its event is in the log once, and
+    # the log wrote fewer files than it got batches (the batches that arrived during a write shared the next)
+    settings = Settings(home=tmp_path)
+    log = stream.EventLog(settings)
+    start, acknowledged = threading.Barrier(60), []
+
+    def client(i: int) -> None:
+        start.wait()
+        acknowledged.extend(log.record([_event(i)])["event_id"])
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(60)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    files = stream.partition_files(settings, _today().date())
+    logged = landing.read_table(settings.landing, "events")["event_id"]
+    assert sorted(acknowledged) == sorted(logged) and len(logged) == 60 and logged.is_unique
+    assert log.batches == 60 and log.groups == len(files) < 60
+
+
+def test_a_failed_commit_acknowledges_nothing_and_the_log_goes_on(tmp_path, monkeypatch):
+    settings = Settings(home=tmp_path)
+    log = stream.EventLog(settings)
+    real = landing.append
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(landing, "append", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        log.record([_event(1)])
+    monkeypatch.setattr(landing, "append", real)
+    assert log.record([_event(2)])["event_id"].tolist() == ["e2"]
+    assert landing.read_table(settings.landing, "events")["event_id"].tolist() == ["e2"]
+
+
+def test_compaction_merges_small_files_and_an_interrupted_one_counts_nothing_twice(tmp_path):
+    # given 40 one-request files (a session's impression and, later, its click) / when they are compacted
+    # / then one file holds every event once; and if a crash had left a source file beside the merged one,
+    # the counters rebuilt from the log are the same
+    settings = Settings(home=tmp_path)
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    for i in range(20):
+        stream.record_events(settings, [_event(i)])
+        stream.record_events(settings, [_event(100 + i, "click", session=f"s{i}") | {"item_id": f"i{i % 7}"}])
+    day = _today().date()
+    sources = stream.partition_files(settings, day)
+    kept = tmp_path / "kept.parquet"
+    shutil.copy(sources[0], kept)
+    before = counters.from_log(settings, now + timedelta(minutes=1)).values([f"i{k}" for k in range(7)], now)
+
+    result = stream.compact(settings, day)
+
+    files = stream.partition_files(settings, day)
+    events = landing.read_table(settings.landing, "events")
+    assert result["compacted"] == 40 and len(files) == 1 and files[0].name.startswith("compacted-")
+    assert len(events) == 40 and events["event_id"].is_unique
+    shutil.copy(kept, sources[0])  # the crash: a source not yet removed when the process died
+    after = counters.from_log(settings, now + timedelta(minutes=1)).values([f"i{k}" for k in range(7)], now)
+    pd.testing.assert_frame_equal(before.drop(columns="event_timestamp"), after.drop(columns="event_timestamp"))
+    assert stream.compact(settings, day, min_files=2)["compacted"] == 2  # and the next compaction takes it back in
+    assert len(landing.read_table(settings.landing, "events")) == 40
+
+
+def test_a_partition_with_few_files_is_left_alone(tmp_path):
+    settings = Settings(home=tmp_path)
+    stream.record_events(settings, [_event(1)])
+    assert stream.compact(settings, _today().date())["compacted"] == 0
