@@ -83,6 +83,10 @@ def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
             out.append(("Serving over HTTP", "/search on loopback, one worker",
                         f"1 client p50 {http['1 client']['p50_ms']} ms; 4 clients {four.get('requests_per_s')} req/s, "
                         f"p99 {four.get('p99_ms')} ms"))
+        feedback = serving.get("feedback", {})
+        if feedback:
+            out.append(("Feedback intake", "/feedback, 8 clients, each event fsynced before its acknowledgement",
+                        "; ".join(f"{name}: **{row['events_per_s']:,} events/s**" for name, row in feedback.items())))
     else:
         missing.append("bench/serving.py (after `make demo`)")
     recommend = _load("recommend_quality")

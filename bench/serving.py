@@ -7,7 +7,8 @@ In process (the champion and the online store of a built home):
   - ``held + counters``: the snapshot features held in the worker, only the real-time counters read
     per request in one round trip (features.ServedItemFeatures, what the service does now).
 Over HTTP (when the service answers): /search one request at a time, then from 4 and 16 concurrent
-clients (threads of this process: a separate process from the service, on loopback).
+clients (threads of this process: a separate process from the service, on loopback); /feedback's
+durable events per second from 8 clients, one and ten events a request.
 
 Run after `make demo` (or on any home with a champion): ``.venv/bin/python bench/serving.py``.
 Prints a table and saves bench/results/serving.json.
@@ -107,6 +108,37 @@ def over_http(url: str, texts: list[str], requests: int) -> dict:
     return out
 
 
+def feedback_rate(url: str, requests: int) -> dict:
+    """Events accepted durably per second by /feedback, one event and ten events a request, from 8
+    concurrent clients (each request is acknowledged only once its events are fsynced)."""
+    import uuid
+
+    import httpx
+
+    out = {}
+    for per_request in (1, 10):
+        pool = [httpx.Client(timeout=30) for _ in range(8)]
+
+        def one(i: int) -> int:
+            session = f"bench-{uuid.uuid4().hex[:10]}"
+            events = [{"session_id": session, "event_type": "view", "item_id": f"bench-{i}-{j}", "surface": "recommend"}
+                      for j in range(per_request)]
+            response = pool[i % 8].post(f"{url}/feedback", json={"events": events})
+            response.raise_for_status()
+            return response.json()["accepted"]
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(8) as executor:
+            accepted = sum(executor.map(one, range(requests)))
+        wall = time.perf_counter() - started
+        for c in pool:
+            c.close()
+        out[f"{per_request} event{'s' if per_request > 1 else ''} a request"] = {
+            "requests": requests, "events": accepted, "events_per_s": round(accepted / wall), "seconds": round(wall, 1)}
+        print(f"  /feedback, {per_request} per request, 8 clients: {accepted / wall:.0f} events/s", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=300, help="requests per in-process measurement")
@@ -128,6 +160,7 @@ def main() -> None:
     url = f"http://{settings.host}:{settings.service_port}"
     if processes.answers(f"{url}/readyz"):
         result["http"] = over_http(url, texts, args.requests)
+        result["feedback"] = feedback_rate(url, args.requests)
     else:
         result["http"] = {"skipped": f"no service answers at {url} (start one with `shoploop deploy`)"}
 
@@ -139,6 +172,10 @@ def main() -> None:
         print(f"\n{'/search over HTTP':<28}{'p50':>12}{'p99':>12}{'req/s':>12}")
         for name, row in result["http"].items():
             print(f"{name:<28}{row['p50_ms']:>12}{row['p99_ms']:>12}{row['requests_per_s']:>12}")
+    if "feedback" in result:
+        print(f"\n{'/feedback (8 clients)':<28}{'events/s':>12}")
+        for name, row in result["feedback"].items():
+            print(f"{name:<28}{row['events_per_s']:>12}")
     out = ROOT / "bench" / "results" / "serving.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"\nsaved {out.relative_to(ROOT)}")

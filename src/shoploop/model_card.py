@@ -57,6 +57,16 @@ def write(path: Path, tag: str, promoted: bool, reason: str, metrics: dict, trai
             [[t, v["n_queries"], v.get("model"), v.get("bm25"), v.get("bm25_spelling_corrected"), v.get("dense_zero_shot")]
              for t, v in metrics["by_query_type"].items()],
             ["query type", "queries", "model", "BM25", "BM25, spelling corrected", "zero-shot MiniLM"]))
+    ips = metrics.get("counterfactual", {})
+    if "model" in ips:
+        rows = [[name, ips[name]["clicks_per_search"], ips[name]["ci95"], ips[name]["logged_slot_share"]]
+                for name in ("model", "champion") if name in ips]
+        sections.append(f"### Counterfactual clicks per search on {ips['model']['queries']} held-out logged queries\n"
+                        + _table(rows + [["the logging ranker's own slates", ips["logged"]["clicks_per_search"],
+                                          ips["logged"]["ci95"], ips["logged"]["logged_slot_share"]]],
+                                 ["ranking", "clicks per search (IPS)", "95% interval", "slots with logged evidence"])
+                        + "\n\nFrom the logged impressions under the position-based click model "
+                          "(shoploop.counterfactual): a slot with no logged evidence counts no click.")
     rec = metrics.get("recommend", {})
     if "served" in rec:
         systems = [name for name in ("served", "sasrec", "cooccurrence", "taste_vector", "popularity") if name in rec]

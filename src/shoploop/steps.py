@@ -214,8 +214,32 @@ def evaluate(settings: Settings, run_date: date) -> dict:
         bundle = registry.load_version(settings, current["tag"])
         rival = SearchEngine(bundle, bundle.text_encoder(), engine.item_features)
         metrics["champion"] = {"tag": current["tag"], "model": model_ndcg(rival, judgments, complete=complete)}
+    metrics["counterfactual"] = counterfactual(data.logs, engine, rival if current and metrics["n_queries"] else None)
     save_metrics(metrics, out / "metrics.json")
     return metrics
+
+
+def counterfactual(logs, engine, champion=None) -> dict:
+    """Clicks per search the version (and the champion) would get on the held-out queries' logged
+    impressions (shoploop.counterfactual), beside what the logging ranker got: the gate's record shows
+    it next to the offline nDCG."""
+    from shoploop.counterfactual import expected_clicks, logged_clicks
+    from shoploop.evaluate import is_heldout
+    from shoploop.models.bias import estimate_propensities
+
+    held = logs[logs["query_id"].map(is_heldout)] if len(logs) else logs
+    if not len(held):
+        return {"skipped": "no logged search impressions on held-out queries"}
+    propensities = estimate_propensities(logs)
+
+    def ranking(of):
+        return lambda text: [of.item_ids[r] for r in of.search_rows(text, 10)[0]]
+
+    out = {"logged": logged_clicks(held, propensities), "model": expected_clicks(held, ranking(engine), propensities),
+           "examination_by_position": [round(float(p), 3) for p in propensities]}
+    if champion is not None:
+        out["champion"] = expected_clicks(held, ranking(champion), propensities)
+    return out
 
 
 def register(settings: Settings, run_date: date) -> dict:

@@ -173,6 +173,34 @@ def test_search_filters_pages_and_more_like_this_over_http(served):
 
 
 @pytest.mark.slow
+def test_concurrent_feedback_shares_commits_and_loses_nothing(built, served):
+    # given 48 clients posting at once / when each is acknowledged / then every acknowledged event is in
+    # the log once, in fewer new files than requests (the batches that waited for a write shared the next)
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import datetime, timezone
+
+    from shoploop import stream
+    from shoploop.data import landing
+
+    settings = built["settings"]
+    day = datetime.now(timezone.utc).date()
+    before = set(stream.partition_files(settings, day))
+
+    def post(i: int) -> list[str]:
+        event = {"session_id": f"t-group-{i}", "event_type": "view", "item_id": "i000001", "surface": "recommend"}
+        response = httpx.post(served + "/feedback", json={"events": [event]}, timeout=60)
+        assert response.status_code == 200, response.text
+        return response.json()["event_ids"]
+
+    with ThreadPoolExecutor(48) as pool:
+        acknowledged = [i for ids in pool.map(post, range(48)) for i in ids]
+    new_files = set(stream.partition_files(settings, day)) - before
+    logged = landing.read_table(settings.landing, "events")
+    assert logged["event_id"].isin(acknowledged).sum() == 48
+    assert 0 < len(new_files) < 48
+
+
+@pytest.mark.slow
 def test_feedback_is_durable_across_a_restart(built, served):
     from shoploop import processes, steps
     from shoploop.data import landing
