@@ -226,17 +226,21 @@ storefront = Starlette(routes=[Route("/", lambda request: HTMLResponse(STOREFRON
 
 # threads: requests a worker serves at once (BentoML's default is one): waits on the online store and
 # on the event log's fsync overlap, and concurrent /feedback batches share one commit.
-@bentoml.service(resources={"cpu": "2"}, traffic={"timeout": 30}, workers=1, threads=8)
+# workers: processes, each with the model (SHOPLOOP_SERVICE_WORKERS; they share the counters through the
+# online store and the event log through the landing zone).
+@bentoml.service(resources={"cpu": "2"}, traffic={"timeout": 30}, workers=get_settings().service_workers, threads=8)
 @bentoml.asgi_app(storefront, path="/shop")
 class Shoploop:
     def __init__(self) -> None:
         self.settings = get_settings()
         self.store = features.store(self.settings)
         self.user_lookup = features.online_user_lookup(self.store, self.store.get_feature_service("recommender_v1"))
-        # Real-time counters: rebuilt from the durable event log, then kept current by /feedback.
         self.log = stream.EventLog(self.settings)  # group commit: concurrent batches share a write and its fsync
-        self.counters = counters.from_log(self.settings)
-        counters.push(self.store, self.counters, self.counters.items())
+        # Real-time counters: one consumer of the event log for the whole service (the first worker;
+        # None: the class instantiated outside a server) counts what every worker commits and pushes
+        # the counts to the online store, where every worker reads them per request.
+        if bentoml.server_context.worker_index in (None, 1):
+            self.feeder = counters.Feeder(self.settings, self.store).start()
         self._load_champion()
         threading.Thread(target=self._follow_materialisations, name="feature-refresh", daemon=True).start()
 
@@ -287,13 +291,10 @@ class Shoploop:
 
     @bentoml.api(input_spec=FeedbackRequest)
     def feedback(self, events: list[Event]) -> FeedbackAck:
-        """Shopper events, appended durably to the event log before the answer; the items' real-time
-        counters are pushed to the online store, so the next ranking sees them."""
+        """Shopper events, appended durably to the event log before the answer; the counters' feeder
+        reads them from the log and the items' real-time counters reach the online store within a
+        fraction of a second."""
         written = self.log.record([e.model_dump() for e in events])
-        try:
-            counters.push(self.store, self.counters, self.counters.add(written))
-        except Exception:  # the events are durable: a restart rebuilds the counters from the log
-            logger.exception("pushing real-time counters to the online store failed")
         return FeedbackAck(accepted=len(written), event_ids=written["event_id"].tolist())
 
     @bentoml.api(route="/admin/reload")

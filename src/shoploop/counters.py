@@ -1,23 +1,28 @@
 """Real-time item counters: each item's search impressions, clicks and purchases of the trailing 24
-hours, kept by the service from the feedback it accepts and pushed to Feast's online store
-(push source ``item_counters_push``) so the very next ranking reads them.
+hours, kept from the feedback the service accepts and pushed to Feast's online store (push source
+``item_counters_push``), where every worker and replica reads them per request.
 
-The durable event log is the source of truth: at start the counters are rebuilt from its last two
-days, so a restart loses nothing, and the ``item_counters`` mart (dbt) computes the same counts
-from the same log as the offline history that training sets are joined against. Counts are kept in
-hourly buckets; the window is the current hour and the 23 before it, so the counters just before
-the top of an hour equal the mart's snapshot at that hour. One service worker owns its
-counters (``workers=1`` in services/service.py); several workers would need a shared counter store.
+The durable event log is the source of truth, and the counters are one consumer of it (``Feeder``):
+the service's first worker tails the log (every file a worker commits, each read once), counts its
+events once by ``event_id`` and pushes the items touched, within a fraction of a second of their
+acknowledgement. However many workers accept feedback, one process counts, so the counts in the
+online store are the whole shop's. At start (or after a crash) the feeder rebuilds the counters from
+the log's last two days, so a restart loses nothing; and the ``item_counters`` mart (dbt) computes the
+same counts from the same log as the offline history that training sets are joined against. Counts are
+kept in hourly buckets; the window is the current hour and the 23 before it, so the counters just
+before the top of an hour equal the mart's snapshot at that hour.
 
 The counters follow the warehouse's attribution rules (``int_events_attributed``): a search click or
 purchase counts only when its session was shown the item, and a session's repeated clicks on one
 item count once, so a bot or a client that lost its impression logging cannot push CTR past 1.
-Unlike the mart, a click that arrives before its impression is not counted here.
+Unlike the mart, a click read before its impression (in an earlier poll) is not counted here.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 
@@ -146,3 +151,78 @@ def push(store, counters: LiveCounters, item_ids: set[str] | list[str], now: dat
         # Online only: the offline history is the item_counters mart, built from the same log.
         store.push(PUSH_SOURCE, frame, to=PushMode.ONLINE)
     return frame
+
+
+# How often the feeder looks for newly committed log files, and how long it remembers the event ids it
+# counted (a client that lost an acknowledgement and sends the same event again within it counts once).
+POLL_SECONDS = 0.1
+RETRY_WINDOW = timedelta(minutes=10)
+COLUMNS = ["event_id", "session_id", "item_id", "event_type", "surface", "ts"]
+logger = logging.getLogger("shoploop.counters")
+
+
+class Feeder:
+    """The one consumer of the event log that keeps the real-time counters in the online store."""
+
+    def __init__(self, settings: Settings, store) -> None:
+        self.settings, self.store = settings, store
+        self.counters = LiveCounters()
+        self.consumed: dict = {}  # arrival day -> names of the log files already counted
+        self.recent: dict[str, datetime] = {}  # event id -> when it was counted (RETRY_WINDOW)
+        self.pushed_at: datetime | None = None
+
+    def catch_up(self, now: datetime | None = None) -> set[str]:
+        """Count every log file of today's and yesterday's partitions not counted yet, each event once;
+        push the items touched. Returns them."""
+        from shoploop import stream
+
+        now = now or _now()
+        days = (now.date() - timedelta(days=1), now.date())
+        self.consumed = {day: self.consumed.get(day, set()) for day in days}
+        fresh = [(day, path) for day in days for path in stream.partition_files(self.settings, day)
+                 if path.name not in self.consumed[day]]
+        if not fresh:
+            return set()
+        frames = [pd.read_parquet(path, columns=COLUMNS) for _, path in fresh]
+        for day, path in fresh:
+            self.consumed[day].add(path.name)
+        events = pd.concat(frames, ignore_index=True).drop_duplicates("event_id")
+        events = events[~events["event_id"].isin(self.recent.keys()) & (events["ts"] > now - timedelta(hours=WINDOW_HOURS))]
+        for event_id in events["event_id"]:
+            self.recent[event_id] = now
+        if len(self.recent) > 100_000 or (self.pushed_at and self.pushed_at.minute != now.minute):
+            self.recent = {e: at for e, at in self.recent.items() if at > now - RETRY_WINDOW}
+        touched = self.counters.add(events.sort_values("ts", kind="stable"))  # impressions known before clicks
+        push(self.store, self.counters, touched, now)
+        self.pushed_at = now
+        return touched
+
+    def compact(self, day) -> dict | None:
+        """Merge the log files of a day the feeder has counted into one, and count that file as read."""
+        from shoploop import stream
+
+        counted = [p for p in stream.partition_files(self.settings, day) if p.name in self.consumed.get(day, set())]
+        if len(counted) < stream.COMPACT_FROM_FILES:
+            return None
+        result = stream.compact(self.settings, day, files=counted)
+        self.consumed[day] = (self.consumed[day] - {p.name for p in counted}) | {result["into"]}
+        return result
+
+    def run_forever(self) -> None:
+        """Poll the log, and once a minute compact what was counted; a failure is logged and retried."""
+        last_compaction = time.monotonic()
+        while True:
+            try:
+                self.catch_up()
+                if time.monotonic() - last_compaction > 60:
+                    last_compaction = time.monotonic()
+                    for day in list(self.consumed):
+                        self.compact(day)
+            except Exception:  # the events are durable: the next poll reads them again
+                logger.exception("counting the event log failed; retrying")
+            time.sleep(POLL_SECONDS)
+
+    def start(self) -> "Feeder":
+        self.catch_up()  # the whole window first: the service answers with counts, not zeros
+        threading.Thread(target=self.run_forever, name="counters-feeder", daemon=True).start()
+        return self

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     service_port: int = 3000
+    service_workers: int = 1  # service processes, each holding the model (bench/serving.py measures 1 and 2)
     airflow_port: int = 8080
     evidently_port: int = 8000
     model_name: str = "shoploop-ranker"

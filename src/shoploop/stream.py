@@ -5,7 +5,7 @@ request is answered, so an acknowledged event survives a crash or restart. ``Eve
 groups: the batches of requests that arrive while a write is in progress wait for the next one and
 share its file and its fsync (still durable before each acknowledgement), so concurrent clients cost
 one fsync per group, not per request, and the partition holds one file per group. ``compact`` merges
-a partition's small files into one. Duplicate deliveries are harmless: staging deduplicates on
+a partition's small files into one (the counters' feeder compacts the live days, each build the closed ones). Duplicate deliveries are harmless: staging deduplicates on
 ``event_id``, and so do the live counters when they rebuild from the log.
 """
 
@@ -101,13 +101,13 @@ class EventLog:
                 done.set()
 
 
-def compact(settings: Settings, day: date, min_files: int = COMPACT_FROM_FILES) -> dict:
-    """Merge the small files of one day's event partition into one file. Crash-safe in every order:
-    the merged file is durable under its final name before any source is removed, and an event that is
-    briefly in both counts once (staging and the counters deduplicate on ``event_id``). Files a writer
-    adds meanwhile are not touched."""
+def compact(settings: Settings, day: date, min_files: int = COMPACT_FROM_FILES, files: list[Path] | None = None) -> dict:
+    """Merge the small files of one day's event partition (or the given ones of it) into one file.
+    Crash-safe in every order: the merged file is durable under its final name before any source is
+    removed, and an event that is briefly in both counts once (staging and the counters deduplicate
+    on ``event_id``). Files a writer adds meanwhile are not touched."""
     folder = landing.partition_dir(settings.landing, "events", day)
-    files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(".")) if folder.exists() else []
+    files = partition_files(settings, day) if files is None else files
     if len(files) < min_files:
         return {"day": str(day), "files": len(files), "compacted": 0}
     table = pa.concat_tables([pq.read_table(p) for p in files], promote_options="default")
@@ -124,10 +124,12 @@ def compact(settings: Settings, day: date, min_files: int = COMPACT_FROM_FILES) 
     return {"day": str(day), "files": len(files), "compacted": len(files), "events": len(frame), "into": target.name}
 
 
-def compact_recent(settings: Settings, days: int = 2) -> list[dict]:
-    """Compact the event partitions of the last ``days`` arrival days (today included)."""
+def compact_closed(settings: Settings, days: int = 7) -> list[dict]:
+    """Compact the event partitions of the ``days`` arrival days before yesterday: days no writer adds
+    to any more and the live counters no longer read (today's and yesterday's are compacted by the
+    counters' feeder, which knows which files it has counted)."""
     today = _today()
-    return [compact(settings, today - timedelta(days=n)) for n in range(days)]
+    return [compact(settings, today - timedelta(days=n)) for n in range(2, 2 + days)]
 
 
 def partition_files(settings: Settings, day: date) -> list[Path]:

@@ -87,8 +87,11 @@ def test_search_recommend_feedback_over_http(built, served):
 @pytest.mark.slow
 def test_feedback_pushes_real_time_counters_that_the_next_ranking_reads(built, served):
     # given a running service / when shoppers click an item / then its trailing-24-hour counters in
-    # Feast's online store (what /search ranks with) rise by exactly the clicks the warehouse would
-    # attribute: one per session shown the item; a repeated click or one never shown counts nothing
+    # Feast's online store (what /search ranks with) rise, within a second, by exactly the clicks the
+    # warehouse would attribute: one per session shown the item; a repeated click or one never shown
+    # counts nothing
+    import time
+
     from shoploop import features
 
     store = features.store(built["settings"])
@@ -103,12 +106,24 @@ def test_feedback_pushes_real_time_counters_that_the_next_ranking_reads(built, s
         events = [{"session_id": session, "event_type": kind, "item_id": item, "position": 1} for kind in kinds]
         assert httpx.post(served + "/feedback", json={"events": events}, timeout=30).status_code == 200
 
+    def settled(done, within_s: float = 5.0) -> tuple[int, int]:
+        """The counters once the feeder has counted what was acknowledged (it polls the log)."""
+        deadline = time.monotonic() + within_s
+        while not done(got := counters()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return got
+
+    # (the first push replaces what the last materialisation left with the live window's counts)
+    before = counters()
     post(["impression", "click"], "t-counters-1")
-    impressions, clicks = counters()
+    impressions, clicks = settled(lambda got: got != before)
     assert impressions >= 1 and clicks >= 1
     post(["impression", "click", "click", "add_to_cart"], "t-counters-2")
     post(["click", "click"], "t-counters-bot")
-    assert counters() == (impressions + 1, clicks + 1)
+    expected = (impressions + 1, clicks + 1)
+    assert settled(lambda got: got == expected) == expected
+    time.sleep(0.5)  # and nothing more arrives later (the bot's clicks, the repeated click)
+    assert counters() == expected
 
 
 @pytest.mark.slow
@@ -448,3 +463,53 @@ def test_storefront_search_click_reaches_feedback_with_its_position(built, serve
 CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--window-size=1280,900"]
+
+
+@pytest.mark.slow
+def test_two_workers_share_the_counters_and_the_event_log(built, served):
+    # given the service with two worker processes / when shoppers' impressions and clicks arrive spread
+    # over both (one request each) / then the online store holds the whole shop's counts — what one
+    # consumer of the whole log counts, not one worker's share — and every acknowledged event is logged
+    import os
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shoploop import counters, features, processes, steps
+    from shoploop.data import landing
+
+    settings = built["settings"]
+    processes.stop(settings, "service")
+    os.environ["SHOPLOOP_SERVICE_WORKERS"] = "2"
+    try:
+        steps.deploy(settings)
+        assert len(_worker(settings)) == 2
+        item = httpx.post(served + "/search", json={"query": "yoga mat", "k": 3}, timeout=30).json()["items"][2]["item_id"]
+
+        def post(n: int) -> list[str]:
+            ids = []
+            for kind in ("impression", "click"):  # two requests: either worker may take either
+                event = {"session_id": f"t-two-workers-{n}", "event_type": kind, "item_id": item, "position": 3}
+                answer = httpx.post(served + "/feedback", json={"events": [event]}, timeout=30)
+                assert answer.status_code == 200, answer.text
+                ids += answer.json()["event_ids"]
+            return ids
+
+        with ThreadPoolExecutor(8) as pool:
+            acknowledged = [i for ids in pool.map(post, range(40)) for i in ids]
+        assert landing.read_table(settings.landing, "events")["event_id"].isin(acknowledged).sum() == 80
+        truth = counters.from_log(settings).values([item]).iloc[0]
+        expected = (int(truth.impressions_24h), int(truth.clicks_24h))
+        assert expected[0] >= 40 and expected[1] >= 40
+        store = features.store(settings)
+        deadline = time.monotonic() + 5
+        while True:
+            row = store.get_online_features(features=["item_counters:impressions_24h", "item_counters:clicks_24h"],
+                                            entity_rows=[{"item_id": item}]).to_dict()
+            got = (row["impressions_24h"][0], row["clicks_24h"][0])
+            if got == expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert got == expected
+    finally:
+        os.environ.pop("SHOPLOOP_SERVICE_WORKERS", None)
+        processes.stop(settings, "service")

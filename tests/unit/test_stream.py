@@ -92,3 +92,38 @@ def test_a_partition_with_few_files_is_left_alone(tmp_path):
     settings = Settings(home=tmp_path)
     stream.record_events(settings, [_event(1)])
     assert stream.compact(settings, _today().date())["compacted"] == 0
+
+
+class _Recorded:
+    """The online store's push, recorded (the real store is exercised by the service tests)."""
+
+    def __init__(self):
+        self.rows: dict[str, tuple] = {}
+
+    def push(self, source, frame, to=None):
+        for row in frame.itertuples(index=False):
+            self.rows[row.item_id] = (row.impressions_24h, row.clicks_24h, row.purchases_24h)
+
+
+def test_one_feeder_counts_what_every_worker_commits_once_through_compaction_retries_and_restarts(tmp_path):
+    # given two workers' logs and one feeder / when sessions are shown an item and click it, across both
+    # workers, a client re-sends an event, and the counted files are compacted / then the counts are the
+    # shop's, each event once; a feeder started afresh (a restart) reaches the same counts
+    settings = Settings(home=tmp_path)
+    workers = [stream.EventLog(settings), stream.EventLog(settings)]
+    store = _Recorded()
+    feeder = counters.Feeder(settings, store)
+    for n in range(40):
+        session = f"s{n}"
+        workers[n % 2].record([_event(1000 + n, "impression", session) | {"item_id": "a"}])
+        workers[(n + 1) % 2].record([_event(2000 + n, "click", session) | {"item_id": "a"}])
+        if n % 10 == 9:
+            feeder.catch_up()
+    workers[0].record([_event(2000, "click", "s0") | {"item_id": "a"}])  # a retry of an event already counted
+    feeder.catch_up()
+    assert store.rows["a"] == (40, 40, 0)
+    assert feeder.compact(_today().date())["compacted"] == 81
+    assert feeder.catch_up() == set() and store.rows["a"] == (40, 40, 0)  # the merged file is not counted again
+    restarted = _Recorded()
+    counters.Feeder(settings, restarted).catch_up()
+    assert restarted.rows["a"] == (40, 40, 0)
