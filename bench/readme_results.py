@@ -77,16 +77,18 @@ def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
                         f"p50 **{held['p50_ms']} ms**, p99 {held['p99_ms']} ms (features read per request through "
                         f"Feast: p50 {old['p50_ms']} ms); feature read p50 {lookup['held + counters']['p50_ms']} ms "
                         f"(from {lookup['feast get_online_features']['p50_ms']})"))
-        http = serving.get("http", {})
-        if "1 client" in http:
-            four = http.get("4 clients", {})
-            out.append(("Serving over HTTP", "/search on loopback, one worker",
-                        f"1 client p50 {http['1 client']['p50_ms']} ms; 4 clients {four.get('requests_per_s')} req/s, "
-                        f"p99 {four.get('p99_ms')} ms"))
-        feedback = serving.get("feedback", {})
-        if feedback:
-            out.append(("Feedback intake", "/feedback, 8 clients, each event fsynced before its acknowledgement",
-                        "; ".join(f"{name}: **{row['events_per_s']:,} events/s**" for name, row in feedback.items())))
+        for workers, measured in sorted(serving.get("http_by_workers", {}).items()):
+            http, feedback, lag = measured["http"], measured.get("feedback", {}), measured.get("counter_lag")
+            if "1 client" in http:
+                four, many = http.get("4 clients", {}), http.get("16 clients", {})
+                out.append((f"Serving over HTTP, {workers} worker{'s' if workers != '1' else ''}", "/search on loopback",
+                            f"1 client p50 {http['1 client']['p50_ms']} ms; 4 clients {four.get('requests_per_s')} req/s "
+                            f"(p99 {four.get('p99_ms')} ms); 16 clients {many.get('requests_per_s')} req/s"))
+            if feedback:
+                out.append((f"Feedback intake, {workers} worker{'s' if workers != '1' else ''}",
+                            "/feedback, 8 clients, each event fsynced before its acknowledgement",
+                            "; ".join(f"{name}: **{row['events_per_s']:,} events/s**" for name, row in feedback.items())
+                            + (f"; acknowledgement to counter visible p99 {lag['p99_ms']} ms" if lag else "")))
     else:
         missing.append("bench/serving.py (after `make demo`)")
     recommend = _load("recommend_quality")

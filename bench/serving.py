@@ -8,7 +8,9 @@ In process (the champion and the online store of a built home):
     per request in one round trip (features.ServedItemFeatures, what the service does now).
 Over HTTP (when the service answers): /search one request at a time, then from 4 and 16 concurrent
 clients (threads of this process: a separate process from the service, on loopback); /feedback's
-durable events per second from 8 clients, one and ten events a request.
+durable events per second from 8 clients, one and ten events a request; and the time from a click's
+acknowledgement to its count in the online store. Run once per worker count
+(SHOPLOOP_SERVICE_WORKERS=1, then 2, and `shoploop deploy` between): the figures of each are kept.
 
 Run after `make demo` (or on any home with a champion): ``.venv/bin/python bench/serving.py``.
 Prints a table and saves bench/results/serving.json.
@@ -139,6 +141,38 @@ def feedback_rate(url: str, requests: int) -> dict:
     return out
 
 
+def counter_lag(settings, url: str, samples: int) -> dict:
+    """From the acknowledgement of an impression and a click to the click counted in the online store
+    (what /search reads), per sample: a fresh session on a catalog item each time."""
+    import uuid
+
+    import httpx
+
+    from shoploop import features, registry
+
+    store = features.store(settings)
+    ids = registry.load_champion(settings)[1].catalog["item_id"].tolist()
+
+    def clicks(item: str) -> int:
+        row = store.get_online_features(features=["item_counters:clicks_24h"], entity_rows=[{"item_id": item}]).to_dict()
+        return row["clicks_24h"][0] or 0
+
+    lags = []
+    with httpx.Client(timeout=30) as client:
+        for n in range(samples):
+            item, session = ids[(n * 7919) % len(ids)], f"lag-{uuid.uuid4().hex[:10]}"
+            before = clicks(item)
+            events = [{"session_id": session, "event_type": kind, "item_id": item, "position": 1} for kind in ("impression", "click")]
+            client.post(f"{url}/feedback", json={"events": events}).raise_for_status()
+            acknowledged = time.perf_counter()
+            while clicks(item) <= before and time.perf_counter() - acknowledged < 10:
+                time.sleep(0.005)
+            lags.append(time.perf_counter() - acknowledged)
+    out = percentiles(lags)
+    print(f"  acknowledgement -> counter visible: {out}", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=300, help="requests per in-process measurement")
@@ -159,8 +193,11 @@ def main() -> None:
               "in_process": in_process(settings, texts, args.repeats)}
     url = f"http://{settings.host}:{settings.service_port}"
     if processes.answers(f"{url}/readyz"):
+        workers = len([p for p in processes.tagged(settings, "service") if "worker" in " ".join(p.cmdline())])
+        result["workers"] = workers
         result["http"] = over_http(url, texts, args.requests)
         result["feedback"] = feedback_rate(url, args.requests)
+        result["counter_lag"] = counter_lag(settings, url, 50)
     else:
         result["http"] = {"skipped": f"no service answers at {url} (start one with `shoploop deploy`)"}
 
@@ -176,7 +213,15 @@ def main() -> None:
         print(f"\n{'/feedback (8 clients)':<28}{'events/s':>12}")
         for name, row in result["feedback"].items():
             print(f"{name:<28}{row['events_per_s']:>12}")
+    if "counter_lag" in result:
+        lag = result["counter_lag"]
+        print(f"\nacknowledgement -> counter in the online store: p50 {lag['p50_ms']} ms, p99 {lag['p99_ms']} ms")
     out = ROOT / "bench" / "results" / "serving.json"
+    saved = json.loads(out.read_text()) if out.exists() else {}
+    if "workers" in result:  # keep the other worker count's HTTP figures beside these
+        by_workers = saved.get("http_by_workers", {})
+        by_workers[str(result["workers"])] = {key: result[key] for key in ("measured_at", "http", "feedback", "counter_lag")}
+        result["http_by_workers"] = by_workers
     out.write_text(json.dumps(result, indent=2))
     print(f"\nsaved {out.relative_to(ROOT)}")
 

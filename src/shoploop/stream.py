@@ -11,7 +11,6 @@ a partition's small files into one (the counters' feeder compacts the live days,
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from datetime import date, datetime, timedelta, timezone
@@ -116,11 +115,7 @@ def compact(settings: Settings, day: date, min_files: int = COMPACT_FROM_FILES, 
     landing._write_durably(landing.to_table("events", frame), target)
     for path in files:
         path.unlink()
-    directory = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    landing.fsync_dir(folder)
     return {"day": str(day), "files": len(files), "compacted": len(files), "events": len(frame), "into": target.name}
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from dbt.adapters.duckdb.plugins import BasePlugin
 
+from shoploop.data.landing import fsync_dir
 from shoploop.privacy import KEY_ENV, pseudonymise, scrub
 from shoploop.progress import bar
 from shoploop.settings import Settings
@@ -91,11 +92,7 @@ def _publish(settings: Settings, built: Path) -> None:
     swap.unlink(missing_ok=True)
     os.symlink(built.relative_to(settings.home), swap)
     os.replace(swap, marts)
-    directory = os.open(settings.home, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_dir(settings.home)
     for old in builds.iterdir():
         # older than this build and not the one just replaced: killed builds and superseded ones
         if old.name < built.name and old != previous:

@@ -96,11 +96,16 @@ def _make_durable(tmp: Path, path: Path) -> None:
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make the renames and removals in a folder durable (a rename is durable once its folder is)."""
+    descriptor = os.open(folder, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        os.fsync(descriptor)
     finally:
-        os.close(dir_fd)
+        os.close(descriptor)
 
 
 def read_table(landing: Path, name: str) -> pd.DataFrame:
