@@ -249,7 +249,10 @@ def compress(engine, test_queries: list[str], train_queries: list[str], titles: 
     losses = distil(student, tokenizer, texts, teacher_encoder.encode(texts), seed=seed)
     timings["distil_s"] = round(time.perf_counter() - started, 1)
     student_dir = work / "student-fp32"
-    student.save_pretrained(student_dir)
+    from shoploop.progress import quiet
+
+    with quiet(transformers_bars=True):  # transformers' "Writing model shards" bar, even off a terminal
+        student.save_pretrained(student_dir)
     export_onnx(AutoModel.from_pretrained(student_dir, local_files_only=True).eval(), tokenizer,
                 work / "student-int8-onnx", quantise=True)
     for name in ("teacher-fp32-onnx", "teacher-int8-onnx", "student-int8-onnx"):

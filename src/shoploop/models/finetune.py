@@ -145,7 +145,8 @@ def finetune(triplets: list[tuple[str, str, str]], out_dir: Path, config: Finetu
     model.eval()
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-        model.save(str(out_dir))
+        with quiet(transformers_bars=True):  # transformers' "Writing model shards" bar, even off a terminal
+            model.save(str(out_dir))
     return {"triplets": len(triplets), "steps": total, "world_size": world,
             "loss_per_epoch": [round(x, 4) for x in losses], "seconds": round(time.perf_counter() - started, 1),
             "max_tokens": config.max_tokens}
