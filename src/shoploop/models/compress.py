@@ -85,11 +85,24 @@ def export_onnx(model, tokenizer, folder: Path, quantise: bool) -> Path:
     fp32 = folder / ("model.fp32.onnx" if quantise else "model.onnx")
     # The tracer's notes on transformers' masking code and opset 17's index lowering are about code
     # paths a fixed-shape encoder never takes; onnxruntime's pre-processing advice is for CNNs.
+    # The legacy exporter is chosen (dynamo=False): the new one needs onnxscript, and after it the
+    # model must be reloaded; torch's notice that it is legacy is for torch to act on, not a user.
     with quiet("Converting a tensor to a Python boolean", "Exporting aten::index operator",
-               "Please consider to run pre-processing before quantization"):
+               "Please consider to run pre-processing before quantization",
+               "legacy TorchScript-based ONNX export", "The feature will be removed"):
         _export(model, sample, fp32, folder, quantise)
     tokenizer.save_pretrained(folder)
     return folder / "model.onnx"
+
+
+def _pretrained(folder: Path):
+    """A saved encoder loaded afresh for export (after a legacy ONNX export a model must be reloaded)."""
+    from transformers import AutoModel
+
+    from shoploop.progress import quiet
+
+    with quiet(transformers_bars=True):
+        return AutoModel.from_pretrained(folder, local_files_only=True).eval()
 
 
 def _export(model, sample, fp32: Path, folder: Path, quantise: bool) -> None:
@@ -228,7 +241,7 @@ def compress(engine, test_queries: list[str], train_queries: list[str], titles: 
     time each variant; the student is distilled on ``train_queries`` (never held-out ones) and
     item ``titles``, with the teacher's embeddings of them as targets.
     """
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
 
     bundle = engine.bundle
     teacher_dir = bundle.encoder_dir
@@ -240,7 +253,7 @@ def compress(engine, test_queries: list[str], train_queries: list[str], titles: 
     timings = {}
     for name, quantise in (("teacher-fp32-onnx", False), ("teacher-int8-onnx", True)):
         # A fresh load each time: a legacy export leaves the module unfit for further use.
-        export_onnx(AutoModel.from_pretrained(teacher_dir, local_files_only=True).eval(), tokenizer, work / name, quantise)
+        export_onnx(_pretrained(teacher_dir), tokenizer, work / name, quantise)
     started = time.perf_counter()
     student = make_student(teacher_dir)
     texts = list(dict.fromkeys(train_queries + titles))
@@ -253,7 +266,7 @@ def compress(engine, test_queries: list[str], train_queries: list[str], titles: 
 
     with quiet(transformers_bars=True):  # transformers' "Writing model shards" bar, even off a terminal
         student.save_pretrained(student_dir)
-    export_onnx(AutoModel.from_pretrained(student_dir, local_files_only=True).eval(), tokenizer,
+    export_onnx(_pretrained(student_dir), tokenizer,
                 work / "student-int8-onnx", quantise=True)
     for name in ("teacher-fp32-onnx", "teacher-int8-onnx", "student-int8-onnx"):
         encoder = OnnxTextEncoder(work / name)
