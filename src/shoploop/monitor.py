@@ -137,9 +137,14 @@ def summarise(snapshot_dict: dict) -> dict:
 
 
 def drift_report(settings: Settings, engine: SearchEngine, latest: pd.DataFrame, run_date, model_version: str) -> dict:
-    from evidently import Report
-    from evidently.presets import DataDriftPreset
-    from evidently.ui.workspace import Workspace
+    from shoploop.progress import quiet
+
+    # Evidently's imports touch numpy.core and litestar's deprecated helpers: notices for Evidently.
+    with quiet("numpy.core is deprecated", "Call to deprecated function 'Dependency'",
+               "Use of deprecated class 'DependencyKwarg'"):
+        from evidently import Report
+        from evidently.presets import DataDriftPreset
+        from evidently.ui.workspace import Workspace
 
     frame = impressions(settings, latest)
     if frame.empty:  # a catalog with judgments and no logs: nothing behaved, so nothing drifted
