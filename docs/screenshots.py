@@ -64,6 +64,7 @@ def airflow(b, url: str, password: str) -> None:
     wait.until(lambda d: d.find_elements(By.NAME, "username"))
     b.find_element(By.NAME, "username").send_keys("admin")
     b.find_element(By.NAME, "password").send_keys(password, Keys.ENTER)
+    wait.until(lambda d: "/auth/login" not in d.current_url)  # signed in: the token cookie is set
     b.get(f"{url}/dags")
     wait.until(lambda d: "shoploop" in d.page_source and d.find_elements(By.CSS_SELECTOR, "a[href*='/dags/shoploop']"))
     time.sleep(2)  # the run bars load after the list
