@@ -132,6 +132,8 @@ class SearchEngine:
         self.item_ids = bundle.catalog["item_id"].tolist()
         self.rows = {item_id: row for row, item_id in enumerate(self.item_ids)}
         self.filter = CatalogFilter(bundle.catalog)
+        # What a hit shows, as plain lists: a pandas lookup per field per hit cost a millisecond a request.
+        self.shown = {column: bundle.catalog[column].tolist() for column in ("item_id", "title", "brand", "category_path", "price")}
 
     def rank(self, h_query: np.ndarray, rows: np.ndarray, bm25: np.ndarray, feats: np.ndarray | None = None,
              budget: float | None = None, query: str | None = None) -> np.ndarray:
@@ -250,15 +252,17 @@ class SearchEngine:
         return rows[order], scores[order]
 
     def _hits(self, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
-        cat = self.bundle.catalog
+        shown = self.shown
         # The served features hold each item's rating for the catalog (features.ServedItemFeatures.held);
         # an offline lookup does not, and its hits carry none.
         held = getattr(self.item_features, "held", None)
-        ratings = held("rating") if held is not None else np.full(len(cat), np.nan)
-        return [Hit(item_id=cat.item_id.iat[r], score=float(s), title=cat.title.iat[r], brand=cat.brand.iat[r],
-                    category_path=cat.category_path.iat[r], price=float(cat.price.iat[r]),
-                    rating=None if np.isnan(ratings[r]) else round(float(ratings[r]), 2))
-                for r, s in zip(rows, scores)]
+        ratings = held("rating") if held is not None else None
+        hits = []
+        for r, s in zip(rows.tolist(), scores.tolist()):
+            rating = None if ratings is None or np.isnan(ratings[r]) else round(float(ratings[r]), 2)
+            hits.append(Hit(item_id=shown["item_id"][r], score=s, title=shown["title"][r], brand=shown["brand"][r],
+                            category_path=shown["category_path"][r], price=float(shown["price"][r]), rating=rating))
+        return hits
 
 
 def frame_lookup(frame) -> FeatureLookup:

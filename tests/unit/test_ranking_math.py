@@ -79,3 +79,22 @@ def test_words_the_shoppers_use_are_not_corrected_to_catalog_words():
     index = LexicalIndex.build(["blue phone case", "hand over bag"], queries)
     assert index.correct("blue phone cover") == "blue phone cover"  # "cover" is in 4 queries: a word, not a typo
     assert index.correct("blue phnoe cover") == "blue phone cover"  # a typo in one query stays a typo
+
+
+def test_the_request_path_scores_as_the_trained_network_does():
+    # the ranker's score() (numpy, no concatenation) equals σ(forward()) of the network it was trained as
+    import torch
+
+    from shoploop.models.ranker import RankerConfig, SeedRanker
+
+    rng = np.random.default_rng(3)
+    ranker = SeedRanker(RankerConfig(embedding_dim=8, n_features=5))
+    with torch.no_grad():
+        ranker.theta.weight.normal_()
+        ranker.feature_mean.copy_(torch.from_numpy(rng.normal(size=5).astype(np.float32)))
+        ranker.feature_std.copy_(torch.from_numpy(rng.uniform(0.5, 2, size=5).astype(np.float32)))
+    q, items, feats = rng.normal(size=8).astype(np.float32), rng.normal(size=(30, 8)).astype(np.float32), rng.normal(size=(30, 5))
+    with torch.no_grad():
+        expected = torch.sigmoid(ranker(torch.from_numpy(np.tile(q, (30, 1))), torch.from_numpy(items),
+                                        torch.from_numpy(feats.astype(np.float32)))).numpy()
+    np.testing.assert_allclose(ranker.score(q, items, feats), expected, rtol=1e-5, atol=1e-6)

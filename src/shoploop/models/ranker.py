@@ -57,10 +57,18 @@ class SeedRanker(nn.Module):
 
     @torch.inference_mode()
     def score(self, h_query: np.ndarray, h_items: np.ndarray, h_features: np.ndarray) -> np.ndarray:
-        """σ scores of several items for one query (h_query: [dim], h_items: [n, dim])."""
-        q = torch.from_numpy(np.broadcast_to(h_query, h_items.shape).copy())
-        logits = self(q, torch.from_numpy(h_items), torch.from_numpy(h_features.astype(np.float32)))
-        return torch.sigmoid(logits).numpy()
+        """σ scores of several items for one query (h_query: [dim], h_items: [n, dim]).
+
+        The request path: θ is linear, so θᵀ[q ⊕ i ⊕ q⊙i ⊕ f] is computed as q·θ_q + i·(θ_i + q⊙θ_qi)
+        + f·θ_f + b without building the [n, 3·dim + features] matrix ``forward`` concatenates (the
+        same sum; it cost more than the ranking itself)."""
+        d = self.config.embedding_dim
+        w = self.theta.weight.detach().numpy()[0]
+        q = np.asarray(h_query, dtype=np.float32)
+        feats = (np.asarray(h_features, dtype=np.float32) - self.feature_mean.numpy()) / self.feature_std.numpy()
+        logits = (float(q @ w[:d]) + np.asarray(h_items, dtype=np.float32) @ (w[d:2 * d] + q * w[2 * d:3 * d])
+                  + feats @ w[3 * d:] + float(self.theta.bias.detach().numpy()[0]))
+        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
 
     def fit(self, h_query: np.ndarray, h_item: np.ndarray, h_features: np.ndarray, target: np.ndarray,
             weight: np.ndarray | None = None) -> list[float]:
