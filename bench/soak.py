@@ -48,6 +48,7 @@ def service_memory_mb(settings) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--out", default="soak", help="results file name under bench/results/ (without .json)")
     parser.add_argument("--search-rate", type=float, default=20, help="searches per second")
     parser.add_argument("--feedback-rate", type=float, default=10, help="feedback batches per second")
     args = parser.parse_args()
@@ -110,8 +111,10 @@ def main() -> None:
                 errors["feedback"] += 1
 
     # One schedule: each request has its start time; threads send it then (a steady, not a closed-loop, rate).
-    schedule = sorted([(n / args.search_rate, "search", n) for n in range(int(duration * args.search_rate))] +
-                      [(n / args.feedback_rate + 0.013, "feedback", n) for n in range(int(duration * args.feedback_rate))])
+    searches = [(n / args.search_rate, "search", n) for n in range(int(duration * args.search_rate))]
+    feedbacks = ([(n / args.feedback_rate + 0.013, "feedback", n) for n in range(int(duration * args.feedback_rate))]
+                 if args.feedback_rate > 0 else [])
+    schedule = sorted(searches + feedbacks)
     print(f"soak: {args.search_rate:g} searches/s and {args.feedback_rate:g} feedback batches/s for "
           f"{args.minutes:g} min against {url}", flush=True)
     started = time.monotonic()
@@ -163,7 +166,7 @@ def main() -> None:
     print(f"\nerrors {errors}; memory growth after the first minute {result['memory_growth_after_warmup']} "
           f"(bound {MEMORY_GROWTH_BOUND}); worst minute's search p99 / minute 2's {result['search_p99_worst_over_minute_2']} "
           f"(bound {P99_GROWTH_BOUND}): {'stable' if stable else 'NOT stable'}")
-    out = ROOT / "bench" / "results" / "soak.json"
+    out = ROOT / "bench" / "results" / f"{args.out}.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"saved {out.relative_to(ROOT)}")
 
