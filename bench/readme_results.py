@@ -91,6 +91,22 @@ def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
                             + (f"; acknowledgement to counter visible p99 {lag['p99_ms']} ms" if lag else "")))
     else:
         missing.append("bench/serving.py (after `make demo`)")
+    steady = _load("search_100rps")
+    if steady:
+        row = steady["per_minute"][0]
+        out.append(("Search at a steady rate", f"{steady['search_rate']:g} searches/s for {steady['minutes']:g} min, one worker",
+                    f"p50 {row['search_p50_ms']} ms, p99 {row['search_p99_ms']} ms, errors {sum(steady['errors'].values())}"))
+    soak = _load("soak")
+    if soak:
+        rows = soak["per_minute"]
+        out.append(("Soak", f"{soak['search_rate']:g} searches/s + {soak['feedback_rate']:g} feedback batches/s for "
+                    f"{soak['minutes']:g} min",
+                    f"{'**stable**' if soak['stable'] else '**not stable**'}: memory {rows[0]['memory_mb']} -> {rows[-1]['memory_mb']} MB "
+                    f"(growth after minute 1: {soak['memory_growth_after_warmup']:.1%}), search p99 by minute "
+                    f"{min(r['search_p99_ms'] for r in rows)}-{max(r['search_p99_ms'] for r in rows)} ms, "
+                    f"errors {sum(soak['errors'].values())}"))
+    else:
+        missing.append("bench/soak.py (after `make demo`)")
     recommend = _load("recommend_quality")
     if recommend:
         r = recommend["results"]
