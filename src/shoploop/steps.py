@@ -313,6 +313,13 @@ def monitor(settings: Settings, run_date: date) -> dict:
     from shoploop import decision
     from shoploop.monitor import attributed_events, drift_report, online_quality, tail_items
 
+    out = settings.reports / str(run_date)
+    out.mkdir(parents=True, exist_ok=True)
+    if registry.champion(settings) is None:  # a new shop: the loop's first decision is to train
+        summary = {"run_date": str(run_date), "model_version": None, "decision": "retrain",
+                   "reasons": ["no model serves yet"], "checked": []}
+        (out / "monitor.json").write_text(json.dumps(summary, indent=2))
+        return {**summary, "drift": {"skipped": "no model serves yet"}}
     latest = features.latest_item_features(settings)
     tag, engine = served_engine(settings, latest)
     drift = drift_report(settings, engine, latest, run_date, model_version=tag)
@@ -322,8 +329,6 @@ def monitor(settings: Settings, run_date: date) -> dict:
         registry.rollback(settings, decided["rollback_to"], "; ".join(decided["reasons"]))
         if processes.running(settings, "service") is not None:  # a running service swaps back at once
             decided["deployed"] = deploy(settings)
-    out = settings.reports / str(run_date)
-    out.mkdir(parents=True, exist_ok=True)
     summary = {"run_date": str(run_date), "model_version": tag, "drift": drift, "online": online, **decided}
     (out / "monitor.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary

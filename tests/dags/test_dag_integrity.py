@@ -5,7 +5,9 @@ from airflow.dag_processing.dagbag import DagBag
 
 from conftest import PROJECT_DIR
 
-EXPECTED = ["land", "transform", "features", "train", "compress", "evaluate", "register", "deploy", "monitor"]
+REFRESH = ["land", "transform", "features"]
+RETRAIN = ["train", "compress", "evaluate", "register", "deploy"]
+DAGS = ["shoploop_refresh", "shoploop_monitor", "shoploop_retrain"]
 
 
 @pytest.fixture(scope="module")
@@ -15,22 +17,39 @@ def dagbag():
 
 def test_dags_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert "shoploop_pipeline" in dagbag.dags
+    assert set(DAGS) <= set(dagbag.dags)
 
 
-def test_pipeline_runs_the_steps_in_order(dagbag):
-    dag = dagbag.dags["shoploop_pipeline"]
-    assert [t.task_id for t in dag.topological_sort()] == EXPECTED
-    for upstream, downstream in zip(EXPECTED, EXPECTED[1:]):
+@pytest.mark.parametrize("dag_id, steps", [("shoploop_refresh", REFRESH), ("shoploop_retrain", RETRAIN),
+                                           ("shoploop_monitor", ["monitor", "request_retraining"])])
+def test_each_dag_runs_its_steps_in_order(dagbag, dag_id, steps):
+    dag = dagbag.dags[dag_id]
+    assert [t.task_id for t in dag.topological_sort()] == steps
+    for upstream, downstream in zip(steps, steps[1:]):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
 
 
-def test_tasks_only_call_the_shoploop_cli_and_retry(dagbag):
-    dag = dagbag.dags["shoploop_pipeline"]
-    assert not dag.catchup and "shoploop" in dag.tags
-    for task in dag.tasks:
-        assert task.bash_command.split()[0].endswith("/.venv/bin/shoploop")
-        assert task.retries == 2
+def test_retraining_runs_on_the_monitors_asset_or_weekly_and_never_twice_at_once(dagbag):
+    retrain, monitor = dagbag.dags["shoploop_retrain"], dagbag.dags["shoploop_monitor"]
+    assert retrain.max_active_runs == 1
+    assert retrain.timetable.asset_condition.uri == "shoploop://model/retrain"
+    assert retrain.timetable.timetable._expression == "0 3 * * 0"  # the slow fallback: weekly
+    outlets = monitor.get_task("request_retraining").outlets
+    assert [o.name for o in outlets] == ["shoploop-retrain-requests"]  # the alias the asset event goes through
+
+
+def test_the_loop_turns_without_a_person(dagbag):
+    for dag_id in DAGS:
+        dag = dagbag.dags[dag_id]
+        assert dag.is_paused_upon_creation is False and not dag.catchup and "shoploop" in dag.tags
+
+
+def test_shoploop_tasks_only_call_the_cli_and_retry(dagbag):
+    for dag_id in DAGS:
+        for task in dagbag.dags[dag_id].tasks:
+            assert task.retries == 2
+            if task.task_id != "request_retraining":  # reads the monitor's JSON in Airflow's venv
+                assert task.bash_command.split()[0].endswith("/.venv/bin/shoploop")
 
 
 def test_the_airflow_venv_has_no_torch():
