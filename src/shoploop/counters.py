@@ -183,8 +183,17 @@ class Feeder:
                  if path.name not in self.consumed[day]]
         if not fresh:
             return set()
-        frames = [pd.read_parquet(path, columns=COLUMNS) for _, path in fresh]
+        frames = []
         for day, path in fresh:
+            frame, sources = pd.read_parquet(path, columns=COLUMNS), stream.sources_of(path)
+            if sources:  # a compacted file: only the rows of the commit files not counted yet
+                start, keep = 0, np.zeros(len(frame), bool)
+                for name, rows in sources:
+                    keep[start:start + rows] = name not in self.consumed[day]
+                    start += rows
+                    self.consumed[day].add(name)
+                frame = frame[keep]
+            frames.append(frame)
             self.consumed[day].add(path.name)
         events = pd.concat(frames, ignore_index=True).drop_duplicates("event_id")
         events = events[~events["event_id"].isin(self.recent.keys()) & (events["ts"] > now - timedelta(hours=WINDOW_HOURS))]
@@ -205,7 +214,7 @@ class Feeder:
         if len(counted) < stream.COMPACT_FROM_FILES:
             return None
         result = stream.compact(self.settings, day, files=counted)
-        self.consumed[day] = (self.consumed[day] - {p.name for p in counted}) | {result["into"]}
+        self.consumed[day] |= {result["into"], *result["sources"]}
         return result
 
     def run_forever(self) -> None:

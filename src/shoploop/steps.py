@@ -49,11 +49,11 @@ def land(settings: Settings, run_date: date, policy: str = "auto") -> dict:
 
 
 def transform(settings: Settings, run_date: date, full_refresh: bool = False) -> dict:
-    """Compact the closed days of the event log (the service writes a file per commit), then dbt build."""
-    from shoploop.stream import compact_closed
+    """Compact the event log's small files (the service writes one per commit), then dbt build."""
+    from shoploop.stream import compact_all
     from shoploop.warehouse import transform as run
 
-    compacted = [c for c in compact_closed(settings) if c["compacted"]]
+    compacted = [c for c in compact_all(settings) if c["compacted"]]
     result = run(settings, full_refresh=full_refresh)
     return {**result, "compacted": compacted}
 

@@ -5,12 +5,14 @@ request is answered, so an acknowledged event survives a crash or restart. ``Eve
 groups: the batches of requests that arrive while a write is in progress wait for the next one and
 share its file and its fsync (still durable before each acknowledgement), so concurrent clients cost
 one fsync per group, not per request, and the partition holds one file per group. ``compact`` merges
-a partition's small files into one (the counters' feeder compacts the live days, each build the closed ones). Duplicate deliveries are harmless: staging deduplicates on
+a partition's small files into one that names the files it holds (the counters' feeder compacts what
+it has counted once a minute, each build whatever has many files). Duplicate deliveries are harmless: staging deduplicates on
 ``event_id``, and so do the live counters when they rebuild from the log.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from datetime import date, datetime, timedelta, timezone
@@ -100,31 +102,48 @@ class EventLog:
                 done.set()
 
 
+SOURCES_KEY = b"shoploop.sources"
+
+
+def sources_of(path: Path) -> list[tuple[str, int]] | None:
+    """The commit files a compacted file holds, in row order, with their row counts (None: not compacted)."""
+    metadata = pq.read_schema(path).metadata or {}
+    return [tuple(entry) for entry in json.loads(metadata[SOURCES_KEY])] if SOURCES_KEY in metadata else None
+
+
 def compact(settings: Settings, day: date, min_files: int = COMPACT_FROM_FILES, files: list[Path] | None = None) -> dict:
     """Merge the small files of one day's event partition (or the given ones of it) into one file.
-    Crash-safe in every order: the merged file is durable under its final name before any source is
-    removed, and an event that is briefly in both counts once (staging and the counters deduplicate
-    on ``event_id``). Files a writer adds meanwhile are not touched."""
+
+    The merged file keeps every row, grouped by the commit file it came from, and says so in its
+    metadata (``sources_of``): a consumer that had read some of those files counts only the rest, so
+    any number of consumers stay exact whoever compacts. Crash-safe in every order: the merged file is
+    durable under its final name before any source is removed; a source left beside it by a crash is
+    one its consumers already know (and staging deduplicates on ``event_id``). Files a writer adds
+    meanwhile are not touched."""
     folder = landing.partition_dir(settings.landing, "events", day)
     files = partition_files(settings, day) if files is None else files
     if len(files) < min_files:
         return {"day": str(day), "files": len(files), "compacted": 0}
-    table = pa.concat_tables([pq.read_table(p) for p in files], promote_options="default")
-    frame = table.to_pandas().drop_duplicates("event_id", keep="first")
+    tables, sources = [], []
+    for path in files:
+        table = pq.read_table(path)
+        tables.append(table)
+        sources += sources_of(path) or [(path.name, table.num_rows)]  # a compacted source: its own sources
+    table = landing.to_table("events", pa.concat_tables(tables, promote_options="default").to_pandas())
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), SOURCES_KEY: json.dumps(sources).encode()})
     target = folder / f"compacted-{uuid.uuid4().hex}.parquet"
-    landing._write_durably(landing.to_table("events", frame), target)
+    landing._write_durably(table, target)
     for path in files:
         path.unlink()
     landing.fsync_dir(folder)
-    return {"day": str(day), "files": len(files), "compacted": len(files), "events": len(frame), "into": target.name}
+    return {"day": str(day), "files": len(files), "compacted": len(files), "events": table.num_rows,
+            "into": target.name, "sources": [name for name, _ in sources]}
 
 
-def compact_closed(settings: Settings, days: int = 7) -> list[dict]:
-    """Compact the event partitions of the ``days`` arrival days before yesterday: days no writer adds
-    to any more and the live counters no longer read (today's and yesterday's are compacted by the
-    counters' feeder, which knows which files it has counted)."""
+def compact_all(settings: Settings, days: int = 9) -> list[dict]:
+    """Compact the event partitions of the last ``days`` arrival days (today included) that hold many files."""
     today = _today()
-    return [compact(settings, today - timedelta(days=n)) for n in range(2, 2 + days)]
+    return [compact(settings, today - timedelta(days=n)) for n in range(days)]
 
 
 def partition_files(settings: Settings, day: date) -> list[Path]:
