@@ -362,3 +362,28 @@ def test_a_materialisation_killed_midway_is_whole_after_a_rerun(own_shop):
         pd.testing.assert_frame_equal(online(), reference)
     subprocess.run(command, check=True, capture_output=True, env=env, timeout=600)
     pd.testing.assert_frame_equal(online(), reference)
+
+
+def test_served_features_match_feast_and_are_read_again_after_a_materialisation(built):
+    # given the features the service holds for the catalog / then they are Feast's online values, item by
+    # item; and when a newer materialisation lands, the next check reads them again (and only then)
+    from datetime import datetime
+
+    import numpy as np
+
+    from shoploop import features
+    from shoploop.models.ranker import COUNTERS, ITEM_FEATURES
+
+    settings = built["settings"]
+    store = features.store(settings)
+    service = store.get_feature_service(settings.feature_service)
+    items = pd.read_parquet(settings.marts / "item_text.parquet")["item_id"].dropna().tolist()[:80] + ["no-such-item"]
+    held = features.ServedItemFeatures(store, service, items)
+    feast = pd.DataFrame(store.get_online_features(features=service, entity_rows=[{"item_id": i} for i in items]).to_dict())
+    snapshot = [name for name in ITEM_FEATURES if name not in COUNTERS]
+    got = held(items)[:, [ITEM_FEATURES.index(name) for name in snapshot]]
+    np.testing.assert_allclose(got, feast[snapshot].astype("float64").to_numpy(), equal_nan=True)
+    assert np.isnan(held(["no-such-item"])).all()
+    assert held.refresh() is False
+    features.materialize(settings, datetime(2026, 12, 2))
+    assert held.refresh() is True and held.refresh() is False
