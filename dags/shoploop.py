@@ -65,7 +65,7 @@ def _last_promotion(home: Path) -> datetime | None:
     if not history.exists():
         return None
     promotions = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
-    promotions = [p for p in promotions if p.get("event") == "promote"]
+    promotions = [p for p in promotions if p.get("event") == "promotion"]
     return datetime.fromisoformat(promotions[-1]["at"]) if promotions else None
 
 

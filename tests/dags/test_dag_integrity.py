@@ -57,3 +57,47 @@ def test_the_airflow_venv_has_no_torch():
     assert "torch" not in sys.modules
     with pytest.raises(ImportError):
         __import__("torch")
+
+
+class _Outlets:
+    """What the task emits through its asset alias (Airflow's outlet_events, recorded)."""
+
+    def __init__(self):
+        self.added = []
+
+    def __getitem__(self, alias):
+        return self
+
+    def add(self, asset, extra=None):
+        self.added.append((asset.uri, extra))
+
+
+def test_a_retrain_request_goes_out_on_a_retrain_decision_unless_a_promotion_is_recent(tmp_path, monkeypatch):
+    import importlib.util
+    import json
+    from datetime import datetime, timedelta, timezone
+
+    spec = importlib.util.spec_from_file_location("shoploop_dags", PROJECT_DIR / "dags" / "shoploop.py")
+    loop = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loop)
+    monkeypatch.setenv("SHOPLOOP_HOME", str(tmp_path))
+    report = tmp_path / "reports" / "2026-11-29" / "monitor.json"
+    report.parent.mkdir(parents=True)
+
+    def request(decision: str) -> tuple[str, list]:
+        report.write_text(json.dumps({"decision": decision, "reasons": ["data drift: 5 columns drifted"]}))
+        outlets = _Outlets()
+        return loop.request_retraining.function("2026-11-29", outlet_events=outlets), outlets.added
+
+    said, added = request("retrain")
+    assert added == [("shoploop://model/retrain", {"run_date": "2026-11-29", "reasons": ["data drift: 5 columns drifted"]})]
+    assert request("none")[1] == [] and request("rollback")[1] == []
+    history = tmp_path / "registry" / "history.jsonl"
+    history.parent.mkdir()
+    promoted = datetime.now(timezone.utc) - timedelta(hours=1)
+    history.write_text(json.dumps({"at": promoted.isoformat(timespec="seconds"), "event": "promotion", "tag": "t"}) + "\n")
+    said, added = request("retrain")
+    assert added == [] and "held back" in said
+    history.write_text(json.dumps({"at": (promoted - timedelta(hours=7)).isoformat(timespec="seconds"),
+                                   "event": "promotion", "tag": "t"}) + "\n")
+    assert len(request("retrain")[1]) == 1
