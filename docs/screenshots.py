@@ -1,5 +1,5 @@
 """Screenshots of what `make demo` leaves running, for the README: the storefront (/shop/), the Airflow
-UI (the DAGs) and the Evidently UI (the project's reports), taken in headless Chromium (Debian's
+UI (the DAGs) and the Evidently UI (the project's dashboard), taken in headless Chromium (Debian's
 chromium and chromium-driver, driven by selenium).
 
 Run after `make demo`: ``.venv/bin/python docs/screenshots.py``; writes docs/*.png.
@@ -74,9 +74,11 @@ def airflow(b, url: str, password: str) -> None:
 def evidently(b, url: str) -> None:
     projects = httpx.get(f"{url}/api/projects", timeout=30).json()
     project = next((p for p in projects if p.get("name") == "shoploop"), None)
-    b.get(f"{url}/projects/{project['id']}/reports" if project else url)
-    time.sleep(4)  # a single-page app: its lists load after the page
+    b.get(f"{url}/projects/{project['id']}" if project else url)  # the project's dashboard
+    b.set_window_size(1360, 1300)
+    time.sleep(6)  # a single-page app: its plots load after the page
     b.save_screenshot(str(HERE / "evidently.png"))
+    b.set_window_size(1360, 900)
 
 
 def main() -> None:

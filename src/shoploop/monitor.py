@@ -19,6 +19,9 @@ from shoploop.predict import SearchEngine, scaled_bm25
 from shoploop.settings import Settings
 
 PROJECT = "shoploop"
+# Evidently's imports touch numpy.core and litestar's deprecated helpers: notices for Evidently to act on.
+EVIDENTLY_NOTICES = ("numpy.core is deprecated", "Call to deprecated function 'Dependency'",
+                     "Use of deprecated class 'DependencyKwarg'")
 CURRENT_DAYS = 2
 # Columns watched for drift: what shoppers saw and did, what the item looked like, what the model said.
 COLUMNS = ["position", "price_seen", "clicked", "log_price", "rating", "ctr_smoothed", "popularity", "model_score"]
@@ -139,12 +142,9 @@ def summarise(snapshot_dict: dict) -> dict:
 def drift_report(settings: Settings, engine: SearchEngine, latest: pd.DataFrame, run_date, model_version: str) -> dict:
     from shoploop.progress import quiet
 
-    # Evidently's imports touch numpy.core and litestar's deprecated helpers: notices for Evidently.
-    with quiet("numpy.core is deprecated", "Call to deprecated function 'Dependency'",
-               "Use of deprecated class 'DependencyKwarg'"):
+    with quiet(*EVIDENTLY_NOTICES):
         from evidently import Report
         from evidently.presets import DataDriftPreset
-        from evidently.ui.workspace import Workspace
 
     frame = impressions(settings, latest)
     if frame.empty:  # a catalog with judgments and no logs: nothing behaved, so nothing drifted
@@ -167,8 +167,64 @@ def drift_report(settings: Settings, engine: SearchEngine, latest: pd.DataFrame,
         "html": str(out / "drift.html"),
     }
     (out / "drift.json").write_text(json.dumps(summary, indent=2))
+    workspace, project = evidently_project(settings)
+    workspace.add_run(project.id, snapshot)
+    return summary
+
+
+# The dashboard's time series: each monitor run adds one value of each (MeanValue over a one-row frame:
+# Evidently plots metrics of runs, and these are the loop's own measurements).
+ONLINE = {"ctr": "click-through (clicks / impressions)", "purchase_rate": "purchases / impressions",
+          "online_ndcg": "online nDCG@10 from clicked positions", "long_tail_exposure": "long-tail share of impressions",
+          "version": "model version (registry order)"}
+
+
+def evidently_project(settings: Settings):
+    """The local Evidently workspace and its "shoploop" project, with the dashboard's panels."""
+    from shoploop.progress import quiet
+
+    with quiet(*EVIDENTLY_NOTICES):
+        from evidently.ui.workspace import Workspace
+
     workspace = Workspace.create(str(settings.evidently_workspace))
     found = workspace.search_project(PROJECT)
     project = found[0] if found else workspace.create_project(PROJECT, description="shoploop drift and quality")
+    if not project.dashboard.model().panels:
+        from evidently.sdk.models import PanelMetric
+        from evidently.sdk.panels import line_plot_panel
+
+        drift = [PanelMetric(legend="share of watched columns drifted", metric="DriftedColumnsCount",
+                             metric_labels={"value_type": "share"}),
+                 PanelMetric(legend="model score drift", metric="ValueDrift", metric_labels={"column": "model_score"})]
+        project.dashboard.add_panel(line_plot_panel(title="Drift", values=drift, size="half"))
+        for title, columns in (("Click-through and purchases (current window, champion)", ["ctr", "purchase_rate"]),
+                               ("Online nDCG@10 and long-tail exposure", ["online_ndcg", "long_tail_exposure"]),
+                               ("Model version serving", ["version"])):
+            values = [PanelMetric(legend=ONLINE[c], metric="MeanValue", metric_labels={"column": c}) for c in columns]
+            project.dashboard.add_panel(line_plot_panel(title=title, values=values, size="half"))
+    return workspace, project
+
+
+def log_online(settings: Settings, online: dict, model_version: str, run_date) -> dict | None:
+    """Add this run's online quality of the serving version (current window, search) to the Evidently
+    project, so the dashboard shows it over time beside drift. Returns the values logged."""
+    from evidently import Dataset, DataDefinition, Report
+    from evidently.metrics import MeanValue
+
+    from shoploop import registry
+
+    quality = online.get("current", {}).get(model_version, {}).get("search")
+    if not quality:
+        return None
+    served = list(dict.fromkeys(entry["tag"] for entry in registry.history(settings)))
+    values = {"ctr": quality["ctr"], "purchase_rate": quality["purchase_rate"],
+              "online_ndcg": quality.get("online_ndcg@10") if quality.get("online_ndcg@10") is not None else np.nan,
+              "long_tail_exposure": quality["long_tail_exposure"],
+              "version": served.index(model_version) + 1 if model_version in served else np.nan}
+    frame = pd.DataFrame([values]).astype(float)
+    data = Dataset.from_pandas(frame, data_definition=DataDefinition(numerical_columns=list(values)))
+    snapshot = Report([MeanValue(column=c) for c in values]).run(
+        current_data=data, name=f"online {run_date}", tags=["online", "search", model_version])
+    workspace, project = evidently_project(settings)
     workspace.add_run(project.id, snapshot)
-    return summary
+    return values

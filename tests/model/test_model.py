@@ -257,6 +257,13 @@ def test_the_monitor_measures_online_quality_and_decides_with_reasons(built):
     assert summary["decision"] in ("none", "retrain") and (summary["reasons"] or summary["checked"])
     search = [v["search"] for window in summary["online"].values() for v in window.values() if "search" in v]
     assert search and all(0 <= s["ctr"] <= 1 and 0 <= s["long_tail_exposure"] <= 1 for s in search)
+    # the Evidently project's dashboard plots drift and the online quality of each run over time
+    from shoploop.monitor import ONLINE, evidently_project
+
+    _, project = evidently_project(settings)
+    plotted = {m.metric_labels.get("column") for panel in project.dashboard.model().panels for m in panel.values}
+    assert set(ONLINE) <= plotted and "model_score" in plotted
+    assert summary["dashboard"] is None or set(summary["dashboard"]) == set(ONLINE)
     assert any(s["online_ndcg@10"] is not None and 0 < s["online_ndcg@10"] <= 1 for s in search)
     saved = json.loads((settings.reports / "2026-11-29" / "monitor.json").read_text())
     assert saved["decision"] == summary["decision"] and saved["drift"]["drift_share"] >= 0
