@@ -226,9 +226,18 @@ storefront = Starlette(routes=[Route("/", lambda request: HTMLResponse(STOREFRON
 
 # threads: requests a worker serves at once (BentoML's default is one): waits on the online store and
 # on the event log's fsync overlap, and concurrent /feedback batches share one commit.
+# Searches answered, by serving version and whether any item came back: the monitor reads the
+# zero-result rate from /metrics (Prometheus; BentoML adds every worker's counts up).
+SEARCHES = bentoml.metrics.Counter(name="shoploop_searches", documentation="searches answered, by model version and outcome",
+                                   labelnames=["model_version", "outcome"])
+# Request-latency buckets fine enough for a search that takes milliseconds (BentoML's start at 5 ms).
+LATENCY_BUCKETS = [0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]
+
+
 # workers: processes, each with the model (SHOPLOOP_SERVICE_WORKERS; they share the counters through the
 # online store and the event log through the landing zone).
-@bentoml.service(resources={"cpu": "2"}, traffic={"timeout": 30}, workers=get_settings().service_workers, threads=8)
+@bentoml.service(resources={"cpu": "2"}, traffic={"timeout": 30}, workers=get_settings().service_workers, threads=8,
+                 metrics={"enabled": True, "duration": {"buckets": LATENCY_BUCKETS}})
 @bentoml.asgi_app(storefront, path="/shop")
 class Shoploop:
     def __init__(self) -> None:
@@ -269,6 +278,8 @@ class Shoploop:
         """Items for a query, best first, within the filters given; ``offset`` pages through the results."""
         model_version, engine = self.model_version, self.engine
         hits = engine.search(query, k, offset, Filters(category, brand, price_min, price_max))
+        if offset == 0:  # a search, not the next page of one
+            SEARCHES.labels(model_version=model_version, outcome="results" if hits else "zero_results").inc()
         more = len(hits) == k and offset + k < CANDIDATES
         return Ranking(model_version=model_version, items=hits, next_offset=offset + k if more else 0)
 

@@ -176,7 +176,60 @@ def drift_report(settings: Settings, engine: SearchEngine, latest: pd.DataFrame,
 # Evidently plots metrics of runs, and these are the loop's own measurements).
 ONLINE = {"ctr": "click-through (clicks / impressions)", "purchase_rate": "purchases / impressions",
           "online_ndcg": "online nDCG@10 from clicked positions", "long_tail_exposure": "long-tail share of impressions",
+          "zero_result_rate": "searches with no result", "search_p99_ms": "/search p99 (ms)",
           "version": "model version (registry order)"}
+
+
+def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """A quantile from cumulative Prometheus histogram buckets (upper bound, count), interpolated within
+    its bucket as Prometheus's histogram_quantile does."""
+    buckets = sorted(buckets)
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return None
+    rank, lower, below = q * total, 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            if upper == float("inf"):
+                return lower
+            return lower + (upper - lower) * (rank - below) / max(count - below, 1e-12)
+        lower, below = upper, count
+    return lower
+
+
+def service_health(settings: Settings, model_version: str) -> dict:
+    """From the running service's Prometheus metrics (since it started; every worker): the serving
+    version's zero-result rate and /search latency (p50, p99). Empty when no service answers."""
+    import httpx
+
+    try:
+        text = httpx.get(f"http://{settings.host}:{settings.service_port}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return {}
+    return parse_health(text, model_version)
+
+
+def parse_health(text: str, model_version: str) -> dict:
+    """``service_health`` from the text of a Prometheus /metrics page."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    searches: dict[str, float] = {}
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "shoploop_searches_total" and labels.get("model_version") == model_version:
+                searches[labels["outcome"]] = searches.get(labels["outcome"], 0) + sample.value
+            elif (sample.name == "bentoml_service_request_duration_seconds_bucket" and labels.get("endpoint") == "/search"
+                  and labels.get("http_response_code") == "200"):
+                bound = float(labels["le"])
+                buckets[bound] = buckets.get(bound, 0) + sample.value
+    answered = sum(searches.values())
+    p50, p99 = (_quantile(list(buckets.items()), q) for q in (0.5, 0.99))
+    return {"searches": int(answered),
+            "zero_result_rate": round(searches.get("zero_results", 0) / answered, 4) if answered else None,
+            "search_p50_ms": round(p50 * 1000, 2) if p50 is not None else None,
+            "search_p99_ms": round(p99 * 1000, 2) if p99 is not None else None}
 
 
 def evidently_project(settings: Settings):
@@ -184,43 +237,50 @@ def evidently_project(settings: Settings):
     from shoploop.progress import quiet
 
     with quiet(*EVIDENTLY_NOTICES):
+        from evidently.sdk.models import PanelMetric
+        from evidently.sdk.panels import line_plot_panel
         from evidently.ui.workspace import Workspace
 
     workspace = Workspace.create(str(settings.evidently_workspace))
     found = workspace.search_project(PROJECT)
     project = found[0] if found else workspace.create_project(PROJECT, description="shoploop drift and quality")
-    if not project.dashboard.model().panels:
-        from evidently.sdk.models import PanelMetric
-        from evidently.sdk.panels import line_plot_panel
 
-        drift = [PanelMetric(legend="share of watched columns drifted", metric="DriftedColumnsCount",
-                             metric_labels={"value_type": "share"}),
-                 PanelMetric(legend="model score drift", metric="ValueDrift", metric_labels={"column": "model_score"})]
-        project.dashboard.add_panel(line_plot_panel(title="Drift", values=drift, size="half"))
-        for title, columns in (("Click-through and purchases (current window, champion)", ["ctr", "purchase_rate"]),
-                               ("Online nDCG@10 and long-tail exposure", ["online_ndcg", "long_tail_exposure"]),
-                               ("Model version serving", ["version"])):
-            values = [PanelMetric(legend=ONLINE[c], metric="MeanValue", metric_labels={"column": c}) for c in columns]
+    def online(*columns: str) -> list:
+        return [PanelMetric(legend=ONLINE[c], metric="MeanValue", metric_labels={"column": c}) for c in columns]
+
+    panels = {"Drift": [PanelMetric(legend="share of watched columns drifted", metric="DriftedColumnsCount",
+                                    metric_labels={"value_type": "share"}),
+                        PanelMetric(legend="model score drift", metric="ValueDrift", metric_labels={"column": "model_score"})],
+              "Click-through and purchases (current window, champion)": online("ctr", "purchase_rate"),
+              "Online nDCG@10 and long-tail exposure": online("online_ndcg", "long_tail_exposure"),
+              "Searches with no result (since the service started)": online("zero_result_rate"),
+              "/search latency p99 (since the service started)": online("search_p99_ms"),
+              "Model version serving": online("version")}
+    shown = {panel.title for panel in project.dashboard.model().panels}
+    for title, values in panels.items():  # a project made by an older version gets the panels it lacks
+        if title not in shown:
             project.dashboard.add_panel(line_plot_panel(title=title, values=values, size="half"))
     return workspace, project
 
 
-def log_online(settings: Settings, online: dict, model_version: str, run_date) -> dict | None:
-    """Add this run's online quality of the serving version (current window, search) to the Evidently
-    project, so the dashboard shows it over time beside drift. Returns the values logged."""
+def log_online(settings: Settings, online: dict, health: dict, model_version: str, run_date) -> dict | None:
+    """Add this run's online quality of the serving version (current window, search) and the service's
+    health to the Evidently project, so the dashboard shows them over time beside drift. Returns the
+    values logged (None: neither traffic nor a service to measure)."""
     from evidently import Dataset, DataDefinition, Report
     from evidently.metrics import MeanValue
 
     from shoploop import registry
 
-    quality = online.get("current", {}).get(model_version, {}).get("search")
-    if not quality:
+    quality = online.get("current", {}).get(model_version, {}).get("search") or {}
+    if not quality and not health:
         return None
     served = list(dict.fromkeys(entry["tag"] for entry in registry.history(settings)))
-    values = {"ctr": quality["ctr"], "purchase_rate": quality["purchase_rate"],
-              "online_ndcg": quality.get("online_ndcg@10") if quality.get("online_ndcg@10") is not None else np.nan,
-              "long_tail_exposure": quality["long_tail_exposure"],
-              "version": served.index(model_version) + 1 if model_version in served else np.nan}
+    values = {"ctr": quality.get("ctr"), "purchase_rate": quality.get("purchase_rate"),
+              "online_ndcg": quality.get("online_ndcg@10"), "long_tail_exposure": quality.get("long_tail_exposure"),
+              "zero_result_rate": health.get("zero_result_rate"), "search_p99_ms": health.get("search_p99_ms"),
+              "version": served.index(model_version) + 1 if model_version in served else None}
+    values = {key: np.nan if value is None else value for key, value in values.items()}
     frame = pd.DataFrame([values]).astype(float)
     data = Dataset.from_pandas(frame, data_definition=DataDefinition(numerical_columns=list(values)))
     snapshot = Report([MeanValue(column=c) for c in values]).run(

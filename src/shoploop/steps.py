@@ -311,7 +311,7 @@ def monitor(settings: Settings, run_date: date) -> dict:
     as reports/<date>/monitor.json. A rollback is carried out here: the previous version becomes
     champion and, when the service runs, is hot-swapped into it."""
     from shoploop import decision
-    from shoploop.monitor import attributed_events, drift_report, log_online, online_quality, tail_items
+    from shoploop.monitor import attributed_events, drift_report, log_online, online_quality, service_health, tail_items
 
     out = settings.reports / str(run_date)
     out.mkdir(parents=True, exist_ok=True)
@@ -329,8 +329,9 @@ def monitor(settings: Settings, run_date: date) -> dict:
         registry.rollback(settings, decided["rollback_to"], "; ".join(decided["reasons"]))
         if processes.running(settings, "service") is not None:  # a running service swaps back at once
             decided["deployed"] = deploy(settings)
-    logged = log_online(settings, online, tag, run_date)  # the Evidently dashboard's quality panels
+    health = service_health(settings, tag)  # zero-result rate and latency, from the running service
+    logged = log_online(settings, online, health, tag, run_date)  # the Evidently dashboard's panels
     summary = {"run_date": str(run_date), "model_version": tag, "drift": drift, "online": online,
-               "dashboard": logged, **decided}
+               "service": health, "dashboard": logged, **decided}
     (out / "monitor.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary

@@ -188,6 +188,23 @@ def test_search_filters_pages_and_more_like_this_over_http(served):
 
 
 @pytest.mark.slow
+def test_the_monitor_reads_zero_results_and_latency_from_the_service(built, served):
+    # given the running service / when a search finds nothing (an empty price range) / then its
+    # Prometheus metrics, as the monitor reads them, count one more search and one more without a result
+    from shoploop import monitor
+
+    settings = built["settings"]
+    tag = httpx.post(served + "/search", json={"query": "desk lamp"}, timeout=30).json()["model_version"]
+    before = monitor.service_health(settings, tag)
+    answer = httpx.post(served + "/search", json={"query": "desk lamp", "price_min": 50, "price_max": 5}, timeout=30)
+    assert answer.json()["items"] == []
+    after = monitor.service_health(settings, tag)
+    assert after["searches"] == before["searches"] + 1
+    assert round(after["zero_result_rate"] * after["searches"] - (before["zero_result_rate"] or 0) * before["searches"]) == 1
+    assert 0 < after["search_p50_ms"] <= after["search_p99_ms"]
+
+
+@pytest.mark.slow
 def test_concurrent_feedback_shares_commits_and_loses_nothing(built, served):
     # given 48 clients posting at once / when each is acknowledged / then every acknowledged event is in
     # the log once, in fewer new files than requests (the batches that waited for a write shared the next)
