@@ -195,15 +195,29 @@ def stop():
     typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
 
 
+# The loop's steps: each ends with one line saying it passed and how long it took (stderr).
+STEPS = {"simulate", "ingest", "land", "transform", "features", "train", "compress", "evaluate", "register", "first",
+         "deploy", "monitor", "report"}
+
+
 def main() -> None:
     """Entry point: a failing step prints one clear line (what failed, where to look) and exits 1."""
+    import sys
+    import time
+
     from shoploop.warehouse import DbtFailed
 
+    started = time.monotonic()
     try:
         app()
     except (DbtFailed, FileNotFoundError, ValueError, LookupError, TimeoutError, RuntimeError) as error:
         typer.secho(f"shoploop: {error}", err=True, fg=typer.colors.RED)
         raise SystemExit(1)
+    except SystemExit as done:  # typer ends every command so; a step that passed says how long it took
+        command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
+        if done.code in (0, None) and command in STEPS:
+            typer.echo(f"shoploop {command}: done in {time.monotonic() - started:.1f} s", err=True)
+        raise
 
 
 if __name__ == "__main__":

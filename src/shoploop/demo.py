@@ -67,28 +67,36 @@ def run(settings: Settings, run_date: date, say=print) -> dict:
     import time
 
     started = time.monotonic()
+    clock = [started]
+
+    def timed(line: str) -> None:
+        """A step's one line, with the seconds it took (since the previous step's line)."""
+        now = time.monotonic()
+        say(f"{line}  [{now - clock[0]:.0f} s]")
+        clock[0] = now
+
     say(f"shoploop demo, run date {run_date}, source {settings.source}, home {settings.home}")
-    say(f"  land       {steps.land(settings, run_date)}")
+    timed(f"  land       {steps.land(settings, run_date)}")
     # The demo rebuilds the shop from scratch, so its first build is a full refresh too.
-    say(f"  transform  {steps.describe_transform(steps.transform(settings, run_date, full_refresh=True))}")
+    timed(f"  transform  {steps.describe_transform(steps.transform(settings, run_date, full_refresh=True))}")
     steps.feature_store(settings, run_date)
-    say("  features   feast apply + materialize done")
+    timed("  features   feast apply + materialize done")
     first = steps.first_answer(settings, run_date)
     if first.get("promoted"):
         served = steps.deploy(settings, run_date)
-        say(f"  first      {served['url']} answers after {time.monotonic() - started:.0f} s with {first['tag']} "
+        timed(f"  first      {served['url']} answers after {time.monotonic() - started:.0f} s with {first['tag']} "
             "(zero-shot MiniLM + BM25, seed ranker); the trained model follows and is swapped in")
     else:
-        say(f"  first      {first.get('skipped') or first['reason']}")
+        timed(f"  first      {first.get('skipped') or first['reason']}")
     trained = steps.train(settings, run_date)
-    say(f"  train      {trained['train_queries']} queries, {trained['items']} items, labels: "
+    timed(f"  train      {trained['train_queries']} queries, {trained['items']} items, labels: "
         f"{trained['labels']['mode']} ({trained['labels']['judgments']} judgments), {trained['seconds']} s")
     if trained["recommender"].get("sasrec", "").startswith("not trained"):
         say(f"             recommender: {trained['recommender']['sasrec']}; /recommend serves popular items")
     compressed = steps.compress(settings, run_date)
-    say(f"  compress   {compressed['promoted'] or 'teacher'} serves ({compressed['reason']})")
+    timed(f"  compress   {compressed['promoted'] or 'teacher'} serves ({compressed['reason']})")
     metrics = steps.evaluate(settings, run_date)
-    say(f"  evaluate   {metrics['metric']} on {metrics['n_queries']} held-out queries ({metrics['labels']}): model "
+    timed(f"  evaluate   {metrics['metric']} on {metrics['n_queries']} held-out queries ({metrics['labels']}): model "
         f"{metrics['model']}, BM25 {metrics['bm25']}, zero-shot MiniLM {metrics['dense_zero_shot']}, random {metrics['random']}"
         if metrics["n_queries"] else f"  evaluate   search: {metrics['note']}")
     if "served" in metrics["recommend"]:
@@ -96,27 +104,28 @@ def run(settings: Settings, run_date: date, say=print) -> dict:
         say(f"             recommend on {rec['rows']} held-out last items: served nDCG@10 {rec['served']['ndcg@10']}, "
             f"SASRec {rec['sasrec']['ndcg@10']}, popularity {rec['popularity']['ndcg@10']}")
     registered = steps.register(settings, run_date)
-    say(f"  register   {registered}")
+    timed(f"  register   {registered}")
     if not registry.champion(settings):
         raise RuntimeError(f"no champion to serve: {registered['reason']} (model card {registered['model_card']})")
     served = steps.deploy(settings, run_date)
     service = served["url"]
     swapped = f", swapped in without a restart (was {served['previous']})" if served["how"] == "hot swap" else " (started)"
-    say(f"  serve      {service}: {served['model_version']}{swapped}, {time.monotonic() - started:.0f} s after the start")
+    timed(f"  serve      {service}: {served['model_version']}{swapped}, {time.monotonic() - started:.0f} s after the start")
     airflow = start_airflow(settings)
     evidently = start_evidently(settings)
+    timed(f"  UIs        Airflow {airflow} (its DAGs unpaused: the loop turns on its own), Evidently {evidently}")
     if settings.source == "simulator":
         judgments = landing.read_table(settings.landing, "judgments")
         users = landing.read_table(settings.landing, "users")["user_id"].tolist()
-        say(f"  shoppers   {run_shoppers(service, judgments, users, LIVE_SESSIONS, settings.seed)}")
+        timed(f"  shoppers   {run_shoppers(service, judgments, users, LIVE_SESSIONS, settings.seed)}")
         # The live feedback is in the event log now: rebuild the marts so the report sees it.
-        steps.transform(settings, run_date)
+        timed(f"  rebuild    {steps.describe_transform(steps.transform(settings, run_date))}, with the shoppers' feedback")
     else:
-        say("  shoppers   none simulated on a real shop's data: its own shoppers' /feedback feeds the loop")
+        timed("  shoppers   none simulated on a real shop's data: its own shoppers' /feedback feeds the loop")
     monitored = steps.monitor(settings, run_date)
     drift = monitored["drift"]
     outcome = drift.get("skipped") or f"drift share {drift.get('drift_share')} -> {drift['html']}"
-    say(f"  monitor    {outcome}")
+    timed(f"  monitor    {outcome}")
     say(f"  decision   {monitored['decision']}: {'; '.join(monitored['reasons'] or monitored['checked'])}")
     say("")
     say("Running now (stop all with `make stop`):")
