@@ -1,8 +1,11 @@
-"""The shoploop REST service: /search, /recommend, /feedback (BentoML 1.4, class-based).
+"""The shoploop REST service: /search, /similar, /recommend, /feedback, and the storefront page at
+/shop/ (BentoML 1.4, class-based).
 
-Thin by design: every answer comes from shoploop.predict; features come from the Feast online
-store; feedback goes to the durable event log. Inputs are pydantic models that forbid unknown
-fields, so a malformed request gets a 400 with the offending field named.
+Thin by design: every answer comes from shoploop.predict; the item features are held per worker and
+the real-time counters read from the Feast online store per request (features.ServedItemFeatures);
+feedback goes to the durable event log with group commit (stream.EventLog), and the first worker's
+counters feeder turns it into the counters every worker reads. Inputs are pydantic models that forbid
+unknown fields, so a malformed request gets a 400 with the offending field named.
 """
 
 from __future__ import annotations
