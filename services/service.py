@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 import bentoml
+import prometheus_client
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
@@ -231,8 +232,9 @@ storefront = Starlette(routes=[Route("/", lambda request: HTMLResponse(STOREFRON
 # on the event log's fsync overlap, and concurrent /feedback batches share one commit.
 # Searches answered, by serving version and whether any item came back: the monitor reads the
 # zero-result rate from /metrics (Prometheus; BentoML adds every worker's counts up).
-SEARCHES = bentoml.metrics.Counter(name="shoploop_searches", documentation="searches answered, by model version and outcome",
-                                   labelnames=["model_version", "outcome"])
+# (prometheus_client directly, as BentoML now asks: its bentoml.metrics wrapper is deprecated.)
+SEARCHES = prometheus_client.Counter("shoploop_searches", "searches answered, by model version and outcome",
+                                     ["model_version", "outcome"])
 # Request-latency buckets fine enough for a search that takes milliseconds (BentoML's start at 5 ms).
 LATENCY_BUCKETS = [0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]
 
