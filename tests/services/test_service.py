@@ -530,3 +530,67 @@ def test_two_workers_share_the_counters_and_the_event_log(built, served):
     finally:
         os.environ.pop("SHOPLOOP_SERVICE_WORKERS", None)
         processes.stop(settings, "service")
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_load_loses_nothing_and_counts_every_event_once(built, served):
+    # given clients sending impressions and clicks (retrying, with the same event ids, what was not
+    # acknowledged) / when the worker — the service's only one, so also the counters' consumer — is
+    # killed with -9 midway / then every acknowledged event is in the log once, and the counters the
+    # restarted consumer pushes equal what the whole log holds (nothing lost, nothing counted twice)
+    import signal
+    import threading
+    import time
+
+    from shoploop import counters, features, processes, steps
+    from shoploop.data import landing
+
+    settings = built["settings"]
+    if processes.running(settings, "service") is None:  # an earlier test stopped it
+        steps.deploy(settings)
+    item = httpx.post(served + "/search", json={"query": "camping tent", "k": 2}, timeout=30).json()["items"][1]["item_id"]
+    acknowledged, stop = [], threading.Event()
+
+    def client(n: int) -> None:
+        session = 0
+        while not stop.is_set():
+            session += 1
+            events = [{"event_id": f"mid-load-{n}-{session}-{kind}", "session_id": f"mid-load-{n}-{session}",
+                       "event_type": kind, "item_id": item, "position": 2} for kind in ("impression", "click")]
+            while True:  # a client retries what was not acknowledged, with the same ids
+                try:
+                    answer = httpx.post(served + "/feedback", json={"events": events}, timeout=10)
+                    if answer.status_code == 200:
+                        acknowledged.extend(answer.json()["event_ids"])
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(3)
+    _worker(settings)[0].send_signal(signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not processes.answers(served + "/readyz"):
+        time.sleep(0.5)
+    time.sleep(3)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    logged = landing.read_table(settings.landing, "events")
+    mine = logged[logged["event_id"].str.startswith("mid-load-", na=False)]
+    assert len(acknowledged) >= 40 and set(acknowledged) <= set(mine["event_id"])
+    truth = counters.from_log(settings).values([item]).iloc[0]
+    expected = (int(truth.impressions_24h), int(truth.clicks_24h))
+    store = features.store(settings)
+    deadline = time.monotonic() + 10
+    while True:
+        row = store.get_online_features(features=["item_counters:impressions_24h", "item_counters:clicks_24h"],
+                                        entity_rows=[{"item_id": item}]).to_dict()
+        got = (row["impressions_24h"][0], row["clicks_24h"][0])
+        if got == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert got == expected and expected[1] >= len(acknowledged) // 2
