@@ -79,6 +79,10 @@ def decide(drift: dict, online: dict, champion: dict | None, t: Thresholds = Thr
         if score:
             text = f"prediction drift: model_score {score['method']} {score['value']} (threshold {score['threshold']})"
             (reasons if score["drifted"] else checked).append(text)
+        queries = drift.get("query_embeddings", {})
+        if "value" in queries:
+            text = f"query drift: embeddings {queries['method']} {queries['value']} (threshold {queries['threshold']})"
+            (reasons if queries["drifted"] else checked).append(text)
     else:
         checked.append(f"no drift measured: {drift.get('skipped', 'no report')}")
     fell, how = _compare(search("reference", current), search("current", current), t.ctr_drop, t)

@@ -161,15 +161,45 @@ def drift_report(settings: Settings, engine: SearchEngine, latest: pd.DataFrame,
     out = settings.reports / str(run_date)
     out.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(out / "drift.html"))
+    queries, query_snapshot = query_drift(engine, reference, current, run_date)
     summary = {
         "run_date": str(run_date), "reference_rows": len(reference), "current_rows": len(current),
-        "model_version": model_version, **summarise(snapshot.dict()),
+        "model_version": model_version, **summarise(snapshot.dict()), "query_embeddings": queries,
         "html": str(out / "drift.html"),
     }
     (out / "drift.json").write_text(json.dumps(summary, indent=2))
     workspace, project = evidently_project(settings)
     workspace.add_run(project.id, snapshot)
+    if query_snapshot is not None:
+        workspace.add_run(project.id, query_snapshot)
     return summary
+
+
+# A window needs this many distinct queries for their embeddings' drift to mean anything; above the
+# threshold, a classifier tells the windows' queries apart (ROC AUC, Evidently's default method).
+MIN_QUERIES = 30
+QUERY_DRIFT_THRESHOLD = 0.55
+
+
+def query_drift(engine: SearchEngine, reference: pd.DataFrame, current: pd.DataFrame, run_date) -> tuple[dict, object]:
+    """Drift of what shoppers ask: the serving encoder's embeddings of each window's distinct queries,
+    compared by Evidently's EmbeddingsDrift (a classifier trained to tell the windows apart: ROC AUC)."""
+    from evidently import Dataset, DataDefinition, Report
+    from evidently.metrics import EmbeddingsDrift
+
+    texts = [frame["query_text"].dropna().drop_duplicates().tolist() for frame in (reference, current)]
+    if min(len(t) for t in texts) < MIN_QUERIES:
+        return {"skipped": f"fewer than {MIN_QUERIES} distinct queries in a window"}, None
+    vectors = [engine.encoder.encode(t) for t in texts]
+    columns = [f"q{i}" for i in range(vectors[0].shape[1])]
+    reference_data, current_data = (
+        Dataset.from_pandas(pd.DataFrame(v, columns=columns), data_definition=DataDefinition(embeddings={"query": columns}))
+        for v in vectors)
+    snapshot = Report([EmbeddingsDrift(embeddings_name="query")]).run(
+        current_data=current_data, reference_data=reference_data, name=f"query drift {run_date}", tags=["drift", "queries"])
+    value = float(snapshot.dict()["metrics"][0]["value"])
+    return {"method": "classifier ROC AUC", "value": round(value, 4), "threshold": QUERY_DRIFT_THRESHOLD,
+            "drifted": value > QUERY_DRIFT_THRESHOLD, "queries": [len(t) for t in texts]}, snapshot
 
 
 # The dashboard's time series: each monitor run adds one value of each (MeanValue over a one-row frame:
@@ -251,6 +281,8 @@ def evidently_project(settings: Settings):
     panels = {"Drift": [PanelMetric(legend="share of watched columns drifted", metric="DriftedColumnsCount",
                                     metric_labels={"value_type": "share"}),
                         PanelMetric(legend="model score drift", metric="ValueDrift", metric_labels={"column": "model_score"})],
+              "Query drift (embeddings: a classifier's ROC AUC)": [
+                  PanelMetric(legend="query embeddings", metric="EmbeddingsDrift", metric_labels={"embeddings_name": "query"})],
               "Click-through and purchases (current window, champion)": online("ctr", "purchase_rate"),
               "Online nDCG@10 and long-tail exposure": online("online_ndcg", "long_tail_exposure"),
               "Searches with no result (since the service started)": online("zero_result_rate"),

@@ -41,6 +41,14 @@ def test_prediction_drift_retrains():
         "prediction drift: model_score Wasserstein distance (normed) 0.3 (threshold 0.1)"]
 
 
+def test_query_drift_retrains_and_calm_queries_are_reported_as_checked():
+    asked = {"method": "classifier ROC AUC", "value": 0.81, "threshold": 0.55, "drifted": True, "queries": [300, 120]}
+    got = decide({**CALM, "query_embeddings": asked}, {}, CHAMPION)
+    assert got["decision"] == "retrain" and got["reasons"] == ["query drift: embeddings classifier ROC AUC 0.81 (threshold 0.55)"]
+    calm = decide({**CALM, "query_embeddings": {**asked, "value": 0.5, "drifted": False}}, {}, CHAMPION)
+    assert calm["decision"] == "none" and any(c.startswith("query drift") for c in calm["checked"])
+
+
 def test_a_significant_fall_in_click_through_retrains():
     got = decide(CALM, _online(reference=[("m:2", 2000, 400)], current=[("m:2", 2000, 240)]), CHAMPION)
     assert got["decision"] == "retrain" and "CTR 0.2000 -> 0.1200" in got["reasons"][0]
