@@ -488,10 +488,9 @@ def test_two_workers_share_the_counters_and_the_event_log(built, served):
     # over both (one request each) / then the online store holds the whole shop's counts — what one
     # consumer of the whole log counts, not one worker's share — and every acknowledged event is logged
     import os
-    import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from shoploop import counters, features, processes, steps
+    from shoploop import processes, steps
     from shoploop.data import landing
 
     settings = built["settings"]
@@ -514,19 +513,8 @@ def test_two_workers_share_the_counters_and_the_event_log(built, served):
         with ThreadPoolExecutor(8) as pool:
             acknowledged = [i for ids in pool.map(post, range(40)) for i in ids]
         assert landing.read_table(settings.landing, "events")["event_id"].isin(acknowledged).sum() == 80
-        truth = counters.from_log(settings).values([item]).iloc[0]
-        expected = (int(truth.impressions_24h), int(truth.clicks_24h))
-        assert expected[0] >= 40 and expected[1] >= 40
-        store = features.store(settings)
-        deadline = time.monotonic() + 5
-        while True:
-            row = store.get_online_features(features=["item_counters:impressions_24h", "item_counters:clicks_24h"],
-                                            entity_rows=[{"item_id": item}]).to_dict()
-            got = (row["impressions_24h"][0], row["clicks_24h"][0])
-            if got == expected or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        assert got == expected
+        got, expected = _online_counters_against_the_log(settings, item)
+        assert got == expected and expected[0] >= 40 and expected[1] >= 40
     finally:
         os.environ.pop("SHOPLOOP_SERVICE_WORKERS", None)
         processes.stop(settings, "service")
@@ -542,7 +530,7 @@ def test_a_worker_killed_mid_load_loses_nothing_and_counts_every_event_once(buil
     import threading
     import time
 
-    from shoploop import counters, features, processes, steps
+    from shoploop import processes, steps
     from shoploop.data import landing
 
     settings = built["settings"]
@@ -582,15 +570,25 @@ def test_a_worker_killed_mid_load_loses_nothing_and_counts_every_event_once(buil
     logged = landing.read_table(settings.landing, "events")
     mine = logged[logged["event_id"].str.startswith("mid-load-", na=False)]
     assert len(acknowledged) >= 40 and set(acknowledged) <= set(mine["event_id"])
+    got, expected = _online_counters_against_the_log(settings, item, within_s=10)
+    assert got == expected and expected[1] >= len(acknowledged) // 2
+
+
+def _online_counters_against_the_log(settings, item: str, within_s: float = 5) -> tuple[tuple, tuple]:
+    """(the item's impressions and clicks in the online store once they settle, what one consumer of the
+    whole event log counts): the store is polled for up to ``within_s`` while the feeder catches up."""
+    import time
+
+    from shoploop import counters, features
+
     truth = counters.from_log(settings).values([item]).iloc[0]
     expected = (int(truth.impressions_24h), int(truth.clicks_24h))
     store = features.store(settings)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + within_s
     while True:
         row = store.get_online_features(features=["item_counters:impressions_24h", "item_counters:clicks_24h"],
                                         entity_rows=[{"item_id": item}]).to_dict()
         got = (row["impressions_24h"][0], row["clicks_24h"][0])
         if got == expected or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert got == expected and expected[1] >= len(acknowledged) // 2
+            return got, expected
+        time.sleep(0.05)
