@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Literal
@@ -26,7 +27,7 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shoploop import counters, features, registry, stream
+from shoploop import features, registry, stream
 from shoploop.predict import CANDIDATES, Filters, Hit, SearchEngine
 from shoploop.privacy import pseudonymise
 from shoploop.settings import get_settings
@@ -44,6 +45,9 @@ STOREFRONT = Path(__file__).with_name("storefront.html")
 # How often a worker asks Feast's registry whether a materialisation landed.
 FEATURE_REFRESH_SECONDS = 5
 logger = logging.getLogger("shoploop.service")
+# BentoML's request handler reads pydantic's model_fields off the instance, deprecated since pydantic 2.11:
+# one warning a worker that only BentoML can act on.
+warnings.filterwarnings("ignore", message="Accessing the 'model_fields' attribute on the instance", module="_bentoml_impl")
 
 
 class Strict(BaseModel):
@@ -249,14 +253,17 @@ class Shoploop:
         self.settings = get_settings()
         self.store = features.store(self.settings)
         self.user_lookup = features.online_user_lookup(self.store, self.store.get_feature_service("recommender_v1"))
-        self.log = stream.EventLog(self.settings)  # group commit: concurrent batches share a write and its fsync
-        # Real-time counters: one consumer of the event log for the whole service (the first worker;
-        # None: the class instantiated outside a server) counts what every worker commits and pushes
-        # the counts to the online store, where every worker reads them per request.
+        # The embedded log commits in groups (concurrent batches share a write and its fsync); on Redis,
+        # one XADD a request (SHOPLOOP_EVENT_STREAM).
+        self.log = stream.open_log(self.settings)
+        # The stream's consumers run in the first worker (None: the class instantiated outside a server):
+        # the real-time counters' feeder counts what every worker commits and pushes the counts to the
+        # online store, where every worker reads them per request; on Redis, also the landing consumer.
         if bentoml.server_context.worker_index in (None, 1):
-            self.feeder = counters.Feeder(self.settings, self.store).start()
+            self.feeder = stream.start_consumers(self.settings, self.store)
+        self._loading = threading.Lock()  # one load at a time: a reload request and the registry follower
         self._load_champion()
-        threading.Thread(target=self._follow_materialisations, name="feature-refresh", daemon=True).start()
+        threading.Thread(target=self._follow, name="follow-registry", daemon=True).start()
 
     def _load_champion(self) -> None:
         version, bundle = registry.load_champion(self.settings)  # digests checked before anything is read
@@ -267,8 +274,11 @@ class Shoploop:
         engine = SearchEngine(bundle, bundle.text_encoder(), item_features, self.user_lookup)
         self.model_version, self.engine = version, engine  # only once all of it loaded: else the old one serves
 
-    def _follow_materialisations(self) -> None:
-        """Read the snapshot features again once a new materialisation lands (checked every few seconds)."""
+    def _follow(self) -> None:
+        """Every few seconds: read the snapshot features again once a new materialisation landed, and swap
+        in a new champion (/admin/reload reaches one worker of several, and one replica of several; the
+        others follow the registry here). A version that fails to load is not tried again."""
+        refused = None
         while True:
             time.sleep(FEATURE_REFRESH_SECONDS)
             try:
@@ -276,6 +286,17 @@ class Shoploop:
                     logger.info("item features re-read: a new materialisation landed")
             except Exception:  # the features held keep serving; the next check tries again
                 logger.exception("re-reading item features after a materialisation failed")
+            tag = None
+            try:
+                tag = registry.load_champion_tag(self.settings)
+                if tag not in (self.model_version, refused):
+                    with self._loading:
+                        if tag != self.model_version:
+                            self._load_champion()
+                    logger.info("now serving %s, the registry's champion", self.model_version)
+            except Exception:
+                refused = tag
+                logger.exception("the champion %s could not be loaded; %s keeps serving", tag, self.model_version)
 
     @bentoml.api(input_spec=SearchRequest)
     def search(self, query: str, user_id: str | None = None, k: int = 10, offset: int = 0, category: str | None = None,
@@ -323,7 +344,8 @@ class Shoploop:
                              "from SHOPLOOP_ADMIN_TOKEN or $SHOPLOOP_HOME/secrets/admin_token"}
         previous = self.model_version
         try:
-            self._load_champion()
+            with self._loading:
+                self._load_champion()
         except Exception as error:  # a version that cannot load (tampered, half-copied) never replaces one that serves
             logger.exception("reload failed; %s keeps serving", previous)
             ctx.response.status_code = 409

@@ -195,7 +195,12 @@ class Feeder:
                 frame = frame[keep]
             frames.append(frame)
             self.consumed[day].add(path.name)
-        events = pd.concat(frames, ignore_index=True).drop_duplicates("event_id")
+        return self.count(pd.concat(frames, ignore_index=True), now)
+
+    def count(self, events: pd.DataFrame, now: datetime) -> set[str]:
+        """Count these events (COLUMNS) once each by ``event_id``, within the window; push the items
+        touched to the online store and return them."""
+        events = events.drop_duplicates("event_id")
         events = events[~events["event_id"].isin(self.recent.keys()) & (events["ts"] > now - timedelta(hours=WINDOW_HOURS))]
         for event_id in events["event_id"]:
             self.recent[event_id] = now

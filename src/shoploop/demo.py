@@ -138,4 +138,5 @@ def run(settings: Settings, run_date: date, say=print) -> dict:
 
 
 def stop_all(settings: Settings) -> list[str]:
-    return [name for name in ("service", "airflow", "evidently") if processes.stop(settings, name)]
+    servers = [name for name, _ in steps.replicas(settings)] + ["airflow", "evidently"]
+    return [name for name in servers if processes.stop(settings, name)]

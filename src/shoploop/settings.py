@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     service_port: int = 3000
     service_workers: int = 1  # service processes, each holding the model (bench/serving.py measures 1 and 2)
+    # Replicas: separate `bentoml serve` servers on consecutive ports from service_port (what a second
+    # machine would run), sharing the online store and the event stream.
+    service_replicas: int = 1
+    # The event stream /feedback writes to: "embedded" (the landing zone's durable log, group commit) or a
+    # Redis URL ("redis://127.0.0.1:6379/0": Redis Streams, for replicas on several machines), with its
+    # keys under stream_prefix (see shoploop.stream and shoploop.redis_stream).
+    event_stream: str = "embedded"
+    stream_prefix: str = "shoploop"
     airflow_port: int = 8080
     evidently_port: int = 8000
     model_name: str = "shoploop-ranker"

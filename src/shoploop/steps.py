@@ -272,11 +272,33 @@ def bin_of(tool: str, venv: str = ".venv") -> str:
     return str(here) if venv == ".venv" and here.exists() else str(Path(__file__).resolve().parents[2] / venv / "bin" / tool)
 
 
+def replicas(settings: Settings) -> list[tuple[str, int]]:
+    """(process name, port) of each service replica: settings.service_replicas of them on consecutive
+    ports from settings.service_port (a load balancer in front spreads the traffic), plus any replica a
+    larger setting started earlier, so `shoploop stop` ends it too."""
+    named = [("service" if n == 0 else f"service-{n + 1}", settings.service_port + n)
+             for n in range(settings.service_replicas)]
+    for extra in sorted(settings.run_dir.glob("service-*.pgid")) if settings.run_dir.exists() else []:
+        n = int(extra.stem.split("-")[1]) - 1
+        if n >= settings.service_replicas:
+            named.append((extra.stem, settings.service_port + n))
+    return named
+
+
 def deploy(settings: Settings, run_date: date | None = None) -> dict:
-    """Bring the champion to the service: a hot swap when the service is up (no request dropped; a
-    version that fails to load leaves the old one serving), else a start that waits until it answers."""
-    url = f"http://{settings.host}:{settings.service_port}"
-    if processes.running(settings, "service") is not None and processes.answers(f"{url}/readyz"):
+    """Bring the champion to every replica of the service: a hot swap where one is up (no request dropped;
+    a version that fails to load leaves the old one serving), else a start that waits until it answers.
+    Each replica's other workers follow the registry within seconds (services/service.py)."""
+    done = [_deploy_replica(settings, name, port) for name, port in replicas(settings)[:settings.service_replicas]]
+    if len(done) == 1:
+        return done[0]
+    return {"url": done[0]["url"], "how": ", ".join(sorted({d["how"] for d in done})),
+            "model_version": done[0]["model_version"], "replicas": done}
+
+
+def _deploy_replica(settings: Settings, name: str, port: int) -> dict:
+    url = f"http://{settings.host}:{port}"
+    if processes.running(settings, name) is not None and processes.answers(f"{url}/readyz"):
         import httpx
 
         answer = httpx.post(f"{url}/admin/reload", json={}, timeout=600,
@@ -286,14 +308,14 @@ def deploy(settings: Settings, run_date: date | None = None) -> dict:
             raise RuntimeError(f"hot swap refused by {url} ({answer.status_code}): "
                                f"{body.get('error', answer.text[:300])}")
         return {"url": url, "how": "hot swap", "model_version": body["model_version"], "previous": body["previous"]}
-    processes.stop(settings, "service")
+    processes.stop(settings, name)
     settings.admin_secret  # made before the service starts, so an operator can read it at once
-    processes.start(settings, "service",
-                    [bin_of("bentoml"), "serve", "service:Shoploop", "--host", settings.host,
-                     "--port", str(settings.service_port)],
-                    env=settings.tool_env(), cwd=settings.project_dir / "services", port=settings.service_port)
-    processes.wait_http(f"{url}/readyz", 180, "bentoml serve", settings.run_dir / "service.log",
-                        alive=lambda: processes.running(settings, "service") is not None)
+    processes.start(settings, name,
+                    [bin_of("bentoml"), "serve", "service:Shoploop", "--host", settings.host, "--port", str(port)],
+                    env={**settings.tool_env(), "SHOPLOOP_SERVICE_PORT": str(port)},
+                    cwd=settings.project_dir / "services", port=port)
+    processes.wait_http(f"{url}/readyz", 180, "bentoml serve", settings.run_dir / f"{name}.log",
+                        alive=lambda: processes.running(settings, name) is not None)
     return {"url": url, "how": "started", "model_version": registry.load_champion_tag(settings)}
 
 

@@ -102,6 +102,27 @@ class EventLog:
                 done.set()
 
 
+def open_log(settings: Settings):
+    """The service's event writer for the configured stream (``record(events)`` durable before it returns)."""
+    if settings.event_stream == "embedded":
+        return EventLog(settings)
+    from shoploop import redis_stream
+
+    return redis_stream.RedisEventLog(settings)
+
+
+def start_consumers(settings: Settings, store):
+    """Start the stream's consumers in this process: the real-time counters' feeder (returned) and, on
+    Redis, the landing zone's consumer (the embedded log is the landing zone already)."""
+    if settings.event_stream == "embedded":
+        from shoploop import counters
+
+        return counters.Feeder(settings, store).start()
+    from shoploop import redis_stream
+
+    return redis_stream.start_consumers(settings, store)
+
+
 SOURCES_KEY = b"shoploop.sources"
 
 

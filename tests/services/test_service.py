@@ -592,3 +592,98 @@ def _online_counters_against_the_log(settings, item: str, within_s: float = 5) -
         if got == expected or time.monotonic() > deadline:
             return got, expected
         time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_two_replicas_on_a_redis_stream_land_and_count_every_event_once_through_a_kill(built, served):
+    # given two replicas (two `bentoml serve` servers) writing to one Redis stream / when clients spread
+    # impressions and clicks over both, retrying on the other replica what was not acknowledged, and the
+    # worker of the replica whose feeder leads the counters is killed with -9 midway / then every
+    # acknowledged event is landed, and the online counters equal what the stream holds, each event once
+    import os
+    import signal
+    import threading
+    import time
+    import uuid
+
+    import redis
+
+    from conftest import need
+    from shoploop import features, processes, redis_stream, steps
+    from shoploop.data import landing
+    from shoploop.settings import Settings
+
+    url = os.environ.get("SHOPLOOP_TEST_REDIS", "redis://127.0.0.1:6379/0")
+    try:
+        up = redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        up = False
+    need(up, f"no Redis server at {url} (set SHOPLOOP_TEST_REDIS): the replicas share a Redis stream")
+    prefix = f"shoploop-test-{uuid.uuid4().hex[:10]}"
+    scaled_env = {"SHOPLOOP_EVENT_STREAM": url, "SHOPLOOP_STREAM_PREFIX": prefix, "SHOPLOOP_SERVICE_REPLICAS": "2"}
+    processes.stop(built["settings"], "service")
+    os.environ.update(scaled_env)
+    client = redis.Redis.from_url(url)
+    try:
+        settings = Settings()
+        deployed = steps.deploy(settings)
+        urls = [replica["url"] for replica in deployed["replicas"]]
+        assert len(urls) == 2 and all(processes.answers(u + "/readyz") for u in urls)
+        item = httpx.post(urls[1] + "/search", json={"query": "desk lamp", "k": 4}, timeout=30).json()["items"][3]["item_id"]
+        acknowledged, stop = [], threading.Event()
+
+        def shopper(n: int) -> None:
+            session = 0
+            while not stop.is_set():
+                session += 1
+                events = [{"event_id": f"replicas-{n}-{session}-{kind}", "session_id": f"replicas-{n}-{session}",
+                           "event_type": kind, "item_id": item, "position": 4} for kind in ("impression", "click")]
+                for attempt in range(1000):  # a client retries on the other replica, with the same ids
+                    try:
+                        answer = httpx.post(urls[(n + session + attempt) % 2] + "/feedback", json={"events": events}, timeout=10)
+                        if answer.status_code == 200:
+                            acknowledged.extend(answer.json()["event_ids"])
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    time.sleep(0.1)
+
+        threads = [threading.Thread(target=shopper, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(3)
+        leader_port = int(client.get(f"{prefix}:counters-leader").decode().split(":")[1])
+        name = "service" if leader_port == settings.service_port else "service-2"
+        workers = [p for p in processes.tagged(settings, name) if p.pid != processes.running(settings, name)
+                   and "worker" in " ".join(p.cmdline())]
+        workers[0].send_signal(signal.SIGKILL)
+        time.sleep(8)  # the other replica's feeder takes the lease over; the killed worker restarts
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert len(acknowledged) >= 40
+
+        in_stream = redis_stream.decode(client.xrange(f"{prefix}:events"))
+        mine = in_stream[in_stream["item_id"] == item]
+        expected = (mine.loc[mine["event_type"] == "impression", "event_id"].nunique(),
+                    mine.loc[mine["event_type"] == "click", "session_id"].nunique())
+        assert set(acknowledged) <= set(in_stream["event_id"]) and expected[1] >= len(acknowledged) // 2
+        store = features.store(settings)
+        deadline = time.monotonic() + 20
+        while True:
+            row = store.get_online_features(features=["item_counters:impressions_24h", "item_counters:clicks_24h"],
+                                            entity_rows=[{"item_id": item}]).to_dict()
+            landed = landing.read_table(settings.landing, "events")["event_id"]
+            got = (row["impressions_24h"][0], row["clicks_24h"][0])
+            if (got == expected and set(acknowledged) <= set(landed)) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert got == expected
+        assert set(acknowledged) <= set(landed)
+    finally:
+        for key in scaled_env:
+            os.environ.pop(key, None)
+        for name in ("service", "service-2"):
+            processes.stop(built["settings"], name)
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
