@@ -27,7 +27,7 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shoploop import features, registry, stream
+from shoploop import features, interleaving, registry, stream
 from shoploop.predict import CANDIDATES, Filters, Hit, SearchEngine
 from shoploop.privacy import pseudonymise
 from shoploop.settings import get_settings
@@ -229,6 +229,16 @@ def _plain_400(body: bytes) -> dict:
     return {"error": str(answer.get("error", "bad request")) if isinstance(answer, dict) else str(answer)}
 
 
+def _interleaved(champion, challenger, query: str, k: int, offset: int, narrowed: Filters, user_id) -> list[Hit]:
+    """The page of one team-draft interleaving of the two models' rankings, each hit naming its model."""
+    (ours, engine), (theirs, rival) = champion, challenger
+    first, second = engine.search(query, CANDIDATES, 0, narrowed), rival.search(query, CANDIDATES, 0, narrowed)
+    hit_of = {hit.item_id: hit for hit in second} | {hit.item_id: hit for hit in first}
+    drafted = interleaving.team_draft([h.item_id for h in first], [h.item_id for h in second], offset + k,
+                                      interleaving.seed_of(query, user_id, narrowed))
+    return [hit_of[item].model_copy(update={"model_version": (ours, theirs)[team]}) for item, team in drafted[offset:]]
+
+
 storefront = Starlette(routes=[Route("/", lambda request: HTMLResponse(STOREFRONT.read_text()))])
 
 
@@ -265,14 +275,26 @@ class Shoploop:
         self._load_champion()
         threading.Thread(target=self._follow, name="follow-registry", daemon=True).start()
 
-    def _load_champion(self) -> None:
-        version, bundle = registry.load_champion(self.settings)  # digests checked before anything is read
+    def _engine(self, bundle) -> SearchEngine:
         # The encoder travels with the version: a reload swaps it with the ranker and the embeddings; the
         # item features are held for the version's catalog.
         service = self.store.get_feature_service(self.settings.feature_service)
         item_features = features.ServedItemFeatures(self.store, service, bundle.catalog["item_id"].tolist())
-        engine = SearchEngine(bundle, bundle.text_encoder(), item_features, self.user_lookup)
-        self.model_version, self.engine = version, engine  # only once all of it loaded: else the old one serves
+        return SearchEngine(bundle, bundle.text_encoder(), item_features, self.user_lookup)
+
+    def _challenger_tag(self) -> str | None:
+        """The version shoppers are evaluating against the champion (interleaved into a share of searches)."""
+        rival = registry.challenger(self.settings)
+        return rival["tag"] if rival and self.settings.interleave_share > 0 and not self.settings.model_tag else None
+
+    def _load_champion(self) -> None:
+        version, bundle = registry.load_champion(self.settings)  # digests checked before anything is read
+        engine, challenger = self._engine(bundle), None
+        rival = self._challenger_tag()
+        if rival and rival != version:
+            challenger = (rival, self._engine(registry.load_version(self.settings, rival)))
+        # only once all of it loaded: else the old ones serve
+        self.model_version, self.engine, self.challenger = version, engine, challenger
 
     def _follow(self) -> None:
         """Every few seconds: read the snapshot features again once a new materialisation landed, and swap
@@ -288,22 +310,30 @@ class Shoploop:
                 logger.exception("re-reading item features after a materialisation failed")
             tag = None
             try:
-                tag = registry.load_champion_tag(self.settings)
-                if tag not in (self.model_version, refused):
+                tag = (registry.load_champion_tag(self.settings), self._challenger_tag())
+                if tag not in (self._serving(), refused):
                     with self._loading:
-                        if tag != self.model_version:
+                        if tag != self._serving():
                             self._load_champion()
-                    logger.info("now serving %s, the registry's champion", self.model_version)
+                    logger.info("now serving %s, the registry's champion%s", self.model_version,
+                                f", with {tag[1]} interleaved into a share of searches" if tag[1] else "")
             except Exception:
                 refused = tag
                 logger.exception("the champion %s could not be loaded; %s keeps serving", tag, self.model_version)
+
+    def _serving(self) -> tuple[str, str | None]:
+        return self.model_version, self.challenger and self.challenger[0]
 
     @bentoml.api(input_spec=SearchRequest)
     def search(self, query: str, user_id: str | None = None, k: int = 10, offset: int = 0, category: str | None = None,
                brand: str | None = None, price_min: float | None = None, price_max: float | None = None) -> Ranking:
         """Items for a query, best first, within the filters given; ``offset`` pages through the results."""
-        model_version, engine = self.model_version, self.engine
-        hits = engine.search(query, k, offset, Filters(category, brand, price_min, price_max))
+        model_version, engine, challenger = self.model_version, self.engine, self.challenger
+        narrowed = Filters(category, brand, price_min, price_max)
+        if challenger and interleaving.chosen(self.settings.interleave_share, query, user_id, narrowed):
+            hits = _interleaved((model_version, engine), challenger, query, k, offset, narrowed, user_id)
+        else:
+            hits = engine.search(query, k, offset, narrowed)
         if offset == 0:  # a search, not the next page of one
             SEARCHES.labels(model_version=model_version, outcome="results" if hits else "zero_results").inc()
         more = len(hits) == k and offset + k < CANDIDATES

@@ -122,6 +122,21 @@ def attributed_events(settings: Settings) -> pd.DataFrame:
         con.close()
 
 
+def feedback_events(settings: Settings, since: str | None = None) -> pd.DataFrame:
+    """The raw event log as the service accepted it, each event once (by ``event_id``), from ``since``
+    (ISO time, naive UTC) on: what online evaluation reads between builds of the warehouse."""
+    import pyarrow.dataset as ds
+
+    columns = ["event_id", "session_id", "query_id", "item_id", "event_type", "surface", "model_version", "ts"]
+    folder = settings.landing / "events"
+    files = sorted(str(p) for p in folder.glob("dt=*/*.parquet") if not p.name.startswith(".")) if folder.exists() else []
+    if not files:
+        return pd.DataFrame(columns=columns)
+    data = ds.dataset(files, format="parquet")
+    table = data.to_table(columns=columns, filter=ds.field("ts") >= pd.Timestamp(since).to_datetime64() if since else None)
+    return table.to_pandas().drop_duplicates("event_id")
+
+
 def summarise(snapshot_dict: dict) -> dict:
     """The JSON the loop reads: how many columns drifted and, per column, the test and its result."""
     summary: dict = {"columns": {}}

@@ -101,6 +101,9 @@ class Hit(BaseModel):
     category_path: str
     price: float
     rating: float | None = None  # the shop's star rating, where the served features hold one
+    # The model that placed this hit when the list interleaves two (shoploop.interleaving); absent, the
+    # answer's model_version. A client sends it back as its events' model_version.
+    model_version: str | None = None
 
 
 def scaled_bm25(bm25: np.ndarray) -> np.ndarray:

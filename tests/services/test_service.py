@@ -687,3 +687,58 @@ def test_two_replicas_on_a_redis_stream_land_and_count_every_event_once_through_
             processes.stop(built["settings"], name)
         for key in client.scan_iter(f"{prefix}:*"):
             client.delete(key)
+
+
+@pytest.mark.slow
+def test_a_challenger_interleaved_into_live_searches_is_promoted_by_shoppers_clicks_and_swapped_in(built, served):
+    # given the trained champion serving and the first answer registered as its challenger / when searches
+    # the share picks are answered by team draft and shoppers click only what the challenger placed /
+    # then each hit names its model, the monitor credits the clicks to the challenger and promotes it
+    # with its reason recorded, and the running service answers from it within seconds, no restart
+    import time
+
+    from conftest import RUN_DATE
+    from shoploop import interleaving, processes, registry, steps
+    from shoploop.data import landing
+    from shoploop.predict import Filters
+
+    settings = built["settings"]
+    if processes.running(settings, "service") is None:
+        steps.deploy(settings)
+    champion, rival = registry.champion(settings)["tag"], built["first"]["tag"]
+    pid = processes.running(settings, "service")
+    texts = landing.read_table(settings.landing, "judgments")["query_text"].drop_duplicates().tolist()
+    picked = [q for q in texts if interleaving.chosen(settings.interleave_share, q, "u-interleave", Filters())][:40]
+    assert len(picked) == 40
+
+    def search(query: str) -> dict:
+        return httpx.post(served + "/search", json={"query": query, "user_id": "u-interleave", "k": 10}, timeout=30).json()
+
+    registry.challenge(settings, rival, {}, "test: the first answer challenges the champion")
+    try:
+        deadline = time.monotonic() + 30
+        while {h["model_version"] for h in search(picked[0])["items"]} != {champion, rival} and time.monotonic() < deadline:
+            time.sleep(0.5)  # every worker follows the registry within seconds
+        for n, query in enumerate(picked):
+            answer = search(query)
+            teams = [hit["model_version"] for hit in answer["items"]]
+            assert answer["model_version"] == champion and set(teams) == {champion, rival}
+            events = [{"session_id": f"interleave-{n}", "query_id": f"q-{n}", "event_type": "impression",
+                       "item_id": hit["item_id"], "position": p, "model_version": hit["model_version"]}
+                      for p, hit in enumerate(answer["items"], start=1)]
+            events.append({**next(e for e in events if e["model_version"] == rival), "event_type": "click"})
+            assert httpx.post(served + "/feedback", json={"events": events}, timeout=30).status_code == 200
+        monitored = steps.monitor(settings, RUN_DATE)
+        online = monitored["online_evaluation"]
+        assert online["outcome"] == "promoted" and online["challenger_wins"] == 40 and online["champion_wins"] == 0
+        last = registry.history(settings)[-1]
+        assert (last["event"], last["tag"], last["replaced"]) == ("promotion", rival, champion)
+        assert "interleaving over 40 lists" in last["reason"]
+        deadline = time.monotonic() + 30
+        while search(picked[0])["model_version"] != rival and time.monotonic() < deadline:
+            time.sleep(0.5)
+        answer = search(picked[0])
+        assert answer["model_version"] == rival and {h["model_version"] for h in answer["items"]} == {None}
+        assert processes.running(settings, "service") == pid  # swapped in place, never restarted
+    finally:
+        registry.rollback(settings, champion, "test: the trained model serves again")

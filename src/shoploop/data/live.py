@@ -41,7 +41,9 @@ def run_shoppers(base_url: str, judgments: pd.DataFrame, user_ids: list[str], n_
             for pos, item in enumerate(body["items"], start=1):
                 base = {"session_id": session_id, "user_id": user_id, "item_id": item["item_id"],
                         "query_id": q.query_id, "query_text": q.query_text, "position": pos, "surface": "search",
-                        "model_version": body["model_version"], "price_seen": item["price"], "ts": now}
+                        # an interleaved list names the model of each hit: the click is credited to it
+                        "model_version": item.get("model_version") or body["model_version"],
+                        "price_seen": item["price"], "ts": now}
                 events.append({**base, "event_type": "impression"})
                 grade = grades.get((q.query_id, item["item_id"]), 0)
                 if rng.random() < (1.0 / pos) ** 0.9 and rng.random() < 1 / (1 + np.exp(-(-2.4 + 1.1 * grade))):
