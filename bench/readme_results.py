@@ -77,20 +77,29 @@ def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
                         f"p50 **{held['p50_ms']} ms**, p99 {held['p99_ms']} ms (features read per request through "
                         f"Feast: p50 {old['p50_ms']} ms); feature read p50 {lookup['held + counters']['p50_ms']} ms "
                         f"(from {lookup['feast get_online_features']['p50_ms']})"))
-        for workers, measured in sorted(serving.get("http_by_workers", {}).items()):
+        for setup, measured in sorted(serving.get("http_by_setup", {}).items()):
             http, feedback, lag = measured["http"], measured.get("feedback", {}), measured.get("counter_lag")
             if "1 client" in http:
                 four, many = http.get("4 clients", {}), http.get("16 clients", {})
-                out.append((f"Serving over HTTP, {workers} worker{'s' if workers != '1' else ''}", "/search on loopback",
+                out.append((f"Serving over HTTP, {setup}", "/search on loopback",
                             f"1 client p50 {http['1 client']['p50_ms']} ms; 4 clients {four.get('requests_per_s')} req/s "
                             f"(p99 {four.get('p99_ms')} ms); 16 clients {many.get('requests_per_s')} req/s"))
             if feedback:
-                out.append((f"Feedback intake, {workers} worker{'s' if workers != '1' else ''}",
-                            "/feedback, 8 clients, each event fsynced before its acknowledgement",
+                durable = ("each event fsynced before its acknowledgement" if "embedded" in setup
+                           else "each batch in Redis before its acknowledgement")
+                out.append((f"Feedback intake, {setup}", f"/feedback, 8 clients, {durable}",
                             "; ".join(f"{name}: **{row['events_per_s']:,} events/s**" for name, row in feedback.items())
                             + (f"; acknowledgement to counter visible p99 {lag['p99_ms']} ms" if lag else "")))
     else:
         missing.append("bench/serving.py (after `make demo`)")
+    interleaved = _load("interleaving")
+    if interleaved:
+        out.append(("Online evaluation", "team-draft interleaving, every search interleaved, simulated shoppers",
+                    "; ".join(f"{row['case']}: verdict **{row['winner']}** (expected {row['expected']}) after "
+                              f"{row['decided_after_sessions']} sessions, confidence {row['confidence']:.1%}"
+                              for row in interleaved["directions"])))
+    else:
+        missing.append("bench/interleaving.py (after `make demo`)")
     steady = _load("search_100rps")
     if steady:
         row = steady["per_minute"][0]

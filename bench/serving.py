@@ -38,6 +38,19 @@ def percentiles(seconds: list[float]) -> dict:
             "p99_ms": round(float(np.percentile(ms, 99)), 2)}
 
 
+def calibration() -> float:
+    """Seconds for a fixed pure-Python loop (best of 3): how fast this machine was at the time, since
+    machines of one kind differ (1.2-1.7 s seen here) and figures from different days compare only
+    through it."""
+    best = float("inf")
+    for _ in range(3):
+        started, total = time.perf_counter(), 0
+        for i in range(10_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(best, 3)
+
+
 def queries(settings) -> list[str]:
     from shoploop.data import landing
 
@@ -82,15 +95,33 @@ def in_process(settings, texts: list[str], repeats: int) -> dict:
             times.append(time.perf_counter() - t)
         out["search"][name] = percentiles(times)
         print(f"  in process, {name}: lookup {out['lookup'][name]}, search {out['search'][name]}", flush=True)
+    out["encoder_batching"] = encoder_batching(bundle.text_encoder(), texts, repeats)
     return out
 
 
-def over_http(url: str, texts: list[str], requests: int) -> dict:
+def encoder_batching(encoder, texts: list[str], repeats: int) -> dict:
+    """Would adaptive batching of the query encoder pay? Per query: one at a time, against batches of 4,
+    8 and 16 (what a batcher would gather from concurrent requests)."""
+    out = {}
+    for size in (1, 4, 8, 16):
+        times = []
+        for i in range(max(repeats // size, 20)):
+            batch = [texts[(i * size + j) % len(texts)] for j in range(size)]
+            t = time.perf_counter()
+            encoder.encode(batch)
+            times.append((time.perf_counter() - t) / size)
+        out[f"batch of {size}"] = {"per_query_ms": round(1000 * float(np.median(times)), 3)}
+    print(f"  query encoder, per query: {out}", flush=True)
+    return out
+
+
+def over_http(urls: list[str], texts: list[str], requests: int) -> dict:
+    """/search from 1, 4 and 16 clients, request i to replica i mod len(urls) (a load balancer's round robin)."""
     import httpx
 
     def one(client, i: int) -> float:
         t = time.perf_counter()
-        response = client.post(f"{url}/search", json={"query": texts[i % len(texts)], "k": 10})
+        response = client.post(f"{urls[i % len(urls)]}/search", json={"query": texts[i % len(texts)], "k": 10})
         response.raise_for_status()
         return time.perf_counter() - t
 
@@ -110,7 +141,7 @@ def over_http(url: str, texts: list[str], requests: int) -> dict:
     return out
 
 
-def feedback_rate(url: str, requests: int) -> dict:
+def feedback_rate(urls: list[str], requests: int) -> dict:
     """Events accepted durably per second by /feedback, one event and ten events a request, from 8
     concurrent clients (each request is acknowledged only once its events are fsynced)."""
     import uuid
@@ -125,7 +156,7 @@ def feedback_rate(url: str, requests: int) -> dict:
             session = f"bench-{uuid.uuid4().hex[:10]}"
             events = [{"session_id": session, "event_type": "view", "item_id": f"bench-{i}-{j}", "surface": "recommend"}
                       for j in range(per_request)]
-            response = pool[i % 8].post(f"{url}/feedback", json={"events": events})
+            response = pool[i % 8].post(f"{urls[i % len(urls)]}/feedback", json={"events": events})
             response.raise_for_status()
             return response.json()["accepted"]
 
@@ -141,7 +172,7 @@ def feedback_rate(url: str, requests: int) -> dict:
     return out
 
 
-def counter_lag(settings, url: str, samples: int) -> dict:
+def counter_lag(settings, urls: list[str], samples: int) -> dict:
     """From the acknowledgement of an impression and a click to the click counted in the online store
     (what /search reads), per sample: a fresh session on a catalog item each time."""
     import uuid
@@ -163,9 +194,9 @@ def counter_lag(settings, url: str, samples: int) -> dict:
             item, session = ids[(n * 7919) % len(ids)], f"lag-{uuid.uuid4().hex[:10]}"
             before = clicks(item)
             events = [{"session_id": session, "event_type": kind, "item_id": item, "position": 1} for kind in ("impression", "click")]
-            client.post(f"{url}/feedback", json={"events": events}).raise_for_status()
+            client.post(f"{urls[n % len(urls)]}/feedback", json={"events": events}).raise_for_status()
             acknowledged = time.perf_counter()
-            while clicks(item) <= before and time.perf_counter() - acknowledged < 10:
+            while clicks(item) == before and time.perf_counter() - acknowledged < 10:  # changed: the push landed
                 time.sleep(0.005)
             lags.append(time.perf_counter() - acknowledged)
     out = percentiles(lags)
@@ -190,14 +221,19 @@ def main() -> None:
     texts = queries(settings)
     result = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+              "calibration_s": calibration(),
               "in_process": in_process(settings, texts, args.repeats)}
-    url = f"http://{settings.host}:{settings.service_port}"
-    if processes.answers(f"{url}/readyz"):
+    from shoploop import steps
+
+    urls = [f"http://{settings.host}:{port}" for name, port in steps.replicas(settings)
+            if processes.running(settings, name) is not None and processes.answers(f"http://{settings.host}:{port}/readyz")]
+    if urls:
         workers = len([p for p in processes.tagged(settings, "service") if "worker" in " ".join(p.cmdline())])
-        result["workers"] = workers
-        result["http"] = over_http(url, texts, args.requests)
-        result["feedback"] = feedback_rate(url, args.requests)
-        result["counter_lag"] = counter_lag(settings, url, 50)
+        result["setup"] = (f"{len(urls)} replicas of " if len(urls) > 1 else "") + f"{workers} worker{'s' if workers > 1 else ''}, " + \
+            ("embedded log" if settings.event_stream == "embedded" else "Redis stream")
+        result["http"] = over_http(urls, texts, args.requests)
+        result["feedback"] = feedback_rate(urls, args.requests)
+        result["counter_lag"] = counter_lag(settings, urls, 50)
     else:
         result["http"] = {"skipped": f"no service answers at {url} (start one with `shoploop deploy`)"}
 
@@ -205,6 +241,8 @@ def main() -> None:
     for name in result["in_process"]["lookup"]:
         lookup, search = result["in_process"]["lookup"][name], result["in_process"]["search"][name]
         print(f"{name:<28}{lookup['p50_ms']:>12}{lookup['p99_ms']:>12}{search['p50_ms']:>12}{search['p99_ms']:>12}")
+    batching = result["in_process"]["encoder_batching"]
+    print("\nquery encoder per query (ms): " + ", ".join(f"{k} {v['per_query_ms']}" for k, v in batching.items()))
     if "skipped" not in result["http"]:
         print(f"\n{'/search over HTTP':<28}{'p50':>12}{'p99':>12}{'req/s':>12}")
         for name, row in result["http"].items():
@@ -218,10 +256,10 @@ def main() -> None:
         print(f"\nacknowledgement -> counter in the online store: p50 {lag['p50_ms']} ms, p99 {lag['p99_ms']} ms")
     out = ROOT / "bench" / "results" / "serving.json"
     saved = json.loads(out.read_text()) if out.exists() else {}
-    if "workers" in result:  # keep the other worker count's HTTP figures beside these
-        by_workers = saved.get("http_by_workers", {})
-        by_workers[str(result["workers"])] = {key: result[key] for key in ("measured_at", "http", "feedback", "counter_lag")}
-        result["http_by_workers"] = by_workers
+    if "setup" in result:  # keep the other setups' HTTP figures beside these
+        by_setup = saved.get("http_by_setup", {})
+        by_setup[result["setup"]] = {key: result[key] for key in ("measured_at", "calibration_s", "http", "feedback", "counter_lag")}
+        result["http_by_setup"] = by_setup
     out.write_text(json.dumps(result, indent=2))
     print(f"\nsaved {out.relative_to(ROOT)}")
 

@@ -26,6 +26,7 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.warnings import PydanticDeprecationWarning
 
 from shoploop import features, interleaving, registry, stream
 from shoploop.predict import CANDIDATES, Filters, Hit, SearchEngine
@@ -45,9 +46,11 @@ STOREFRONT = Path(__file__).with_name("storefront.html")
 # How often a worker asks Feast's registry whether a materialisation landed.
 FEATURE_REFRESH_SECONDS = 5
 logger = logging.getLogger("shoploop.service")
-# BentoML's request handler reads pydantic's model_fields off the instance, deprecated since pydantic 2.11:
-# one warning a worker that only BentoML can act on.
-warnings.filterwarnings("ignore", message="Accessing the 'model_fields' attribute on the instance", module="_bentoml_impl")
+# BentoML reads pydantic attributes that pydantic 2.11 deprecates (model_fields off the instance, on every
+# request; __get_pydantic_core_schema__): warnings only BentoML can act on. (Feast puts its own "once" rule
+# for every DeprecationWarning in front of the filters when it is imported: imported first, so this one wins.)
+import feast  # noqa: E402,F401
+warnings.filterwarnings("ignore", category=PydanticDeprecationWarning, module=r"_bentoml_(impl|sdk)")
 
 
 class Strict(BaseModel):

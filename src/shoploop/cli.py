@@ -144,7 +144,7 @@ def history():
     from shoploop import registry
 
     for entry in registry.history(get_settings()):
-        typer.echo(f"{entry['at']}  {entry['event']:<9}  {entry['tag']}  (replaced {entry['replaced'] or 'nothing'}): "
+        typer.echo(f"{entry['at']}  {entry['event']:<9}  {entry['tag']}  ({'against' if entry['event'] == 'challenge' else 'replaced'} {entry['replaced'] or 'nothing'}): "
                    f"{entry['reason']}")
 
 

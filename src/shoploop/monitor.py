@@ -129,12 +129,17 @@ def feedback_events(settings: Settings, since: str | None = None) -> pd.DataFram
 
     columns = ["event_id", "session_id", "query_id", "item_id", "event_type", "surface", "model_version", "ts"]
     folder = settings.landing / "events"
-    files = sorted(str(p) for p in folder.glob("dt=*/*.parquet") if not p.name.startswith(".")) if folder.exists() else []
-    if not files:
-        return pd.DataFrame(columns=columns)
-    data = ds.dataset(files, format="parquet")
-    table = data.to_table(columns=columns, filter=ds.field("ts") >= pd.Timestamp(since).to_datetime64() if since else None)
-    return table.to_pandas().drop_duplicates("event_id")
+    for attempt in range(5):  # the counters' feeder may compact files between the listing and the read
+        files = sorted(str(p) for p in folder.glob("dt=*/*.parquet") if not p.name.startswith(".")) if folder.exists() else []
+        if not files:
+            return pd.DataFrame(columns=columns)
+        try:
+            table = ds.dataset(files, format="parquet").to_table(
+                columns=columns, filter=ds.field("ts") >= pd.Timestamp(since).to_datetime64() if since else None)
+            return table.to_pandas().drop_duplicates("event_id")
+        except FileNotFoundError:
+            if attempt == 4:
+                raise
 
 
 def summarise(snapshot_dict: dict) -> dict:
