@@ -72,8 +72,10 @@ def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
         lookup = serving["in_process"]["lookup"]
         if held and old:
             encoder = serving["in_process"].get("query_encoder", "query encoder not recorded")
+            speed = (f"; a fixed pure-Python loop took {serving['calibration_s']} s: compare runs by it"
+                     if "calibration_s" in serving else "")
             out.append(("Serving latency", f"/search in process, 100 candidates re-ranked, {serving['in_process']['items']:,} "
-                        f"items ({encoder})",
+                        f"items ({encoder}{speed})",
                         f"p50 **{held['p50_ms']} ms**, p99 {held['p99_ms']} ms (features read per request through "
                         f"Feast: p50 {old['p50_ms']} ms); feature read p50 {lookup['held + counters']['p50_ms']} ms "
                         f"(from {lookup['feast get_online_features']['p50_ms']})"))
@@ -100,11 +102,12 @@ def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
                               for row in interleaved["directions"])))
     else:
         missing.append("bench/interleaving.py (after `make demo`)")
-    steady = _load("search_100rps")
-    if steady:
-        row = steady["per_minute"][0]
-        out.append(("Search at a steady rate", f"{steady['search_rate']:g} searches/s for {steady['minutes']:g} min, one worker",
-                    f"p50 {row['search_p50_ms']} ms, p99 {row['search_p99_ms']} ms, errors {sum(steady['errors'].values())}"))
+    for name, workers in (("search_100rps", "one worker"), ("search_100rps_2workers", "two workers")):
+        steady = _load(name)
+        if steady:
+            row = steady["per_minute"][0]
+            out.append(("Search at a steady rate", f"{steady['search_rate']:g} searches/s for {steady['minutes']:g} min, {workers}",
+                        f"p50 {row['search_p50_ms']} ms, p99 {row['search_p99_ms']} ms, errors {sum(steady['errors'].values())}"))
     soak = _load("soak")
     if soak:
         rows = soak["per_minute"]

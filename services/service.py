@@ -210,6 +210,9 @@ def _documented(body: bytes) -> dict:
         if "requestBody" in operation:
             operation["requestBody"]["required"] = True
         operation["responses"]["415"] = {"description": "the body is not JSON", **error}
+    feedback = spec.get("paths", {}).get("/feedback", {}).get("post")
+    if feedback is not None:
+        feedback["responses"]["503"] = {"description": "the event log is unavailable: nothing recorded, send again", **error}
     reload = spec.get("paths", {}).get("/admin/reload", {}).get("post")
     if reload is not None:
         reload["responses"]["401"] = {"description": "admin token missing or wrong", **error}
@@ -364,7 +367,12 @@ class Shoploop:
         """Shopper events, appended durably to the event log before the answer; the counters' feeder
         reads them from the log and the items' real-time counters reach the online store within a
         fraction of a second."""
-        written = self.log.record([e.model_dump() for e in events])
+        try:
+            written = self.log.record([e.model_dump() for e in events])
+        except Exception as error:  # the log or Redis is unavailable: nothing acknowledged, the client retries
+            logger.exception("recording %d events failed", len(events))
+            return JSONResponse({"error": f"the events were not recorded ({type(error).__name__}): send them again, "
+                                          "with the same event_id, in a moment"}, status_code=503)
         return FeedbackAck(accepted=len(written), event_ids=written["event_id"].tolist())
 
     @bentoml.api(route="/admin/reload")

@@ -41,6 +41,7 @@ GROUP = "landing"
 CLAIM_AFTER_MS = 30_000  # an entry a consumer read and did not acknowledge for this long is taken over
 LEASE_MS = 3_000  # the counters' feeder: a dead leader's lease runs out within this
 READ_COUNT = 2_000  # entries per read
+LAND_SECONDS = 0.5  # the landing consumer writes at most one file this often (more when a read is full)
 logger = logging.getLogger("shoploop.redis_stream")
 
 
@@ -103,17 +104,20 @@ class Lander:
     """A consumer of the group ``landing``: stream entries into the landing zone, each acknowledged once written."""
 
     def __init__(self, settings: Settings, name: str | None = None) -> None:
-        import redis
-
         self.settings, self.redis, self.key = settings, connect(settings), stream_key(settings)
         self.name = name or f"{socket.gethostname()}:{settings.service_port}"
         self.landed = 0
+        self._ensure_group()
+        self._own_pending = True  # first what this consumer read before a restart and never acknowledged
+
+    def _ensure_group(self) -> None:
+        import redis
+
         try:
             self.redis.xgroup_create(self.key, GROUP, id="0", mkstream=True)
         except redis.ResponseError as error:
             if "BUSYGROUP" not in str(error):  # the group exists: another replica made it
                 raise
-        self._own_pending = True  # first what this consumer read before a restart and never acknowledged
 
     def step(self, block_ms: int = 500) -> int:
         """Land one read's worth of entries; returns how many events were written."""
@@ -138,10 +142,20 @@ class Lander:
         return len(events)
 
     def run_forever(self) -> None:
+        """Land what arrived, at most one file every LAND_SECONDS (a busy stream: a file per READ_COUNT entries)."""
         while True:
+            started = time.monotonic()
             try:
-                self.step()
-            except Exception:  # unacknowledged entries are read again
+                if self.step() < READ_COUNT:
+                    time.sleep(max(0.0, LAND_SECONDS - (time.monotonic() - started)))
+            except Exception as error:  # unacknowledged entries are read again
+                if "NOGROUP" in str(error):  # the stream was deleted (by an operator): start it again
+                    logger.warning("the event stream %s or its group was deleted; making them again", self.key)
+                    try:
+                        self._ensure_group()
+                        continue
+                    except Exception:
+                        pass
                 logger.exception("landing the event stream failed; retrying")
                 time.sleep(1)
 
@@ -189,10 +203,14 @@ class StreamFeeder(counters.Feeder):
         return self.count(events[counters.COLUMNS], now) if len(events) else set()
 
     def run_forever(self) -> None:
+        """Count and push what arrived, at most once every POLL_SECONDS: a push to the online store costs
+        the same for one event as for a thousand, so a busy stream is counted in batches."""
         while True:
+            started = time.monotonic()
             try:
                 if self.leads():
                     self.catch_up(block_ms=int(counters.POLL_SECONDS * 1000))
+                    time.sleep(max(0.0, counters.POLL_SECONDS - (time.monotonic() - started)))
                 else:
                     time.sleep(LEASE_MS / 3000)
             except Exception:

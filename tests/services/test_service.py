@@ -58,6 +58,16 @@ def test_service_class_answers_directly(built):
     assert len(ranking.items) == 5 and ranking.model_version == built["register"]["tag"]
     assert [i.score for i in ranking.items] == sorted((i.score for i in ranking.items), reverse=True)
 
+    # the event log failing (a full disk, Redis down) is a 503 that acknowledges nothing, never a 500
+    def unavailable(events):
+        raise OSError("no space left on device")
+
+    service.log.record = unavailable
+    from service import Event
+
+    answer = service.feedback(events=[Event(session_id="s", event_type="click", item_id="i1")])
+    assert answer.status_code == 503 and b"send them again" in answer.body
+
 
 # --- level 3: a real `bentoml serve` over HTTP ------------------------------------------------
 @pytest.fixture(scope="module")
