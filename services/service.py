@@ -291,13 +291,14 @@ class Shoploop:
     def _challenger_tag(self) -> str | None:
         """The version shoppers are evaluating against the champion (interleaved into a share of searches)."""
         rival = registry.challenger(self.settings)
-        return rival["tag"] if rival and self.settings.interleave_share > 0 and not self.settings.model_tag else None
+        active = rival and rival["tag"] != rival["champion"] and self.settings.interleave_share > 0
+        return rival["tag"] if active and not self.settings.model_tag else None
 
     def _load_champion(self) -> None:
         version, bundle = registry.load_champion(self.settings)  # digests checked before anything is read
         engine, challenger = self._engine(bundle), None
         rival = self._challenger_tag()
-        if rival and rival != version:
+        if rival:
             challenger = (rival, self._engine(registry.load_version(self.settings, rival)))
         # only once all of it loaded: else the old ones serve
         self.model_version, self.engine, self.challenger = version, engine, challenger

@@ -20,8 +20,9 @@ from shoploop.settings import Settings
 
 PROJECT = "shoploop"
 # Evidently's imports touch numpy.core and litestar's deprecated helpers: notices for Evidently to act on.
+# (and its column summary divides by the count of a column that one window holds no value of)
 EVIDENTLY_NOTICES = ("numpy.core is deprecated", "Call to deprecated function 'Dependency'",
-                     "Use of deprecated class 'DependencyKwarg'")
+                     "Use of deprecated class 'DependencyKwarg'", "invalid value encountered in scalar divide")
 CURRENT_DAYS = 2
 # Columns watched for drift: what shoppers saw and did, what the item looked like, what the model said.
 COLUMNS = ["position", "price_seen", "clicked", "log_price", "rating", "ctr_smoothed", "popularity", "model_score"]
@@ -323,6 +324,7 @@ def log_online(settings: Settings, online: dict, health: dict, model_version: st
     from evidently.metrics import MeanValue
 
     from shoploop import registry
+    from shoploop.progress import quiet
 
     quality = online.get("current", {}).get(model_version, {}).get("search") or {}
     if not quality and not health:
@@ -334,9 +336,10 @@ def log_online(settings: Settings, online: dict, health: dict, model_version: st
               "version": served.index(model_version) + 1 if model_version in served else None}
     values = {key: np.nan if value is None else value for key, value in values.items()}
     frame = pd.DataFrame([values]).astype(float)
-    data = Dataset.from_pandas(frame, data_definition=DataDefinition(numerical_columns=list(values)))
-    snapshot = Report([MeanValue(column=c) for c in values]).run(
-        current_data=data, name=f"online {run_date}", tags=["online", "search", model_version])
+    with quiet(*EVIDENTLY_NOTICES):  # a value this run has none of (NaN) is a column of no values to Evidently
+        data = Dataset.from_pandas(frame, data_definition=DataDefinition(numerical_columns=list(values)))
+        snapshot = Report([MeanValue(column=c) for c in values]).run(
+            current_data=data, name=f"online {run_date}", tags=["online", "search", model_version])
     workspace, project = evidently_project(settings)
     workspace.add_run(project.id, snapshot)
     return values

@@ -537,7 +537,6 @@ def test_a_worker_killed_mid_load_loses_nothing_and_counts_every_event_once(buil
     # killed with -9 midway / then every acknowledged event is in the log once, and the counters the
     # restarted consumer pushes equal what the whole log holds (nothing lost, nothing counted twice)
     import signal
-    import threading
     import time
 
     from shoploop import processes, steps
@@ -547,27 +546,7 @@ def test_a_worker_killed_mid_load_loses_nothing_and_counts_every_event_once(buil
     if processes.running(settings, "service") is None:  # an earlier test stopped it
         steps.deploy(settings)
     item = httpx.post(served + "/search", json={"query": "camping tent", "k": 2}, timeout=30).json()["items"][1]["item_id"]
-    acknowledged, stop = [], threading.Event()
-
-    def client(n: int) -> None:
-        session = 0
-        while not stop.is_set():
-            session += 1
-            events = [{"event_id": f"mid-load-{n}-{session}-{kind}", "session_id": f"mid-load-{n}-{session}",
-                       "event_type": kind, "item_id": item, "position": 2} for kind in ("impression", "click")]
-            while True:  # a client retries what was not acknowledged, with the same ids
-                try:
-                    answer = httpx.post(served + "/feedback", json={"events": events}, timeout=10)
-                    if answer.status_code == 200:
-                        acknowledged.extend(answer.json()["event_ids"])
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
+    acknowledged, stop, threads = _retrying_shoppers([served], item, "mid-load", position=2)
     time.sleep(3)
     _worker(settings)[0].send_signal(signal.SIGKILL)
     deadline = time.monotonic() + 120
@@ -582,6 +561,39 @@ def test_a_worker_killed_mid_load_loses_nothing_and_counts_every_event_once(buil
     assert len(acknowledged) >= 40 and set(acknowledged) <= set(mine["event_id"])
     got, expected = _online_counters_against_the_log(settings, item, within_s=10)
     assert got == expected and expected[1] >= len(acknowledged) // 2
+
+
+def _retrying_shoppers(urls: list[str], item: str, name: str, position: int, clients: int = 4):
+    """``clients`` threads sending sessions (an impression and a click of ``item``) until stopped, each batch
+    retried with the same event ids, on the next of ``urls``, until acknowledged. Returns (the acknowledged
+    ids, the stop event, the threads)."""
+    import itertools
+    import threading
+    import time
+
+    acknowledged, stop = [], threading.Event()
+
+    def shopper(n: int) -> None:
+        for session in itertools.count(1):
+            if stop.is_set():
+                return
+            events = [{"event_id": f"{name}-{n}-{session}-{kind}", "session_id": f"{name}-{n}-{session}",
+                       "event_type": kind, "item_id": item, "position": position} for kind in ("impression", "click")]
+            for attempt in itertools.count():
+                try:
+                    answer = httpx.post(urls[(n + session + attempt) % len(urls)] + "/feedback", json={"events": events},
+                                        timeout=10)
+                    if answer.status_code == 200:
+                        acknowledged.extend(answer.json()["event_ids"])
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+
+    threads = [threading.Thread(target=shopper, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    return acknowledged, stop, threads
 
 
 def _online_counters_against_the_log(settings, item: str, within_s: float = 5) -> tuple[tuple, tuple]:
@@ -612,7 +624,6 @@ def test_two_replicas_on_a_redis_stream_land_and_count_every_event_once_through_
     # acknowledged event is landed, and the online counters equal what the stream holds, each event once
     import os
     import signal
-    import threading
     import time
     import uuid
 
@@ -640,27 +651,7 @@ def test_two_replicas_on_a_redis_stream_land_and_count_every_event_once_through_
         urls = [replica["url"] for replica in deployed["replicas"]]
         assert len(urls) == 2 and all(processes.answers(u + "/readyz") for u in urls)
         item = httpx.post(urls[1] + "/search", json={"query": "desk lamp", "k": 4}, timeout=30).json()["items"][3]["item_id"]
-        acknowledged, stop = [], threading.Event()
-
-        def shopper(n: int) -> None:
-            session = 0
-            while not stop.is_set():
-                session += 1
-                events = [{"event_id": f"replicas-{n}-{session}-{kind}", "session_id": f"replicas-{n}-{session}",
-                           "event_type": kind, "item_id": item, "position": 4} for kind in ("impression", "click")]
-                for attempt in range(1000):  # a client retries on the other replica, with the same ids
-                    try:
-                        answer = httpx.post(urls[(n + session + attempt) % 2] + "/feedback", json={"events": events}, timeout=10)
-                        if answer.status_code == 200:
-                            acknowledged.extend(answer.json()["event_ids"])
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    time.sleep(0.1)
-
-        threads = [threading.Thread(target=shopper, args=(n,)) for n in range(4)]
-        for thread in threads:
-            thread.start()
+        acknowledged, stop, threads = _retrying_shoppers(urls, item, "replicas", position=4)
         time.sleep(3)
         leader_port = int(client.get(f"{prefix}:counters-leader").decode().split(":")[1])
         name = "service" if leader_port == settings.service_port else "service-2"
