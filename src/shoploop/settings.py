@@ -10,7 +10,7 @@ import secrets
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     # (`shoploop ingest` formats, e.g. 'generic:/data/shop' or 'homedepot:../shared/datasets/homedepot_search').
     source: str = "simulator"
     max_k: int = 100
+
+    @field_validator("event_stream")
+    @classmethod
+    def known_stream(cls, value: str) -> str:
+        if value != "embedded" and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{value!r} is no event stream: 'embedded', or a Redis URL such as redis://127.0.0.1:6379/0")
+        return value
 
     @property
     def landing(self) -> Path:

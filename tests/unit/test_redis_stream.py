@@ -124,3 +124,10 @@ def test_counters_count_each_event_once_through_retries_and_a_change_of_leader(s
     log.record(_session(99))
     standby.catch_up()
     assert standby.store.rows["a"] == (26, 26, 0)
+
+
+def test_an_unknown_event_stream_is_refused_naming_what_is_accepted(tmp_path):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="is no event stream: 'embedded', or a Redis URL"):
+        Settings(home=tmp_path, event_stream="kafka://broker:9092")
