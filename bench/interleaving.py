@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -48,8 +49,6 @@ def run(settings, champion: str, challenger: str, sessions: int, step: int, seed
     judgments = landing.read_table(settings.landing, "judgments")
     users = landing.read_table(settings.landing, "users")["user_id"].tolist()
     url = f"http://{settings.host}:{settings.service_port}"
-    import time
-
     time.sleep(12)  # the workers follow the registry within seconds
     trail, decided_at = [], None
     for done in range(step, sessions + step, step):

@@ -237,12 +237,18 @@ def _plain_400(body: bytes) -> dict:
 
 def _interleaved(champion, challenger, query: str, k: int, offset: int, narrowed: Filters, user_id) -> list[Hit]:
     """The page of one team-draft interleaving of the two models' rankings, each hit naming its model."""
-    (ours, engine), (theirs, rival) = champion, challenger
-    first, second = engine.search(query, CANDIDATES, 0, narrowed), rival.search(query, CANDIDATES, 0, narrowed)
-    hit_of = {hit.item_id: hit for hit in second} | {hit.item_id: hit for hit in first}
-    drafted = interleaving.team_draft([h.item_id for h in first], [h.item_id for h in second], offset + k,
-                                      interleaving.seed_of(query, user_id, narrowed))
-    return [hit_of[item].model_copy(update={"model_version": (ours, theirs)[team]}) for item, team in drafted[offset:]]
+    teams = (champion, challenger)
+    ranked = [engine.search_rows(query, CANDIDATES, 0, narrowed) for _, engine in teams]
+    ids = [[engine.item_ids[r] for r in rows] for (_, engine), (rows, _) in zip(teams, ranked)]
+    drafted = interleaving.team_draft(ids[0], ids[1], offset + k, interleaving.seed_of(query, user_id, narrowed))
+    place = [{item: at for at, item in enumerate(ranking)} for ranking in ids]
+    hits = []
+    for item, team in drafted[offset:]:  # hits made for the page only, each from the ranking that placed it
+        (tag, engine), (rows, scores), at = teams[team], ranked[team], place[team][item]
+        hit = engine.hits(rows[at:at + 1], scores[at:at + 1])[0]
+        hit.model_version = tag
+        hits.append(hit)
+    return hits
 
 
 storefront = Starlette(routes=[Route("/", lambda request: HTMLResponse(STOREFRONT.read_text()))])

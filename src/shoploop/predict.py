@@ -186,7 +186,7 @@ class SearchEngine:
         return rows[order], scores[order]
 
     def search(self, query: str, k: int, offset: int = 0, filters: Filters | None = None) -> list[Hit]:
-        return self._hits(*self.search_rows(query, k, offset, filters))
+        return self.hits(*self.search_rows(query, k, offset, filters))
 
     def similar(self, item_id: str, k: int, filters: Filters | None = None) -> list[Hit] | None:
         """"More like this": the items whose text embeds nearest the given one's (cosine), best first,
@@ -198,7 +198,7 @@ class SearchEngine:
         allowed[row] = False
         embeddings = self.bundle.item_embeddings
         rows = self._nearest(embeddings[row], k, allowed)
-        return self._hits(rows, embeddings[rows] @ embeddings[row])
+        return self.hits(rows, embeddings[rows] @ embeddings[row])
 
     def recommend(self, user_key: str | None, k: int) -> list[Hit]:
         """The shopper's next items from every candidate source, re-ranked; popular items for a shopper
@@ -206,8 +206,8 @@ class SearchEngine:
         history = self.bundle.user_sequences.get(user_key, []) if user_key else []
         if not history or self.bundle.sasrec is None:
             rows = self.bundle.popular[:k]
-            return self._hits(rows, np.linspace(1.0, 0.5, len(rows)))
-        return self._hits(*self.recommend_rows(history, self.user_features(user_key), k))
+            return self.hits(rows, np.linspace(1.0, 0.5, len(rows)))
+        return self.hits(*self.recommend_rows(history, self.user_features(user_key), k))
 
     def recommend_sources(self, history: list[int]) -> dict[str, np.ndarray]:
         """Each candidate source's scores of the whole catalog for one history (-inf: no evidence):
@@ -254,7 +254,8 @@ class SearchEngine:
         order = np.argsort(-scores, kind="stable")[:k]
         return rows[order], scores[order]
 
-    def _hits(self, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
+    def hits(self, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
+        """The answer's hits for these catalog rows and their scores, in the order given."""
         shown = self.shown
         # The served features hold each item's rating for the catalog (features.ServedItemFeatures.held);
         # an offline lookup does not, and its hits carry none.
