@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -17,6 +18,15 @@ from shoploop.settings import Settings
 
 def _feast_env(settings: Settings) -> dict[str, str]:
     return {**os.environ, **settings.tool_env()}
+
+
+def _not_the_file_registry_advisory(record: logging.LogRecord) -> bool:
+    # Feast says `serve_features_while_materializing` "typically has no effect" off a SQL registry; on
+    # our file registry, shared by the service and the materialising process, it is what keeps reads up.
+    return not record.getMessage().startswith("`serve_features_while_materializing` is enabled but")
+
+
+logging.getLogger("feast.repo_config").addFilter(_not_the_file_registry_advisory)
 
 
 def store(settings: Settings):
