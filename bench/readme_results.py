@@ -102,6 +102,17 @@ def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
                               for row in interleaved["directions"])))
     else:
         missing.append("bench/interleaving.py (after `make demo`)")
+    drift = _load("drift_detection")
+    if drift:
+        shop = drift["shop"]
+        seen = ", ".join(f"{r['scenario']} {r['detected_in_runs'] or 'never'}" for r in drift["scenarios"])
+        out.append(("Drift detection", f"`shoploop monitor` once a day on simulated shops ({shop['items']:,} items, "
+                    f"{shop['sessions_per_day']} search sessions a day), each scenario on a shop of its own",
+                    f"**{drift['detected_within_2']} of {drift['scenario_count']}** scenarios decided `retrain` within 2 runs "
+                    f"(runs to detection: {seen}); **{drift['no_drift']['false_alarms']}** false alarms in "
+                    f"{len(drift['no_drift']['runs'])} runs without drift"))
+    else:
+        missing.append("bench/drift_detection.py")
     for name, workers in (("search_100rps", "one worker"), ("search_100rps_2workers", "two workers")):
         steady = _load(name)
         if steady:

@@ -6,9 +6,12 @@ model version (shoploop.monitor.online_quality). The rules, in order:
 - **rollback** when the champion was promoted over a previous version and, on enough impressions
   each, shoppers click its search results significantly less (two-proportion z-test) and by more
   than ``rollback_margin`` than they clicked the previous version's;
-- **retrain** when the data drifted (the share of drifted columns reaches ``drift_share``), the
-  model's scores drifted, or the champion's own click-through fell significantly and by more than
-  ``ctr_drop`` from the reference window to the current one;
+- **retrain** when the data drifted (``drifted_columns`` of the watched columns: Evidently's per-column
+  tests, distance-based on windows of over 1,000 rows, so noise does not count), the same items'
+  prices moved in a category (shoploop.monitor.price_moves), a wave of new items arrived
+  (shoploop.monitor.catalog_arrivals), the model's scores or the shoppers' queries drifted, or the champion's own
+  click-through fell significantly and by more than ``ctr_drop`` from the reference window to the
+  current one;
 - **none** otherwise, with what was checked.
 
 Only significant drops count, so the noise of a quiet day never retrains or rolls back.
@@ -22,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class Thresholds:
-    drift_share: float = 0.5        # share of watched columns drifted (Evidently's dataset-drift default)
+    drifted_columns: int = 1        # watched input columns (model score apart) that must drift to retrain
     ctr_drop: float = 0.10          # relative fall of the champion's CTR, reference -> current window
     rollback_margin: float = 0.10   # relative CTR shortfall of a new champion against its predecessor
     min_impressions: int = 300      # per side, before an online comparison is made at all
@@ -73,8 +76,22 @@ def decide(drift: dict, online: dict, champion: dict | None, t: Thresholds = Thr
             return {"decision": "rollback", "rollback_to": previous, "reasons": reasons, "checked": checked,
                     "thresholds": asdict(t)}
     if "drift_share" in drift:
-        text = f"data drift: {drift['drifted_columns']} columns drifted (share {drift['drift_share']}, threshold {t.drift_share})"
-        (reasons if drift["drift_share"] >= t.drift_share else checked).append(text)
+        inputs = {name: c for name, c in drift.get("columns", {}).items() if name != "model_score"}
+        moved = [f"{name} ({c['method']} {c['value']}, threshold {c['threshold']})" for name, c in inputs.items() if c["drifted"]]
+        text = (f"data drift: {len(moved)} of {len(inputs)} watched columns drifted"
+                + (": " + ", ".join(moved) if moved else f" (share {drift['drift_share']})"))
+        (reasons if moved and len(moved) >= t.drifted_columns else checked).append(text)
+        prices = drift.get("price_moves", {})
+        moved = [f"{name} ({c['value']:+.0%} over {c['items']} items, threshold {c['threshold']:.0%})"
+                 for name, c in prices.items() if c["drifted"]]
+        if prices:
+            text = f"price moves ({next(iter(prices.values()))['method']}): {', '.join(moved) or f'none in {len(prices)} categories'}"
+            (reasons if moved else checked).append(text)
+        arrivals = drift.get("arrivals")
+        if arrivals:
+            text = (f"new items: {arrivals['items']} arrived in the current window ({arrivals['share']:.1%} of the catalog), "
+                    f"{arrivals['expected']} expected at the reference's rate (p {arrivals['p_value']:.3g})")
+            (reasons if arrivals["drifted"] else checked).append(text)
         score = drift.get("columns", {}).get("model_score")
         if score:
             text = f"prediction drift: model_score {score['method']} {score['value']} (threshold {score['threshold']})"

@@ -10,7 +10,7 @@ shows; ``monitor.json`` holds drift, online quality per model version and the de
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -24,18 +24,51 @@ PROJECT = "shoploop"
 EVIDENTLY_NOTICES = ("numpy.core is deprecated", "Call to deprecated function 'Dependency'",
                      "Use of deprecated class 'DependencyKwarg'", "invalid value encountered in scalar divide")
 CURRENT_DAYS = 2
-# Columns watched for drift: what shoppers saw and did, what the item looked like, what the model said.
-COLUMNS = ["position", "price_seen", "clicked", "log_price", "rating", "ctr_smoothed", "popularity", "model_score"]
+# Columns watched for drift, each stationary while the shop is: where results were shown, whether and
+# where they were clicked (shoppers click the top; a bot, a broken client or a new layout does not), the
+# price the shopper saw, the item's rating and category, whether it was new
+# (under a week online), what the model scores. The ranker's cumulative counts (popularity, smoothed
+# CTR) grow by construction, so they would drift in every shop every day: not watched.
+NUMERICAL = ["position", "click_position", "log_price_seen", "rating", "model_score"]
+CATEGORICAL = ["clicked", "category", "new_item"]
+COLUMNS = NUMERICAL + CATEGORICAL
+NEW_ITEM_DAYS = 7
+# Prices are also checked category by category, item against itself: a move in one category is lost in
+# the catalog's whole price range. A category needs this many items shown in both windows.
+MIN_PRICED_ITEMS = 20
+PRICE_MOVE = 0.10  # relative change of the median item's price
+ARRIVALS_SHARE = 0.01  # of the catalog arriving in the current window, beyond its usual rate
 
 
-def impressions(settings: Settings, latest: pd.DataFrame) -> pd.DataFrame:
-    """Logged search impressions with their click, the item's latest features and the day."""
+def impressions(settings: Settings, as_of: datetime | None = None) -> pd.DataFrame:
+    """Logged search impressions before ``as_of``: click, position, the price seen, and the item as Feast
+    knew it at the impression (point in time, from the offline store)."""
+    from shoploop import features
+    from shoploop.data.catalog import top_category
+
     pairs = pd.read_parquet(settings.marts / "ranker_training_pairs.parquet")
-    logged = pairs[pairs["label_source"] == "click_log"].copy()
-    logged = logged.join(latest[["price", "log_price", "rating", "ctr_smoothed", "popularity"]], on="item_id")
-    logged["price_seen"] = logged["price"]
-    logged["clicked"] = logged["clicked"].astype(int)
-    return logged
+    logged = pairs[pairs["label_source"] == "click_log"]
+    if as_of is not None:
+        logged = logged[logged["event_timestamp"] < pd.Timestamp(as_of)]
+    logged = logged.reset_index(drop=True)
+    if logged.empty:
+        return logged.reindex(columns=[*logged.columns, *COLUMNS])
+    seen = features.historical(settings, logged[["item_id", "event_timestamp"]].assign(row=np.arange(len(logged))))
+    seen = seen.set_index("row").sort_index()
+    items = pd.read_parquet(settings.marts / "item_text.parquet", columns=["item_id", "category_path", "created_at"])
+    items = items.set_index("item_id")
+    # How long the item had been online when shown, from the catalog: on its first day an item has no
+    # feature snapshot yet, so Feast's age_days cannot tell.
+    age = logged["event_timestamp"] - pd.to_datetime(logged["item_id"].map(items["created_at"]))
+    return logged.assign(
+        clicked=logged["clicked"].astype(int).astype(str),
+        click_position=logged["position"].where(logged["clicked"]),
+        # the feature's price when the client sent none (an API client need not)
+        log_price_seen=np.log(logged["price_seen"].where(logged["price_seen"] > 0)).fillna(seen["log_price"]),
+        rating=seen["rating"],
+        category=logged["item_id"].map(items["category_path"]).fillna("").map(top_category),
+        new_item=(age < pd.Timedelta(days=NEW_ITEM_DAYS)).map({True: "new", False: "established"}).where(age.notna()),
+    )
 
 
 def model_scores(engine: SearchEngine, frame: pd.DataFrame) -> np.ndarray:
@@ -111,14 +144,14 @@ def tail_items(latest: pd.DataFrame, head_share: float = 0.2) -> set[str]:
     return set(ranked.index[int(len(ranked) * head_share):])
 
 
-def attributed_events(settings: Settings) -> pd.DataFrame:
-    """The warehouse's attributed events (int_events_valid): what online quality is measured on."""
+def attributed_events(settings: Settings, as_of: datetime | None = None) -> pd.DataFrame:
+    """The warehouse's attributed events (int_events_valid) before ``as_of``: what online quality is measured on."""
     import duckdb
 
     con = duckdb.connect(str(settings.warehouse_path))  # default config: dbt may hold one in-process
     try:
         return con.execute("select session_id, query_id, item_id, event_type, position, surface, model_version, ts "
-                           "from int_events_valid").df()
+                           "from int_events_valid where ts < coalesce(?, 'infinity'::timestamp)", [as_of]).df()
     finally:
         con.close()
 
@@ -160,14 +193,15 @@ def summarise(snapshot_dict: dict) -> dict:
     return summary
 
 
-def drift_report(settings: Settings, engine: SearchEngine, latest: pd.DataFrame, run_date, model_version: str) -> dict:
+def drift_report(settings: Settings, engine: SearchEngine, run_date, model_version: str,
+                 as_of: datetime | None = None) -> dict:
     from shoploop.progress import quiet
 
     with quiet(*EVIDENTLY_NOTICES):
         from evidently import Report
         from evidently.presets import DataDriftPreset
 
-    frame = impressions(settings, latest)
+    frame = impressions(settings, as_of)
     if frame.empty:  # a catalog with judgments and no logs: nothing behaved, so nothing drifted
         return {"run_date": str(run_date), "model_version": model_version,
                 "skipped": "no search impressions logged yet: behaviour and score drift need search events"}
@@ -177,7 +211,7 @@ def drift_report(settings: Settings, engine: SearchEngine, latest: pd.DataFrame,
         return {"run_date": str(run_date), "model_version": model_version,
                 "skipped": f"drift needs a reference and a current window: events span less than {CURRENT_DAYS + 1} days"}
     report = Report([DataDriftPreset(columns=COLUMNS)])
-    snapshot = report.run(current_data=current[COLUMNS], reference_data=reference[COLUMNS],
+    snapshot = report.run(current_data=_dataset(current), reference_data=_dataset(reference),
                           name=f"drift {run_date}", tags=["drift", "search"])
     out = settings.reports / str(run_date)
     out.mkdir(parents=True, exist_ok=True)
@@ -186,6 +220,7 @@ def drift_report(settings: Settings, engine: SearchEngine, latest: pd.DataFrame,
     summary = {
         "run_date": str(run_date), "reference_rows": len(reference), "current_rows": len(current),
         "model_version": model_version, **summarise(snapshot.dict()), "query_embeddings": queries,
+        "price_moves": price_moves(reference, current), "arrivals": catalog_arrivals(settings, reference, current),
         "html": str(out / "drift.html"),
     }
     (out / "drift.json").write_text(json.dumps(summary, indent=2))
@@ -196,31 +231,80 @@ def drift_report(settings: Settings, engine: SearchEngine, latest: pd.DataFrame,
     return summary
 
 
+def _dataset(frame: pd.DataFrame, columns: list[str] = COLUMNS):
+    """An Evidently Dataset of the watched columns, each declared numerical or categorical (never guessed)."""
+    from evidently import Dataset, DataDefinition
+
+    return Dataset.from_pandas(frame[columns], data_definition=DataDefinition(
+        numerical_columns=[c for c in columns if c in NUMERICAL], categorical_columns=[c for c in columns if c in CATEGORICAL]))
+
+
+def catalog_arrivals(settings: Settings, reference: pd.DataFrame, current: pd.DataFrame) -> dict:
+    """Did a wave of items arrive? The items created in the current window against the reference
+    window's daily rate (one-sided Poisson test); a wave counts when significant (p < 0.01) and at
+    least ARRIVALS_SHARE of the catalog: items no log has taught the model about yet."""
+    from scipy.stats import poisson
+
+    created = pd.to_datetime(pd.read_parquet(settings.marts / "item_text.parquet", columns=["created_at"])["created_at"])
+    start, cut = reference["event_timestamp"].min().normalize(), current["event_timestamp"].min().normalize()
+    end = current["event_timestamp"].max().normalize() + timedelta(days=1)
+    catalog = int((created < end).sum())
+    before, now = int(created.between(start, cut, inclusive="left").sum()), int(created.between(cut, end, inclusive="left").sum())
+    expected = before / max((cut - start).days, 1) * (end - cut).days
+    p = float(poisson.sf(now - 1, expected)) if expected > 0 else float(now == 0)
+    share = now / max(catalog, 1)
+    return {"method": "new items against the reference's daily rate (Poisson)", "items": now, "expected": round(expected, 1),
+            "p_value": round(p, 6), "share": round(share, 4), "threshold": ARRIVALS_SHARE,
+            "drifted": p < 0.01 and share >= ARRIVALS_SHARE}
+
+
+def price_moves(reference: pd.DataFrame, current: pd.DataFrame) -> dict:
+    """Did the same items' prices move, category by category? The median change of the mean price seen
+    per item, over the items of the category shown in both windows (at least MIN_PRICED_ITEMS).
+    Item by item, so a change in which items were shown (the query mix) is not a price move; a
+    distribution test per category (Evidently's) cannot pair the items and flags that mix."""
+    seen = [frame.groupby(["category", "item_id"])["log_price_seen"].mean() for frame in (reference, current)]
+    change = (seen[1] - seen[0]).dropna()
+    out = {}
+    for category, moves in change.groupby(level="category"):
+        if category and len(moves) >= MIN_PRICED_ITEMS:
+            value = float(np.expm1(moves.median()))
+            out[category] = {"method": "median price change of the same items", "value": round(value, 4),
+                             "threshold": PRICE_MOVE, "items": len(moves), "drifted": abs(value) > PRICE_MOVE}
+    return out
+
+
 # A window needs this many distinct queries for their embeddings' drift to mean anything; above the
-# threshold, a classifier tells the windows' queries apart (ROC AUC, Evidently's default method).
+# threshold, a classifier tells the windows' searches apart (ROC AUC, Evidently's default method).
 MIN_QUERIES = 30
 QUERY_DRIFT_THRESHOLD = 0.55
 
 
-def query_drift(engine: SearchEngine, reference: pd.DataFrame, current: pd.DataFrame, run_date) -> tuple[dict, object]:
-    """Drift of what shoppers ask: the serving encoder's embeddings of each window's distinct queries,
-    compared by Evidently's EmbeddingsDrift (a classifier trained to tell the windows apart: ROC AUC)."""
+def query_drift(engine: SearchEngine, reference: pd.DataFrame, current: pd.DataFrame, run_date,
+                sample: int = 1000) -> tuple[dict, object]:
+    """Drift of what shoppers ask: the serving encoder's embeddings of each window's searches (up to
+    ``sample`` of each, as often as they were asked), compared by Evidently's EmbeddingsDrift (a
+    classifier trained to tell the windows apart: ROC AUC). Searches, not distinct texts: a head query
+    asked in both windows is the same traffic, and as distinct texts it would sit in both classes."""
     from evidently import Dataset, DataDefinition, Report
     from evidently.metrics import EmbeddingsDrift
 
-    texts = [frame["query_text"].dropna().drop_duplicates().tolist() for frame in (reference, current)]
-    if min(len(t) for t in texts) < MIN_QUERIES:
+    asked = [frame.drop_duplicates(["session_id", "query_id"])["query_text"].dropna() for frame in (reference, current)]
+    if min(s.nunique() for s in asked) < MIN_QUERIES:
         return {"skipped": f"fewer than {MIN_QUERIES} distinct queries in a window"}, None
-    vectors = [engine.encoder.encode(t) for t in texts]
-    columns = [f"q{i}" for i in range(vectors[0].shape[1])]
+    asked = [s.sample(min(sample, len(s)), random_state=0).tolist() for s in asked]
+    distinct = list(dict.fromkeys(asked[0] + asked[1]))
+    vector_of = dict(zip(distinct, engine.encoder.encode(distinct)))
+    columns = [f"q{i}" for i in range(len(next(iter(vector_of.values()))))]
     reference_data, current_data = (
-        Dataset.from_pandas(pd.DataFrame(v, columns=columns), data_definition=DataDefinition(embeddings={"query": columns}))
-        for v in vectors)
+        Dataset.from_pandas(pd.DataFrame([vector_of[t] for t in texts], columns=columns),
+                            data_definition=DataDefinition(embeddings={"query": columns}))
+        for texts in asked)
     snapshot = Report([EmbeddingsDrift(embeddings_name="query")]).run(
         current_data=current_data, reference_data=reference_data, name=f"query drift {run_date}", tags=["drift", "queries"])
     value = float(snapshot.dict()["metrics"][0]["value"])
     return {"method": "classifier ROC AUC", "value": round(value, 4), "threshold": QUERY_DRIFT_THRESHOLD,
-            "drifted": value > QUERY_DRIFT_THRESHOLD, "queries": [len(t) for t in texts]}, snapshot
+            "drifted": value > QUERY_DRIFT_THRESHOLD, "searches": [len(t) for t in asked]}, snapshot
 
 
 # The dashboard's time series: each monitor run adds one value of each (MeanValue over a one-row frame:

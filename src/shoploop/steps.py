@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import sys
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from shoploop import features, processes, registry
@@ -356,8 +356,9 @@ def monitor(settings: Settings, run_date: date) -> dict:
         return {**summary, "drift": {"skipped": "no model serves yet"}}
     latest = features.latest_item_features(settings)
     tag, engine = served_engine(settings, latest)
-    drift = drift_report(settings, engine, latest, run_date, model_version=tag)
-    online = online_quality(attributed_events(settings), tail_items(latest))
+    as_of = datetime.combine(run_date + timedelta(days=1), time())  # what was known by the end of the run date
+    drift = drift_report(settings, engine, run_date, model_version=tag, as_of=as_of)
+    online = online_quality(attributed_events(settings, as_of), tail_items(latest))
     decided = decision.decide(drift, online, registry.champion(settings))
     rival = registry.challenger(settings)
     if rival and decided["decision"] != "rollback":  # shoppers' verdict on the challenger, from the raw log

@@ -29,9 +29,26 @@ def test_nothing_moved_nothing_to_do():
 
 
 def test_data_drift_retrains():
-    drifted = {**CALM, "drifted_columns": 5, "drift_share": 0.625}
+    category = {"method": "Jensen-Shannon distance", "value": 0.21, "threshold": 0.1, "drifted": True}
+    drifted = {**CALM, "drifted_columns": 1, "drift_share": 0.1429, "columns": {**CALM["columns"], "category": category}}
     got = decide(drifted, _online(reference=[("m:2", 2000, 400)], current=[("m:2", 1000, 200)]), CHAMPION)
-    assert got["decision"] == "retrain" and got["reasons"][0].startswith("data drift: 5 columns drifted")
+    assert got["decision"] == "retrain" and got["reasons"] == [
+        "data drift: 1 of 1 watched columns drifted: category (Jensen-Shannon distance 0.21, threshold 0.1)"]
+    # a model input that moved less than Evidently's threshold is checked, not a reason
+    calm = {**drifted, "columns": {**drifted["columns"], "category": {**category, "value": 0.04, "drifted": False}}}
+    assert decide(calm, {}, CHAMPION)["decision"] == "none"
+
+
+def test_a_price_move_in_one_category_retrains():
+    electronics = {"method": "median price change of the same items", "value": 0.6, "threshold": 0.1, "items": 41,
+                   "drifted": True}
+    books = {**electronics, "value": 0.0, "items": 37, "drifted": False}
+    got = decide({**CALM, "price_moves": {"Electronics": electronics, "Books": books}}, {}, CHAMPION)
+    assert got["decision"] == "retrain" and got["reasons"] == [
+        "price moves (median price change of the same items): Electronics (+60% over 41 items, threshold 10%)"]
+    got = decide({**CALM, "price_moves": {"Books": books}}, {}, CHAMPION)
+    assert got["decision"] == "none"
+    assert "price moves (median price change of the same items): none in 1 categories" in got["checked"]
 
 
 def test_prediction_drift_retrains():
@@ -105,3 +122,36 @@ def test_online_quality_per_window_version_and_position():
     assert new["purchases"] == 1 and new["purchase_rate"] == 0.125 and new["slates_clicked"] == 1.0
     # s3: one click at 3 -> 1/log2(4) = 0.5; s4: clicks at 1 and 2 -> 1.0
     assert new["online_ndcg@10"] == pytest.approx(0.75) and new["long_tail_exposure"] == 0.5
+
+
+def test_price_moves_pair_items_so_a_new_mix_of_items_is_not_a_move():
+    import numpy as np
+
+    from shoploop.monitor import price_moves
+
+    rng = np.random.default_rng(0)
+    items = [f"e{i}" for i in range(30)] + [f"b{i}" for i in range(30)]
+    price = dict(zip(items, rng.uniform(5, 500, len(items))))
+    category = {i: "Electronics" if i.startswith("e") else "Books" for i in items}
+
+    def shown(names, factor):
+        return pd.DataFrame({"item_id": names, "category": [category[i] for i in names],
+                             "log_price_seen": [np.log(price[i] * (factor if category[i] == "Electronics" else 1)) for i in names]})
+
+    reference = shown(items * 3, 1.0)
+    cheap_books = sorted((i for i in items if i.startswith("b")), key=price.get)[:22]  # shoppers turn to cheap books
+    current = shown([i for i in items if i.startswith("e")] + cheap_books * 4, 1.6)
+    moves = price_moves(reference, current)
+    assert moves["Electronics"]["drifted"] and moves["Electronics"]["value"] == pytest.approx(0.6)
+    assert moves["Books"] == {**moves["Books"], "value": 0.0, "items": 22, "drifted": False}
+    assert "Books" not in price_moves(reference, shown(cheap_books[:10], 1.0))  # too few items to say
+
+
+def test_a_wave_of_new_items_retrains_and_the_usual_arrivals_do_not():
+    wave = {"method": "new items against the reference's daily rate (Poisson)", "items": 56, "expected": 6.3,
+            "p_value": 1e-20, "share": 0.054, "threshold": 0.01, "drifted": True}
+    got = decide({**CALM, "arrivals": wave}, {}, CHAMPION)
+    assert got["decision"] == "retrain" and got["reasons"] == [
+        "new items: 56 arrived in the current window (5.4% of the catalog), 6.3 expected at the reference's rate (p 1e-20)"]
+    usual = {**wave, "items": 7, "p_value": 0.39, "share": 0.007, "drifted": False}
+    assert decide({**CALM, "arrivals": usual}, {}, CHAMPION)["decision"] == "none"

@@ -16,6 +16,7 @@ final as (
         i.brand,
         i.category_path,
         i.price,
+        i.created_at,
         concat_ws(' | ', i.title, i.brand, i.category_path, i.description, coalesce(r.review_summary, '')) as item_text
     from items as i
     left join reviews as r using (item_id)

@@ -33,6 +33,7 @@ judged as (
         cast(null as boolean) as clicked,
         cast(null as boolean) as carted,
         cast(null as boolean) as purchased,
+        cast(null as double) as price_seen,
         a.ts as event_timestamp
     from judgments as j
     cross join as_of as a
@@ -52,6 +53,8 @@ logged as (
         -- What followed the click: the graded implicit label (purchase > add to cart > click > skip).
         bool_or(event_type = 'add_to_cart') as carted,
         bool_or(event_type = 'purchase') as purchased,
+        -- The price the shopper saw (the monitor watches it: a price moves before the catalog's snapshot does).
+        avg(price_seen) filter (where event_type = 'impression') as price_seen,
         min(ts) as event_timestamp
     from events
     group by session_id, query_id, item_id
