@@ -210,8 +210,9 @@ def drift_report(settings: Settings, engine: SearchEngine, run_date, model_versi
     if reference.empty or current.empty:
         return {"run_date": str(run_date), "model_version": model_version,
                 "skipped": f"drift needs a reference and a current window: events span less than {CURRENT_DAYS + 1} days"}
-    report = Report([DataDriftPreset(columns=COLUMNS)])
-    snapshot = report.run(current_data=_dataset(current), reference_data=_dataset(reference),
+    watched, unwatched = watchable(reference, current)
+    report = Report([DataDriftPreset(columns=watched)])
+    snapshot = report.run(current_data=_dataset(current, watched), reference_data=_dataset(reference, watched),
                           name=f"drift {run_date}", tags=["drift", "search"])
     out = settings.reports / str(run_date)
     out.mkdir(parents=True, exist_ok=True)
@@ -219,7 +220,7 @@ def drift_report(settings: Settings, engine: SearchEngine, run_date, model_versi
     queries, query_snapshot = query_drift(engine, reference, current, run_date)
     summary = {
         "run_date": str(run_date), "reference_rows": len(reference), "current_rows": len(current),
-        "model_version": model_version, **summarise(snapshot.dict()), "query_embeddings": queries,
+        "model_version": model_version, **summarise(snapshot.dict()), "unwatched": unwatched, "query_embeddings": queries,
         "price_moves": price_moves(reference, current), "arrivals": catalog_arrivals(settings, reference, current),
         "html": str(out / "drift.html"),
     }
@@ -231,7 +232,15 @@ def drift_report(settings: Settings, engine: SearchEngine, run_date, model_versi
     return summary
 
 
-def _dataset(frame: pd.DataFrame, columns: list[str] = COLUMNS):
+def watchable(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
+    """The watched columns that hold a value in both windows, and why each other one is left out (no
+    click in a window, a catalog without creation dates...): a test over an empty column means nothing."""
+    empty = {c: f"no value in the {name} window" for name, frame in (("current", current), ("reference", reference))
+             for c in COLUMNS if frame[c].isna().all()}
+    return [c for c in COLUMNS if c not in empty], empty
+
+
+def _dataset(frame: pd.DataFrame, columns: list[str]):
     """An Evidently Dataset of the watched columns, each declared numerical or categorical (never guessed)."""
     from evidently import Dataset, DataDefinition
 

@@ -155,3 +155,15 @@ def test_a_wave_of_new_items_retrains_and_the_usual_arrivals_do_not():
         "new items: 56 arrived in the current window (5.4% of the catalog), 6.3 expected at the reference's rate (p 1e-20)"]
     usual = {**wave, "items": 7, "p_value": 0.39, "share": 0.007, "drifted": False}
     assert decide({**CALM, "arrivals": usual}, {}, CHAMPION)["decision"] == "none"
+
+
+def test_a_column_empty_in_a_window_is_left_out_with_its_reason():
+    import numpy as np
+
+    from shoploop.monitor import COLUMNS, watchable
+
+    reference = pd.DataFrame({c: [1.0, 2.0] for c in COLUMNS})
+    current = reference.assign(click_position=np.nan)  # nobody clicked lately
+    watched, unwatched = watchable(reference.assign(new_item=None), current)
+    assert unwatched == {"click_position": "no value in the current window", "new_item": "no value in the reference window"}
+    assert watched == [c for c in COLUMNS if c not in unwatched]
