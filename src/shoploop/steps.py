@@ -342,7 +342,21 @@ def served_engine(settings: Settings, latest=None):
 def monitor(settings: Settings, run_date: date) -> dict:
     """Drift and online quality, then the decision (none / retrain / rollback) with its reasons, saved
     as reports/<date>/monitor.json. A rollback is carried out here: the previous version becomes
-    champion and, when the service runs, is hot-swapped into it."""
+    champion and, when the service runs, is hot-swapped into it. One run at a time in a home (the
+    hourly DAG's and a person's): they share the reports, the Evidently workspace and the registry."""
+    import fcntl
+
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.run_dir / "monitor.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("monitor: another monitor run is under way in this home; waiting for it to end", file=sys.stderr, flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        return _monitor(settings, run_date)
+
+
+def _monitor(settings: Settings, run_date: date) -> dict:
     from shoploop import decision
     from shoploop.monitor import (attributed_events, drift_report, feedback_events, log_online, online_quality,
                                   service_health, tail_items)

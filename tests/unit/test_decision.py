@@ -167,3 +167,26 @@ def test_a_column_empty_in_a_window_is_left_out_with_its_reason():
     watched, unwatched = watchable(reference.assign(new_item=None), current)
     assert unwatched == {"click_position": "no value in the current window", "new_item": "no value in the reference window"}
     assert watched == [c for c in COLUMNS if c not in unwatched]
+
+
+def test_one_monitor_run_at_a_time_in_a_home(tmp_path):
+    # given a monitor run holding the home's lock (the hourly DAG's) / when another starts (a person's) /
+    # then it waits for the first to end instead of writing the same reports and workspace at once
+    import fcntl
+    import threading
+    from datetime import date
+
+    from shoploop import steps
+    from shoploop.settings import Settings
+
+    settings = Settings(home=tmp_path)
+    settings.run_dir.mkdir(parents=True)
+    done = []
+    with open(settings.run_dir / "monitor.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        second = threading.Thread(target=lambda: done.append(steps.monitor(settings, date(2026, 11, 29))))
+        second.start()
+        second.join(2)
+        assert second.is_alive() and not done
+    second.join(30)
+    assert done and done[0]["decision"] == "retrain" and done[0]["reasons"] == ["no model serves yet"]
