@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test test-fast stop lock bench clean
+.PHONY: setup demo loop test test-fast stop lock bench clean
 
 setup: $(VENV)/.installed $(AFVENV)/.installed ## build both venvs from the locks (no-op when current)
 
@@ -30,6 +30,9 @@ $(AFVENV)/.installed: requirements/airflow.lock
 
 demo: setup ## the main job: simulate -> dbt -> Feast -> train -> evaluate -> register -> serve, UIs left running
 	$(VENV)/bin/shoploop demo
+
+loop: setup ## the closed loop, shown on a small shop of its own: drift, Airflow retrains, interleaving promotes, hot swap; report with plots
+	$(VENV)/bin/shoploop loop
 
 test: setup ## every test: library, data, model, service over HTTP, DAG integrity and an airflow dags test
 	$(VENV)/bin/pytest tests --ignore=tests/dags --durations=15

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.providers.standard.operators.bash import BashOperator
@@ -33,9 +33,6 @@ REFRESH = ["land", "transform", "features"]
 RETRAIN = ["train", "compress", "evaluate", "register", "deploy"]
 RETRAIN_ASSET = Asset(name="shoploop_retrain", uri="shoploop://model/retrain")
 RETRAIN_REQUESTS = AssetAlias("shoploop-retrain-requests")
-# After a promotion, drift that persists is no reason to train again at once: the model just trained
-# on the data that drifted. A retrain request within this long of the last promotion is held back.
-RETRAIN_COOLDOWN = timedelta(hours=6)
 # A run's date: its logical date, or (asset-triggered runs have none) when it was due.
 RUN_DATE = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
 DEFAULTS = {"retries": 2, "retry_delay": timedelta(minutes=1)}
@@ -60,25 +57,19 @@ def shoploop_refresh():
     _steps(REFRESH)
 
 
-def _last_promotion(home: Path) -> datetime | None:
-    history = home / "registry" / "history.jsonl"
-    if not history.exists():
-        return None
-    promotions = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
-    promotions = [p for p in promotions if p.get("event") == "promotion"]
-    return datetime.fromisoformat(promotions[-1]["at"]) if promotions else None
-
-
 @task(outlets=[RETRAIN_REQUESTS])
 def request_retraining(run_date: str, *, outlet_events=None) -> str:
-    """Emit a retrain request when the monitor decided so (and no promotion is too recent)."""
+    """Emit a retrain request when the monitor decided so, unless a version was already trained on this
+    run date's data: drift that persists is no reason to train again on the same data (the hourly monitor
+    sees one refresh a day), and that version may be before shoppers as the challenger right now."""
     home = Path(os.environ.get("SHOPLOOP_HOME", str(PROJECT_DIR / ".shoploop")))  # the home the steps ran on
     decided = json.loads((home / "reports" / run_date / "monitor.json").read_text())
     if decided["decision"] != "retrain":
         return f"no retraining: the monitor decided {decided['decision']}"
-    promoted = _last_promotion(home)
-    if promoted is not None and datetime.now(timezone.utc) - promoted < RETRAIN_COOLDOWN:
-        return f"retraining held back: a version was promoted at {promoted.isoformat()} (cooldown {RETRAIN_COOLDOWN})"
+    trained = home / "artifacts" / run_date / "register.json"
+    if trained.exists():
+        done = json.loads(trained.read_text())
+        return f"retraining held back: {done['tag']} was trained on this run date's data ({done['reason']})"
     outlet_events[RETRAIN_REQUESTS].add(RETRAIN_ASSET, extra={"run_date": run_date, "reasons": decided["reasons"]})
     return "retraining requested: " + "; ".join(decided["reasons"])
 
@@ -90,9 +81,12 @@ def shoploop_monitor():
     _steps(["monitor"]) >> request_retraining(RUN_DATE)
 
 
+# No start date: the weekly fallback then waits for its next slot (run_immediately=False) instead of
+# training the moment Airflow first sees the DAG; the monitor's decision starts a new shop's training.
 @dag(dag_id="shoploop_retrain",
-     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 0", timezone="UTC"), assets=RETRAIN_ASSET),
-     start_date=datetime(2026, 1, 1), catchup=False, max_active_runs=1, is_paused_upon_creation=False,
+     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 0", timezone="UTC", run_immediately=False),
+                                  assets=RETRAIN_ASSET),
+     catchup=False, max_active_runs=1, is_paused_upon_creation=False,
      tags=["shoploop", "loop"], default_args=DEFAULTS, doc_md=__doc__)
 def shoploop_retrain():
     _steps(RETRAIN)

@@ -146,14 +146,11 @@ def tail_items(latest: pd.DataFrame, head_share: float = 0.2) -> set[str]:
 
 def attributed_events(settings: Settings, as_of: datetime | None = None) -> pd.DataFrame:
     """The warehouse's attributed events (int_events_valid) before ``as_of``: what online quality is measured on."""
-    import duckdb
+    from shoploop.warehouse import connected
 
-    con = duckdb.connect(str(settings.warehouse_path))  # default config: dbt may hold one in-process
-    try:
+    with connected(settings) as con:
         return con.execute("select session_id, query_id, item_id, event_type, position, surface, model_version, ts "
                            "from int_events_valid where ts < coalesce(?, 'infinity'::timestamp)", [as_of]).df()
-    finally:
-        con.close()
 
 
 def feedback_events(settings: Settings, since: str | None = None) -> pd.DataFrame:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from shoploop.data.simulator import parse_drifts
 from shoploop.settings import Settings
+from shoploop.warehouse import connected
 
 DAILY_SIGNALS = {
     "sports_share": ("share of search sessions in Sports & Outdoors", "trend_shift"),
@@ -27,13 +27,10 @@ DAILY_SIGNALS = {
 
 
 def _frames(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    con = duckdb.connect(str(settings.warehouse_path))  # default config: dbt may hold one in-process
-    try:
+    with connected(settings, "write the data report") as con:
         items = con.execute("select item_id, category, price, created_at from stg_items where reject_reason is null and duplicate_of is null").df()
         events = con.execute("select session_id, user_key, event_type, item_id, query_text, position, price_seen, ts "
                              "from stg_events where reject_reason is null and surface = 'search'").df()
-    finally:
-        con.close()
     return items, events
 
 

@@ -138,8 +138,14 @@ class Settings(BaseSettings):
         return self._secret(self.admin_token, "admin_token", lambda: secrets.token_urlsafe(24))
 
     def tool_env(self) -> dict[str, str]:
-        """Environment for the tools we shell out to (dbt, feast, bentoml, airflow)."""
+        """Environment for the tools we shell out to (dbt, feast, bentoml, airflow): every setting this
+        process was given that differs from its default (the shop's scale, its drift, the ports...), so a
+        service or an Airflow task works on the same shop; secrets travel through the home's files."""
+        given = {f"SHOPLOOP_{name.upper()}": str(value) for name, value in self.model_dump().items()
+                 if value != type(self).model_fields[name].default and value is not None
+                 and isinstance(value, (str, int, float))}
         return {
+            **given,
             "SHOPLOOP_HOME": str(self.home),
             # The DAG's steps land and train from what the demo was given.
             "SHOPLOOP_SOURCE": self.source,

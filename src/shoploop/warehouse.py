@@ -99,6 +99,45 @@ def _publish(settings: Settings, built: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+@contextmanager
+def connected(settings: Settings, purpose: str = "read the warehouse"):
+    """One process at a time in this home's DuckDB file (DuckDB allows one process to hold it open for
+    writing): a dbt build and a reader (the monitor, a report) take turns, the later one waiting and
+    saying so. Yields a connection for a reader; ``purpose`` names the wait."""
+    import fcntl
+    import sys
+
+    import duckdb
+
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.run_dir / "warehouse.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for the warehouse (another process of this home uses it) to {purpose}", file=sys.stderr, flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if purpose == "build":
+            yield None
+            return
+        con = duckdb.connect(str(settings.warehouse_path))
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+def _release_dbt_connection() -> None:
+    """dbt-duckdb keeps its DuckDB instance open in the process after a command ends (a class-level
+    cache), which would hold the file's lock for as long as the process lives (a demo, a loop) and
+    fail every other process's build or read. Close it once dbt is done."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        if DuckDBConnectionManager._ENV is not None:
+            DuckDBConnectionManager._ENV.close()
+            DuckDBConnectionManager._ENV = None
+
+
 def run_dbt(settings: Settings, *args: str) -> dict[str, int]:
     """Run one dbt command (``build``, ``test``...) against this home's warehouse; raise on failure.
     Returns the data tests that warned (the project's data tests are warnings: a rule broken by
@@ -112,12 +151,13 @@ def run_dbt(settings: Settings, *args: str) -> dict[str, int]:
     cli = [*args, "--log-level", "warn", "--log-level-file", "info", "--project-dir", str(settings.dbt_dir), "--profiles-dir", str(settings.dbt_dir),
            "--target-path", str(target_dir), "--log-path", str(settings.home / "dbt" / "logs")]
     progress = _NodeProgress(f"dbt {args[0]}")
-    with _tool_env(settings):
+    with _tool_env(settings), connected(settings, "build"):
         os.environ[MARTS_ENV] = str(out)  # the profile's external_root
         try:
             result = dbtRunner(callbacks=[progress]).invoke(cli)
         finally:
             progress.close()
+            _release_dbt_connection()
     if writes and result.success:
         _publish(settings, out)
     elif writes:

@@ -72,10 +72,9 @@ class _Outlets:
         self.added.append((asset.uri, extra))
 
 
-def test_a_retrain_request_goes_out_on_a_retrain_decision_unless_a_promotion_is_recent(tmp_path, monkeypatch):
+def test_a_retrain_request_goes_out_on_a_retrain_decision_unless_this_run_date_was_trained_on(tmp_path, monkeypatch):
     import importlib.util
     import json
-    from datetime import datetime, timedelta, timezone
 
     spec = importlib.util.spec_from_file_location("shoploop_dags", PROJECT_DIR / "dags" / "shoploop.py")
     loop = importlib.util.module_from_spec(spec)
@@ -84,20 +83,21 @@ def test_a_retrain_request_goes_out_on_a_retrain_decision_unless_a_promotion_is_
     report = tmp_path / "reports" / "2026-11-29" / "monitor.json"
     report.parent.mkdir(parents=True)
 
-    def request(decision: str) -> tuple[str, list]:
-        report.write_text(json.dumps({"decision": decision, "reasons": ["data drift: 5 columns drifted"]}))
+    def request(decision: str, run_date: str = "2026-11-29") -> tuple[str, list]:
+        path = tmp_path / "reports" / run_date / "monitor.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"decision": decision, "reasons": ["data drift: 5 columns drifted"]}))
         outlets = _Outlets()
-        return loop.request_retraining.function("2026-11-29", outlet_events=outlets), outlets.added
+        return loop.request_retraining.function(run_date, outlet_events=outlets), outlets.added
 
     said, added = request("retrain")
     assert added == [("shoploop://model/retrain", {"run_date": "2026-11-29", "reasons": ["data drift: 5 columns drifted"]})]
     assert request("none")[1] == [] and request("rollback")[1] == []
-    history = tmp_path / "registry" / "history.jsonl"
-    history.parent.mkdir()
-    promoted = datetime.now(timezone.utc) - timedelta(hours=1)
-    history.write_text(json.dumps({"at": promoted.isoformat(timespec="seconds"), "event": "promotion", "tag": "t"}) + "\n")
+    # a version trained on this run date's data (promoted, challenging or refused): the drift is already learnt
+    trained = tmp_path / "artifacts" / "2026-11-29" / "register.json"
+    trained.parent.mkdir(parents=True)
+    trained.write_text(json.dumps({"tag": "shoploop-ranker:v2", "promoted": False, "reason": "now the challenger"}))
     said, added = request("retrain")
-    assert added == [] and "held back" in said
-    history.write_text(json.dumps({"at": (promoted - timedelta(hours=7)).isoformat(timespec="seconds"),
-                                   "event": "promotion", "tag": "t"}) + "\n")
-    assert len(request("retrain")[1]) == 1
+    assert added == [] and "held back" in said and "shoploop-ranker:v2" in said
+    # the next day's data is new: drift that persists asks again
+    assert len(request("retrain", "2026-11-30")[1]) == 1

@@ -408,3 +408,17 @@ def test_served_features_match_feast_and_are_read_again_after_a_materialisation(
     assert held.refresh() is False
     features.materialize(settings, datetime(2026, 12, 2))
     assert held.refresh() is True and held.refresh() is False
+
+
+def test_a_process_that_built_the_warehouse_does_not_keep_it_from_others(built):
+    # given this process just ran a dbt build in-process (dbt-duckdb caches its DuckDB instance)
+    import subprocess
+    import sys
+
+    settings = built["settings"]
+    steps.transform(settings, date(2026, 11, 29))
+    # when another process (Airflow's next task, a monitor run) opens the warehouse
+    other = subprocess.run([sys.executable, "-c", f"import duckdb; duckdb.connect({str(settings.warehouse_path)!r}).close()"],
+                           capture_output=True, text=True, timeout=120)
+    # then it can: the build released the file when it ended
+    assert other.returncode == 0, other.stderr[-2000:]

@@ -96,3 +96,23 @@ def test_some_products_are_relisted_under_a_second_id(tables):
     key = items["title"].str.lower().str.split().str.join(" ") + "|" + items["brand"] + "|" + items["category_path"]
     relisted = items[key.duplicated(keep=False)]
     assert key.duplicated().sum() >= 3 and relisted["item_id"].is_unique
+
+
+def test_a_wave_of_new_items_does_not_exist_before_it_starts_and_the_shop_is_the_same_around_it():
+    from shoploop.data.simulator import parse_drifts
+
+    def shop(run_date):
+        return MarketSimulator(seed=3, n_items=300, n_users=100, n_days=5, sessions_per_day=50,
+                               drifts=parse_drifts("new_items@2026-11-28")).run(run_date)
+
+    before, after = shop(date(2026, 11, 28)), shop(date(2026, 11, 30))
+    # the day before the wave: none of its items in the catalog, none shown
+    assert len(before["items"]) < len(after["items"])
+    arrived = set(after["items"]["item_id"]) - set(before["items"]["item_id"])
+    assert len(arrived) >= 30 and not arrived & set(before["events"]["item_id"])
+    # the wave's items arrive on its day, and every other item is the one listed before
+    created = after["items"].set_index("item_id").loc[sorted(arrived), "created_at"]
+    assert (created >= pd.Timestamp("2026-11-28")).all()
+    both = before["items"].merge(after["items"], on="item_id")
+    assert len(both) == len(before["items"])
+    assert (both["title_x"] == both["title_y"]).all() and (both["price_x"] == both["price_y"]).all()

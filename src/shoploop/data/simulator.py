@@ -57,6 +57,38 @@ def parse_drifts(spec: str) -> list[Drift]:
     return drifts
 
 
+def trend_shifted(taste: np.ndarray) -> np.ndarray:
+    """trend_shift: 40% of every shopper's attention moves to one category."""
+    shifted = taste * 0.6
+    shifted[:, CATEGORIES.index("Sports & Outdoors")] += 0.4
+    return shifted
+
+
+def pick_queries(rng: np.random.Generator, taste: np.ndarray, pool: pd.DataFrame) -> np.ndarray:
+    """One query (a row of the pool) per session: a category from the shopper's taste, then Zipf-like
+    popularity inside it (head queries repeat, the tail is long)."""
+    n = len(taste)
+    category = (rng.random(n)[:, None] > taste.cumsum(1)).sum(1).clip(0, len(CATEGORIES) - 1)
+    query = rng.integers(0, len(pool), n)
+    for c in range(len(CATEGORIES)):
+        in_cat, ix = category == c, np.flatnonzero(pool["category"].to_numpy() == c)
+        if len(ix) and in_cat.any():
+            zipf = 1.0 / np.arange(1, len(ix) + 1) ** 1.1
+            query[in_cat] = ix[rng.choice(len(ix), in_cat.sum(), p=zipf / zipf.sum())]
+    return query
+
+
+def price_pain(sensitivity, price, type_idx) -> np.ndarray:
+    """How much a price above its type's median puts the shopper off (their sensitivity times the log ratio)."""
+    return sensitivity * np.log(price / TYPE_MEDIAN_PRICE[type_idx])
+
+
+def attraction(grade, quality, taste, pain) -> np.ndarray:
+    """The chance an examined result is clicked: relevance, quality, the shopper's taste for its
+    category, and the price against the type's usual."""
+    return 1 / (1 + np.exp(-(-2.4 + 1.1 * grade + 0.5 * quality + 1.5 * taste - 0.3 * pain)))
+
+
 class MarketSimulator:
     def __init__(self, seed: int, n_items: int, n_users: int, n_days: int, sessions_per_day: int,
                  drifts: list[Drift] | tuple = ()):
@@ -74,8 +106,10 @@ class MarketSimulator:
     # --- catalog -------------------------------------------------------------------------------
     def items(self, start: datetime) -> pd.DataFrame:
         rng, n = self.rng, self.n_items
+        # A scheduled wave is drawn even before it starts, so the shop is the same one on every run date
+        # (its items simply do not exist yet: they are held back below until they arrive).
         wave = self.drift_day("new_items", start)
-        n_new = n // 10 if wave is not None and wave < self.n_days else 0
+        n_new = n // 10 if wave is not None else 0
         total = n + n_new
         # Type popularity is itself skewed: some product types sell far more than others.
         type_idx = rng.choice(len(TYPES), size=total, p=rng.dirichlet(np.full(len(TYPES), 0.8)))
@@ -87,7 +121,7 @@ class MarketSimulator:
         # Most of the catalog predates the window; ~5% arrives during it, plus any drift wave.
         age = np.where(rng.random(total) < 0.05, rng.uniform(-self.n_days, 0, total), rng.uniform(0, 365, total))
         if n_new:
-            age[n:] = -rng.uniform(wave, self.n_days, n_new)
+            age[n:] = -rng.uniform(wave, max(self.n_days, wave + 1), n_new)
             review_count[n:], rating[n:] = 0, np.nan
         u = rng.random((total, 6))
         rows = []
@@ -112,7 +146,8 @@ class MarketSimulator:
         frame = frame.assign(price=price, currency="EUR", image_url=None, rating=rating, review_count=review_count,
                              created_at=(start - pd.to_timedelta(age, unit="D")).floor("s"), type_idx=type_idx, quality=quality,
                              type=[TYPES[t].name for t in type_idx])
-        return pd.concat([frame, self.relistings(frame, start)], ignore_index=True)
+        shop = pd.concat([frame, self.relistings(frame, start)], ignore_index=True)
+        return shop[shop["created_at"] < start + timedelta(days=self.n_days)].reset_index(drop=True)
 
     def relistings(self, frame: pd.DataFrame, start: datetime) -> pd.DataFrame:
         """Sellers list ~1% of products again under a new id: the same product, its title re-typed
@@ -201,18 +236,8 @@ class MarketSimulator:
         user = rng.choice(len(users), n_sessions, p=(a := users["activity"].to_numpy()) / a.sum())
         taste_s = taste[user].copy()
         if (trend := self.drift_day("trend_shift", start)) is not None:
-            after = day >= trend
-            # 40% of every shopper's attention moves to one category.
-            taste_s[after] *= 0.6
-            taste_s[after, CATEGORIES.index("Sports & Outdoors")] += 0.4
-        category = (rng.random(n_sessions)[:, None] > taste_s.cumsum(1)).sum(1).clip(0, len(CATEGORIES) - 1)
-        # Zipf-like query popularity inside each category: head queries repeat, the tail is long.
-        query = rng.integers(0, len(pool), n_sessions)
-        for c in range(len(CATEGORIES)):
-            in_cat, ix = category == c, np.flatnonzero(pool["category"].to_numpy() == c)
-            if len(ix) and in_cat.any():
-                zipf = 1.0 / np.arange(1, len(ix) + 1) ** 1.1
-                query[in_cat] = ix[rng.choice(len(ix), in_cat.sum(), p=zipf / zipf.sum())]
+            taste_s[day >= trend] = trend_shifted(taste_s[day >= trend])
+        query = pick_queries(rng, taste_s, pool)
         shifted = np.zeros(n_sessions, bool)
         if (vocab_day := self.drift_day("vocab_shift", start)) is not None:
             shifted = (day >= vocab_day) & (rng.random(n_sessions) < 0.6)
@@ -248,15 +273,14 @@ class MarketSimulator:
         price = catalog.price[item].copy()
         if (shock := self.drift_day("price_shock", start)) is not None:
             price[(day[sess] >= shock) & (catalog.category[item] == CATEGORIES.index("Electronics"))] *= 1.6
-        price_pain = users["price_sensitivity"].to_numpy()[user[sess]] * np.log(price / TYPE_MEDIAN_PRICE[catalog.type[item]])
-        attract = 1 / (1 + np.exp(-(-2.4 + 1.1 * g + 0.5 * catalog.quality[item]
-                                    + 1.5 * taste_s[sess, catalog.category[item]] - 0.3 * price_pain)))
+        pain = price_pain(users["price_sensitivity"].to_numpy()[user[sess]], price, catalog.type[item])
+        attract = attraction(g, catalog.quality[item], taste_s[sess, catalog.category[item]], pain)
         is_bot = bot[sess]
         # Humans examine top-down with falling attention; bots click blind to position and relevance.
         click = np.where(is_bot, rng.random(len(item)) < 0.5,
                          (rng.random(len(item)) < (1.0 / pos) ** 0.9) & (rng.random(len(item)) < attract))
-        cart = click & ~is_bot & (rng.random(len(item)) < 0.15 + 0.08 * g - 0.05 * price_pain)
-        purchase = cart & (rng.random(len(item)) < 0.55 - 0.1 * price_pain)
+        cart = click & ~is_bot & (rng.random(len(item)) < 0.15 + 0.08 * g - 0.05 * pain)
+        purchase = cart & (rng.random(len(item)) < 0.55 - 0.1 * pain)
         ts0 = np.datetime64(start) + (day[sess] * 86_400 + (rng.uniform(0, 86_000, n)[sess]).astype(int) + pos).astype("timedelta64[s]")
         user_ids = np.where(bot, np.char.add("bot-", np.char.zfill(user.astype(str), 5)),
                             users["user_id"].to_numpy()[np.minimum(user, len(users) - 1)])
@@ -308,12 +332,18 @@ class MarketSimulator:
                                             "item_id": ids[rows], "grade": g[rows].astype(int)}))
         return pd.concat(frames, ignore_index=True)
 
-    def run(self, run_date: date, n_queries: int | None = None, policy: LoggingPolicy | None = None) -> dict[str, pd.DataFrame]:
+    def truth(self, run_date: date, n_queries: int | None = None) -> tuple[datetime, Catalog, pd.DataFrame, np.ndarray, pd.DataFrame]:
+        """The shop as it stands on the run date: (window start, catalog, shoppers, their tastes, query pool).
+        Drawn first from the seed, so live mode (shoploop.data.live) rebuilds the same shop."""
         start = datetime.combine(run_date - timedelta(days=self.n_days), datetime.min.time())
         catalog = Catalog(self.items(start))
         users, taste = self.users(start)
         # More items, more distinct needs: the pool grows with the catalog (400 at the default 2,000).
         pool = self.query_pool(n_queries or int(np.clip(self.n_items // 5, 400, 5000)))
+        return start, catalog, users, taste, pool
+
+    def run(self, run_date: date, n_queries: int | None = None, policy: LoggingPolicy | None = None) -> dict[str, pd.DataFrame]:
+        start, catalog, users, taste, pool = self.truth(run_date, n_queries)
         events = self.sessions(catalog, users, taste, pool, start, policy)
         items = catalog.frame
         if self.drift_day("price_shock", start) is not None:  # the landed catalog shows today's prices
