@@ -28,7 +28,8 @@ from shoploop.settings import Settings
 
 # A shop small enough that a retraining takes minutes on two cores, big enough for drift to show.
 SCALE = {"n_items": 1000, "n_users": 800, "n_days": 14, "sessions_per_day": 250}
-SESSIONS = 400          # shopper sessions per measured phase (the same ones before and after the swap)
+SESSIONS = 1000         # shopper sessions before the drift, and right after it
+SIDE_BY_SIDE = 2000     # the same drifted sessions on the new model and on the stale one, at the end
 BATCH = 250             # interleaved sessions between two monitor runs
 MAX_BATCHES = 10        # the verdict's budget: 2,500 sessions
 DRIFT = ("trend_shift", "new_items")
@@ -117,7 +118,7 @@ def run(settings: Settings, run_date: date, say=print, keep_running: bool = Fals
         f"{settings.drift}. About 30 minutes on two cores; each stage prints a line when it ends.")
     for name, _ in steps.replicas(settings):
         processes.stop(settings, name)
-    for name in ("airflow", "evidently"):
+    for name in ("airflow", "evidently", PINNED):
         processes.stop(settings, name)
     shutil.rmtree(settings.home, ignore_errors=True)
 
@@ -156,11 +157,16 @@ def run(settings: Settings, run_date: date, say=print, keep_running: bool = Fals
     monitors: list[dict] = []
 
     def monitor_run(why: str) -> dict:
+        trained = settings.artifacts / str(run_date) / "register.json"
+        held = json.loads(trained.read_text())["tag"] if trained.exists() else None
         run_id = airflow.trigger("shoploop_monitor")
         airflow.wait("shoploop_monitor", run_id, say, 900)
         summary = json.loads((settings.reports / str(run_date) / "monitor.json").read_text())
+        decision = summary["decision"]
+        if decision == "retrain" and held:  # the DAG's request_retraining holds it back (same run date)
+            decision = f"retrain, held back ({held} was trained on this date's data)"
         monitors.append({"at_s": round(time.monotonic() - began, 1), "why": why, "run_id": run_id,
-                         "decision": summary["decision"], "reasons": summary.get("reasons", []),
+                         "decision": decision, "reasons": summary.get("reasons", []),
                          "drifted_columns": summary.get("drift", {}).get("drifted_columns"),
                          "online_evaluation": summary.get("online_evaluation")})
         return summary
@@ -192,8 +198,9 @@ def run(settings: Settings, run_date: date, say=print, keep_running: bool = Fals
         batch += 1
         decided = monitor_run(f"after {interleaved['sessions']} interleaved sessions")
         verdict = decided.get("online_evaluation") or {}
-        say(f"             … {interleaved['sessions']} sessions with {fresh} interleaved: "
-            f"{verdict.get('outcome', '?')} ({(decided.get('reasons') or decided.get('checked') or ['?'])[-1]})")
+        say(f"             … {interleaved['sessions']} sessions with {fresh} interleaved: {verdict.get('outcome', '?')} "
+            f"(lists won: challenger {verdict.get('challenger_wins')}, champion {verdict.get('champion_wins')}, "
+            f"ties {verdict.get('ties')}; confidence {verdict.get('confidence')})")
     champion = registry.champion(settings)["tag"]
     if champion != fresh:
         stage("interleave", f"{fresh} not promoted after {interleaved['sessions']} sessions: "
@@ -202,16 +209,25 @@ def run(settings: Settings, run_date: date, say=print, keep_running: bool = Fals
         stage("interleave", f"{fresh} promoted by the shoppers' verdict and hot-swapped in", sessions=interleaved)
     promoted = [h for h in registry.history(settings) if h["event"] == "promotion" and h["tag"] == fresh]
     to_serving = (datetime.fromisoformat(promoted[-1]["at"]) - drift_started).total_seconds() if promoted else None
-    after = shoppers.run(url, SESSIONS, drifted=True, first=1_000_000)
-    stage("after", f"the same {SESSIONS} drifted sessions on {champion}: CTR {after['ctr']} "
-          f"(stale {drifted_stale['ctr']}, before the drift {pre['ctr']})", shoppers=after)
+    # Side by side, at the same moment (same features, same counters): the stale version pinned on a
+    # service of its own, and the new champion, each meeting the same drifted sessions.
+    old_url = start_pinned(settings, stale)
+    try:
+        after = shoppers.run(url, SIDE_BY_SIDE, drifted=True, first=3_000_000)
+        kept = shoppers.run(old_url, SIDE_BY_SIDE, drifted=True, first=3_000_000)
+    finally:
+        processes.stop(settings, PINNED)
+    stage("after", f"the same {SIDE_BY_SIDE} drifted sessions on {champion}: CTR {after['ctr']}, on the stale "
+          f"{stale} (pinned, side by side): CTR {kept['ctr']}; before the drift {pre['ctr']}",
+          shoppers=after, stale_shoppers=kept)
 
     result = {"run_date": str(run_date), "home": str(settings.home), "drift": settings.drift, "scale": SCALE,
+              "sessions": SESSIONS, "side_by_side_sessions": SIDE_BY_SIDE, "interleave_share": settings.interleave_share,
               "stale": stale, "fresh": fresh, "champion": champion, "stages": stages, "monitors": monitors,
               "drift_to_serving_s": round(to_serving, 1) if to_serving is not None and champion == fresh else None,
-              "ctr": {"before_drift": pre["ctr"], "drifted_stale": drifted_stale["ctr"], "drifted_fresh": after["ctr"]},
-              "online_ndcg": {"before_drift": pre["online_ndcg"], "drifted_stale": drifted_stale["online_ndcg"],
-                              "drifted_fresh": after["online_ndcg"]},
+              **{metric: {"before_drift": pre[metric], "drift_started": drifted_stale[metric],
+                          "drifted_stale": kept[metric], "drifted_fresh": after[metric]}
+                 for metric in ("ctr", "purchase_rate", "online_ndcg")},
               "history": registry.history(settings), "total_s": round(time.monotonic() - began, 1)}
     path = write_report(settings, result)
     say(f"  report     {path}")
@@ -219,6 +235,22 @@ def run(settings: Settings, run_date: date, say=print, keep_running: bool = Fals
         stopped = demo.stop_all(settings)
         say(f"  stopped    {', '.join(stopped)} (`shoploop loop --keep-running` leaves them up)")
     return result
+
+
+PINNED = "stale-model"
+
+
+def start_pinned(settings: Settings, tag: str) -> str:
+    """A second service serving ``tag`` whatever the registry says (settings.model_tag), on the next port."""
+    port = settings.service_port + 7
+    processes.start(settings, PINNED, [steps.bin_of("bentoml"), "serve", "service:Shoploop", "--host", settings.host,
+                                       "--port", str(port)],
+                    env={**settings.tool_env(), "SHOPLOOP_SERVICE_PORT": str(port), "SHOPLOOP_MODEL_TAG": tag},
+                    cwd=settings.project_dir / "services", port=port)
+    url = f"http://{settings.host}:{port}"
+    processes.wait_http(f"{url}/readyz", 180, "the stale model's service", settings.run_dir / f"{PINNED}.log",
+                        alive=lambda: processes.running(settings, PINNED) is not None)
+    return url
 
 
 def write_report(settings: Settings, result: dict) -> Path:
@@ -233,12 +265,16 @@ def write_report(settings: Settings, result: dict) -> Path:
     (out / "loop.json").write_text(json.dumps(result, indent=2, default=str))
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    phases = ["before the drift\n(stale model)", "drifted\n(stale model)", "drifted\n(new model)"]
-    keys = ["before_drift", "drifted_stale", "drifted_fresh"]
-    axes[0].bar(phases, [result["ctr"][k] for k in keys], color=["#888", "#c44", "#4a4"])
-    axes[0].set_title("click-through rate (same drifted sessions for the last two)")
-    axes[1].bar(phases, [result["online_ndcg"][k] or 0 for k in keys], color=["#888", "#c44", "#4a4"])
+    phases = ["before the drift\n(old model)", "drift starts\n(old model)", "after the loop\n(old model, pinned)",
+              "after the loop\n(new model)"]
+    keys = ["before_drift", "drift_started", "drifted_stale", "drifted_fresh"]
+    colours = ["#888", "#c88", "#c44", "#4a4"]
+    axes[0].bar(phases, [result["ctr"][k] for k in keys], color=colours)
+    axes[0].set_title("click-through rate (the last two: the same sessions)")
+    axes[1].bar(phases, [result["online_ndcg"][k] or 0 for k in keys], color=colours)
     axes[1].set_title("online nDCG@10 from clicks")
+    for ax in axes[:2]:
+        ax.tick_params(axis="x", labelsize=7)
     starts = [s["ended_s"] - s["seconds"] for s in result["stages"]]
     axes[2].barh([s["stage"] for s in result["stages"]], [s["seconds"] / 60 for s in result["stages"]],
                  left=[x / 60 for x in starts], color="#48c")
@@ -260,10 +296,13 @@ def write_report(settings: Settings, result: dict) -> Path:
     served = result["drift_to_serving_s"]
     lines += ["", "**From the drift's start to the new model serving: "
               + (f"{served / 60:.1f} minutes**." if served is not None else "the new model never served**."), "",
-              "| shoppers | CTR | online nDCG@10 |", "|---|---:|---:|"]
-    names = {"before_drift": "before the drift, stale model", "drifted_stale": "drifted, stale model",
-             "drifted_fresh": "the same drifted sessions, new model"}
-    lines += [f"| {names[k]} | {result['ctr'][k]} | {result['online_ndcg'][k]} |" for k in names]
+              "| shoppers | CTR | purchase rate | online nDCG@10 |", "|---|---:|---:|---:|"]
+    names = {"before_drift": f"before the drift, old model ({SESSIONS} sessions)",
+             "drift_started": f"the drift starts, old model ({SESSIONS} sessions, features before the refresh)",
+             "drifted_stale": f"after the loop, old model pinned beside the new ({SIDE_BY_SIDE} sessions)",
+             "drifted_fresh": f"after the loop, new model (the same {SIDE_BY_SIDE} sessions)"}
+    lines += [f"| {names[k]} | {result['ctr'][k]} | {result['purchase_rate'][k]} | {result['online_ndcg'][k]} |"
+              for k in names]
     lines += ["", "## Monitor runs (Airflow `shoploop_monitor`)", "", "| minute | why | decision | reasons |", "|---:|---|---|---|"]
     lines += [f"| {m['at_s'] / 60:.1f} | {m['why']} | {m['decision']} | {'; '.join(m['reasons']) or '—'} |"
               for m in result["monitors"]]
