@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from shoploop.data import landing
 from shoploop.predict import SearchEngine, scaled_bm25
 from shoploop.settings import Settings
 
@@ -159,18 +160,15 @@ def feedback_events(settings: Settings, since: str | None = None) -> pd.DataFram
     import pyarrow.dataset as ds
 
     columns = ["event_id", "session_id", "query_id", "item_id", "event_type", "surface", "model_version", "ts"]
-    folder = settings.landing / "events"
-    for attempt in range(5):  # the counters' feeder may compact files between the listing and the read
-        files = sorted(str(p) for p in folder.glob("dt=*/*.parquet") if not p.name.startswith(".")) if folder.exists() else []
+
+    def read(files: list) -> pd.DataFrame:
         if not files:
             return pd.DataFrame(columns=columns)
-        try:
-            table = ds.dataset(files, format="parquet").to_table(
-                columns=columns, filter=ds.field("ts") >= pd.Timestamp(since).to_datetime64() if since else None)
-            return table.to_pandas().drop_duplicates("event_id")
-        except FileNotFoundError:
-            if attempt == 4:
-                raise
+        table = ds.dataset([str(f) for f in files], format="parquet").to_table(
+            columns=columns, filter=ds.field("ts") >= pd.Timestamp(since).to_datetime64() if since else None)
+        return table.to_pandas().drop_duplicates("event_id")
+
+    return landing.read_files(settings.landing, "events", read)
 
 
 def summarise(snapshot_dict: dict) -> dict:

@@ -123,13 +123,7 @@ def start_consumers(settings: Settings, store):
     return redis_stream.start_consumers(settings, store)
 
 
-SOURCES_KEY = b"shoploop.sources"
-
-
-def sources_of(path: Path) -> list[tuple[str, int]] | None:
-    """The commit files a compacted file holds, in row order, with their row counts (None: not compacted)."""
-    metadata = pq.read_schema(path).metadata or {}
-    return [tuple(entry) for entry in json.loads(metadata[SOURCES_KEY])] if SOURCES_KEY in metadata else None
+SOURCES_KEY, sources_of = landing.SOURCES_KEY, landing.sources_of  # what a compacted file holds
 
 
 def compact(settings: Settings, day: date, min_files: int = COMPACT_FROM_FILES, files: list[Path] | None = None) -> dict:

@@ -3,6 +3,7 @@ compaction of small files (nothing lost, nothing counted twice, whatever the ord
 
 import shutil
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -82,6 +83,7 @@ def test_compaction_merges_small_files_and_an_interrupted_one_counts_nothing_twi
     assert result["compacted"] == 40 and len(files) == 1 and files[0].name.startswith("compacted-")
     assert len(events) == 40 and events["event_id"].is_unique
     shutil.copy(kept, sources[0])  # the crash: a source not yet removed when the process died
+    assert len(landing.read_table(settings.landing, "events")) == 40  # a reader takes its rows once
     after = counters.from_log(settings, now + timedelta(minutes=1)).values([f"i{k}" for k in range(7)], now)
     pd.testing.assert_frame_equal(before.drop(columns="event_timestamp"), after.drop(columns="event_timestamp"))
     # the next compaction takes it back in: the event is then held twice, and still counts once
@@ -89,6 +91,43 @@ def test_compaction_merges_small_files_and_an_interrupted_one_counts_nothing_twi
     assert landing.read_table(settings.landing, "events")["event_id"].nunique() == 40
     again = counters.from_log(settings, now + timedelta(minutes=1)).values([f"i{k}" for k in range(7)], now)
     pd.testing.assert_frame_equal(before.drop(columns="event_timestamp"), again.drop(columns="event_timestamp"))
+
+
+def test_readers_see_every_event_once_while_the_log_is_written_and_compacted(tmp_path):
+    # given a writer appending one-event files and a compactor merging them as fast as it can / when a
+    # reader reads the table over and over meanwhile / then no read fails on a file removed under it,
+    # and each read holds every event written before it started, once
+    settings = Settings(home=tmp_path)
+    day, done, written, failures = _today().date(), threading.Event(), [], []
+
+    def writer() -> None:
+        for i in range(300):
+            stream.record_events(settings, [_event(i)])
+            written.append(f"e{i}")
+        done.set()
+
+    def compactor() -> None:
+        while not done.is_set():
+            try:
+                stream.compact(settings, day, min_files=2)
+                time.sleep(0.01)
+            except Exception as error:  # noqa: BLE001 - reported below
+                failures.append(error)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=compactor)]
+    for thread in threads:
+        thread.start()
+    reads = 0
+    while not done.is_set() or reads == 0:
+        before = set(written)
+        if not before:
+            continue
+        events = landing.read_table(settings.landing, "events")["event_id"]
+        assert events.is_unique and before <= set(events)
+        reads += 1
+    for thread in threads:
+        thread.join()
+    assert not failures and reads > 5 and len(landing.read_table(settings.landing, "events")) == 300
 
 
 def test_a_partition_with_few_files_is_left_alone(tmp_path):

@@ -10,6 +10,7 @@ written to a temporary name, fsynced, then renamed, so a crash never leaves half
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import uuid
 from datetime import date
@@ -108,9 +109,55 @@ def fsync_dir(folder: Path) -> None:
         os.close(descriptor)
 
 
-def read_table(landing: Path, name: str) -> pd.DataFrame:
-    """All partitions of a table (the leading-dot temp files are never read)."""
+# A compacted file names, in its parquet metadata, the commit files whose rows it holds (``sources_of``).
+SOURCES_KEY = b"shoploop.sources"
+
+
+def sources_of(path: Path) -> list[tuple[str, int]] | None:
+    """The commit files a compacted file holds, in row order, with their row counts (None: not compacted)."""
+    metadata = pq.read_schema(path).metadata or {}
+    return [tuple(entry) for entry in json.loads(metadata[SOURCES_KEY])] if SOURCES_KEY in metadata else None
+
+
+def table_files(landing: Path, name: str) -> list[Path]:
+    """The files that hold a table now, each row once: leading-dot temp files are never read, and a
+    compacted file's sources still beside it (a compaction under way, or cut short by a crash) are left
+    out, the compacted file holding their rows, and so is a compacted file merged again into a larger one
+    not yet removed. Raises FileNotFoundError when a compaction removes a
+    file meanwhile; ``read_files`` lists again."""
     files = sorted(p for p in (landing / name).glob("dt=*/*.parquet") if not p.name.startswith("."))
-    if not files:
+    compacted = {path: {source for source, _ in sources_of(path) or []} for path in files if path.name.startswith("compacted-")}
+    kept: list[Path] = []  # the compacted files not held by a larger one (a compaction of compacted files)
+    for path in sorted(compacted, key=lambda p: -len(compacted[p])):
+        if not any(k.parent == path.parent and compacted[path] <= compacted[k] for k in kept):
+            kept.append(path)
+    held = {(path.parent, source) for path in kept for source in compacted[path]}
+    return [path for path in files if path in kept or (path not in compacted and (path.parent, path.name) not in held)]
+
+
+def read_files(landing: Path, name: str, read, attempts: int = 10):
+    """``read(files)`` over a table's files as of one moment, though the live service's feeder compacts
+    while others read: listed again when a compaction removed a file between the listing and the read,
+    or finished meanwhile (a listing taken during its rename may lack both its sources and its file)."""
+    def merged() -> set[Path]:
+        return set((landing / name).glob("dt=*/compacted-*.parquet"))
+
+    for attempt in range(attempts):
+        before = merged()
+        try:
+            result = read(table_files(landing, name))
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
+            continue
+        if merged() <= before:
+            return result
+    raise FileNotFoundError(f"{landing / name}: compacted faster than it could be read ({attempts} tries)")
+
+
+def read_table(landing: Path, name: str) -> pd.DataFrame:
+    """All partitions of a table, each row once, whatever compaction runs meanwhile."""
+    frames = read_files(landing, name, lambda files: [pq.read_table(f).to_pandas() for f in files])
+    if not frames:
         raise FileNotFoundError(f"no {name} in {landing}; run `shoploop simulate` or `shoploop ingest` first")
-    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+    return pd.concat(frames, ignore_index=True)
