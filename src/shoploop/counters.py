@@ -129,12 +129,13 @@ def from_log(settings: Settings, now: datetime | None = None) -> LiveCounters:
     read as one batch so every impression is known before the clicks it explains."""
     now = now or _now()
     counters = LiveCounters()
-    frames = []
-    for day in (now.date() - timedelta(days=1), now.date()):
-        folder = landing.partition_dir(settings.landing, "events", day)
-        for path in sorted(folder.glob("*.parquet")) if folder.exists() else []:
-            frame = pd.read_parquet(path, columns=["event_id", "session_id", "item_id", "event_type", "surface", "ts"])
-            frames.append(frame[frame["ts"] > now - timedelta(hours=WINDOW_HOURS)])
+    days = {landing.partition_dir(settings.landing, "events", day).name for day in (now.date() - timedelta(days=1), now.date())}
+
+    def read(files) -> list[pd.DataFrame]:
+        frames = [pd.read_parquet(path, columns=COLUMNS) for path in files if path.parent.name in days]
+        return [frame[frame["ts"] > now - timedelta(hours=WINDOW_HOURS)] for frame in frames]
+
+    frames = landing.read_files(settings.landing, "events", read)  # whatever a compaction does meanwhile
     if frames:
         # an event in two files (a compaction cut short, a client's retry) counts once
         events = pd.concat(frames, ignore_index=True).drop_duplicates("event_id")

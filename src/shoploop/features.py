@@ -29,20 +29,63 @@ def _not_the_file_registry_advisory(record: logging.LogRecord) -> bool:
 logging.getLogger("feast.repo_config").addFilter(_not_the_file_registry_advisory)
 
 
+def redis_connection_string(url: str) -> str:
+    """A Redis URL as Feast's Redis online store takes it: ``host:port,db=N[,password=..][,ssl=true]``."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    options = [f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}", f"db={int(parts.path.strip('/') or 0)}"]
+    if parts.password:
+        options.append(f"password={parts.password}")
+    if parts.scheme == "rediss":
+        options.append("ssl=true")
+    return ",".join(options)
+
+
+def redis_project(settings: Settings) -> str:
+    """The Feast project of this home on Redis: ``stream_prefix`` with '_' for '-' (Feast 0.67 checks
+    project names against SQLite's rules before it reads which online store is configured). Feast ends
+    every Redis key of the project with this name."""
+    return settings.stream_prefix.replace("-", "_")
+
+
+def store_yaml(settings: Settings) -> Path:
+    """The feature_store.yaml this home's Feast reads: the repo's own on the embedded online store; on
+    Redis (``online_store`` set to a Redis URL) a copy in the home with the ``online_store`` block swapped
+    and the project named after ``stream_prefix`` (``redis_project``), so shops sharing one Redis never share a key. The
+    declarations (feature_repo/*.py) are the same in both: scale-out is configuration, not code."""
+    import yaml
+
+    repo_yaml = settings.feature_repo / "feature_store.yaml"
+    if settings.online_store == "embedded":
+        return repo_yaml
+    config = yaml.safe_load(repo_yaml.read_text())
+    config["project"] = redis_project(settings)
+    config["online_store"] = {"type": "redis", "connection_string": redis_connection_string(settings.online_store)}
+    path = settings.feast_dir / "feature_store.yaml"
+    text = "# Made by shoploop.features.store_yaml from feature_repo/feature_store.yaml: edit that one.\n" + yaml.safe_dump(config)
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    return path
+
+
 def store(settings: Settings):
     """The project's FeatureStore (SHOPLOOP_HOME must be in the environment for the yaml to expand)."""
     from feast import FeatureStore
 
     os.environ.update(settings.tool_env())
-    return FeatureStore(repo_path=str(settings.feature_repo))
+    return FeatureStore(repo_path=str(settings.feature_repo), fs_yaml_file=store_yaml(settings))
 
 
 def apply(settings: Settings) -> None:
     """`feast apply` on the declarations in feature_repo/ (the real CLI, as an engineer would run it)."""
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     feast = Path(sys.executable).with_name("feast")
-    result = subprocess.run([str(feast), "apply"], cwd=settings.feature_repo, env=_feast_env(settings),
-                            capture_output=True, text=True)
+    result = subprocess.run([str(feast), "--feature-store-yaml", str(store_yaml(settings)), "apply"],
+                            cwd=settings.feature_repo, env=_feast_env(settings), capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"feast apply failed:\n{result.stdout}\n{result.stderr}")
 
@@ -111,7 +154,8 @@ class ServedItemFeatures:
 
         view, fields = self._views[name], self.views[name]
         keys = [EntityKey(join_keys=["item_id"], entity_values=[Value(string_val=i)]) for i in item_ids]
-        rows = self.fs._get_provider().online_read(self.fs.config, view, keys, fields)
+        # a copy: Feast's Redis store appends its timestamp key to the list it is given
+        rows = self.fs._get_provider().online_read(self.fs.config, view, keys, list(fields))
         oldest = datetime.now(timezone.utc) - view.ttl if view.ttl else None
         out = np.full((len(item_ids), len(fields)), np.nan)
         for i, (stamp, values) in enumerate(rows):

@@ -6,11 +6,13 @@ settings never creates a directory; the steps that write create what they need.
 
 from __future__ import annotations
 
+import re
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -46,7 +48,16 @@ class Settings(BaseSettings):
     # Redis URL ("redis://127.0.0.1:6379/0": Redis Streams, for replicas on several machines), with its
     # keys under stream_prefix (see shoploop.stream and shoploop.redis_stream).
     event_stream: str = "embedded"
+    # Feast's online store: "embedded" (SQLite in the home) or a Redis URL, where the features and the
+    # real-time counters of this home live under the Feast project named stream_prefix.
+    online_store: str = "embedded"
+    # Keys of this home on Redis: the stream's key prefix and the Feast project (one Redis, many shops).
     stream_prefix: str = "shoploop"
+    # "embedded": every engine in the home (DuckDB, SQLite, the local event log). "scale": the event
+    # stream and the online store on the Redis at redis_url and two service replicas, wherever those
+    # settings are not given one by one.
+    profile: Literal["embedded", "scale"] = "embedded"
+    redis_url: str = "redis://127.0.0.1:6379/0"
     airflow_port: int = 8080
     evidently_port: int = 8000
     model_name: str = "shoploop-ranker"
@@ -61,11 +72,35 @@ class Settings(BaseSettings):
     source: str = "simulator"
     max_k: int = 100
 
+    @model_validator(mode="before")
+    @classmethod
+    def profile_defaults(cls, data):
+        """The scale profile's engines, for the settings not given one by one."""
+        if isinstance(data, dict) and data.get("profile") == "scale":
+            redis_url = data.get("redis_url") or cls.model_fields["redis_url"].default
+            data = {"event_stream": redis_url, "online_store": redis_url, "service_replicas": 2, **data}
+        return data
+
     @field_validator("event_stream")
     @classmethod
     def known_stream(cls, value: str) -> str:
         if value != "embedded" and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"{value!r} is no event stream: 'embedded', or a Redis URL such as redis://127.0.0.1:6379/0")
+        return value
+
+    @field_validator("online_store")
+    @classmethod
+    def known_online_store(cls, value: str) -> str:
+        if value != "embedded" and not value.startswith(("redis://", "rediss://")):
+            raise ValueError(f"{value!r} is no online store: 'embedded', or a Redis URL such as redis://127.0.0.1:6379/0")
+        return value
+
+    @field_validator("stream_prefix")
+    @classmethod
+    def usable_prefix(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][\w-]*", value):
+            raise ValueError(f"{value!r}: the Redis prefix names a Feast project too: letters, digits, '_' and '-', "
+                             "starting with a letter or digit")
         return value
 
     @property

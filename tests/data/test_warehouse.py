@@ -422,3 +422,57 @@ def test_a_process_that_built_the_warehouse_does_not_keep_it_from_others(built):
                            capture_output=True, text=True, timeout=120)
     # then it can: the build released the file when it ended
     assert other.returncode == 0, other.stderr[-2000:]
+
+
+def test_the_redis_online_store_serves_what_the_embedded_one_does(built):
+    # given the small shop's features applied and materialised into Redis (SHOPLOOP_ONLINE_STORE, a Feast
+    # project of its own) beside the embedded SQLite store / then Feast reads the same values from both,
+    # the features the service holds match, and a real-time counter pushed lands in Redis
+    import os
+    import uuid
+    from datetime import datetime, timezone
+
+    import numpy as np
+    import redis
+
+    from conftest import need
+    from shoploop import counters, features
+    from shoploop.settings import Settings
+
+    url = os.environ.get("SHOPLOOP_TEST_REDIS", "redis://127.0.0.1:6379/0")
+    try:
+        up = redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        up = False
+    need(up, f"no Redis server at {url} (set SHOPLOOP_TEST_REDIS): the scale profile's online store is Redis")
+    embedded = built["settings"]
+    prefix = f"shoploop-test-{uuid.uuid4().hex[:10]}"
+    on_redis = Settings(home=embedded.home, profile="scale", redis_url=url, stream_prefix=prefix)
+    assert on_redis.online_store == url and features.store_yaml(on_redis).parent == on_redis.feast_dir
+    client, saved = redis.Redis.from_url(url), dict(os.environ)  # features.store exports a store's settings
+    try:
+        steps.feature_store(on_redis, date(2026, 11, 29))
+        items = pd.read_parquet(embedded.marts / "item_text.parquet")["item_id"].dropna().tolist()[:60]
+        frames = []
+        for settings in (embedded, on_redis):
+            store = features.store(settings)
+            service = store.get_feature_service(settings.feature_service)
+            rows = [{"item_id": i} for i in items]
+            frames.append(pd.DataFrame(store.get_online_features(features=service, entity_rows=rows).to_dict()))
+            held = features.ServedItemFeatures(store, service, items)(items)
+        pd.testing.assert_frame_equal(frames[0], frames[1])
+        assert np.isfinite(held).any() and len(list(client.scan_iter(match=b"*" + features.redis_project(on_redis).encode(), count=1000))) >= len(items)
+
+        live = counters.LiveCounters()
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        live.add(pd.DataFrame({"event_id": ["a", "b"], "session_id": ["s", "s"], "item_id": [items[0]] * 2,
+                               "event_type": ["impression", "click"], "surface": ["search"] * 2, "ts": [now] * 2}))
+        counters.push(store, live, [items[0]])
+        row = store.get_online_features(features=["item_counters:impressions_24h", "item_counters:clicks_24h"],
+                                        entity_rows=[{"item_id": items[0]}]).to_dict()
+        assert (row["impressions_24h"][0], row["clicks_24h"][0]) == (1, 1)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        for key in client.scan_iter(match=b"*" + features.redis_project(on_redis).encode(), count=1000):
+            client.delete(key)

@@ -618,7 +618,8 @@ def _online_counters_against_the_log(settings, item: str, within_s: float = 5) -
 
 @pytest.mark.slow
 def test_two_replicas_on_a_redis_stream_land_and_count_every_event_once_through_a_kill(built, served):
-    # given two replicas (two `bentoml serve` servers) writing to one Redis stream / when clients spread
+    # given the scale profile: two replicas (two `bentoml serve` servers) writing to one Redis stream and
+    # reading one Redis online store / when clients spread
     # impressions and clicks over both, retrying on the other replica what was not acknowledged, and the
     # worker of the replica whose feeder leads the counters is killed with -9 midway / then every
     # acknowledged event is landed, and the online counters equal what the stream holds, each event once
@@ -629,7 +630,7 @@ def test_two_replicas_on_a_redis_stream_land_and_count_every_event_once_through_
 
     import redis
 
-    from conftest import need
+    from conftest import RUN_DATE, need
     from shoploop import features, processes, redis_stream, steps
     from shoploop.data import landing
     from shoploop.settings import Settings
@@ -641,12 +642,16 @@ def test_two_replicas_on_a_redis_stream_land_and_count_every_event_once_through_
         up = False
     need(up, f"no Redis server at {url} (set SHOPLOOP_TEST_REDIS): the replicas share a Redis stream")
     prefix = f"shoploop-test-{uuid.uuid4().hex[:10]}"
-    scaled_env = {"SHOPLOOP_EVENT_STREAM": url, "SHOPLOOP_STREAM_PREFIX": prefix, "SHOPLOOP_SERVICE_REPLICAS": "2"}
+    # the scale profile: the event stream, the online store (a Feast project of its own) and 2 replicas
+    scaled_env = {"SHOPLOOP_PROFILE": "scale", "SHOPLOOP_REDIS_URL": url, "SHOPLOOP_STREAM_PREFIX": prefix}
     processes.stop(built["settings"], "service")
+    saved = dict(os.environ)  # restored whole: features.store exports every setting the profile implies
     os.environ.update(scaled_env)
     client = redis.Redis.from_url(url)
     try:
         settings = Settings()
+        assert (settings.event_stream, settings.online_store, settings.service_replicas) == (url, url, 2)
+        steps.feature_store(settings, RUN_DATE)
         deployed = steps.deploy(settings)
         urls = [replica["url"] for replica in deployed["replicas"]]
         assert len(urls) == 2 and all(processes.answers(u + "/readyz") for u in urls)
@@ -682,11 +687,13 @@ def test_two_replicas_on_a_redis_stream_land_and_count_every_event_once_through_
         assert got == expected
         assert set(acknowledged) <= set(landed)
     finally:
-        for key in scaled_env:
-            os.environ.pop(key, None)
+        os.environ.clear()
+        os.environ.update(saved)
         for name in ("service", "service-2"):
             processes.stop(built["settings"], name)
         for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+        for key in client.scan_iter(match=b"*" + prefix.replace("-", "_").encode(), count=1000):  # Feast's keys end with the project
             client.delete(key)
 
 
