@@ -198,6 +198,17 @@ def loop(keep_running: bool = typer.Option(False, help="leave the loop's service
 
 
 @app.command()
+def airflow():
+    """Start this home's Airflow (standalone, or the scale profile's Celery cluster) and leave it running."""
+    from shoploop import orchestration
+
+    settings = get_settings()
+    url = orchestration.start_airflow(settings, say=typer.echo)
+    typer.echo(f"Airflow {url} (login admin / {orchestration.airflow_password(settings)}): "
+               f"{', '.join(orchestration.server_names(settings))}")
+
+
+@app.command()
 def stop():
     """Stop every server `shoploop demo` started (by process group)."""
     from shoploop import demo as run

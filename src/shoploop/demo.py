@@ -2,46 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import date
-from pathlib import Path
 
-from shoploop import processes, registry, steps
+from shoploop import orchestration, processes, registry, steps
 from shoploop.settings import Settings
 
 LIVE_SESSIONS = 60
-
-
-def airflow_env(settings: Settings) -> dict[str, str]:
-    home = settings.airflow_home
-    airflow_bin = Path(steps.bin_of("airflow", ".venv-airflow")).parent
-    return {
-        **settings.tool_env(),
-        # `airflow standalone` starts its components as `airflow ...` found on PATH.
-        "PATH": f"{airflow_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(settings.project_dir / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__API__HOST": settings.host,
-        "AIRFLOW__API__PORT": str(settings.airflow_port),
-        # Task runners report to the API server: on its port, not the default 8080.
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{settings.host}:{settings.airflow_port}/execution/",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-    }
-
-
-def start_airflow(settings: Settings) -> str:
-    if not processes.running(settings, "airflow"):
-        settings.airflow_home.mkdir(parents=True, exist_ok=True)
-        processes.start(settings, "airflow", [steps.bin_of("airflow", ".venv-airflow"), "standalone"],
-                        env=airflow_env(settings), cwd=settings.airflow_home, port=settings.airflow_port)
-    url = f"http://{settings.host}:{settings.airflow_port}"
-    processes.wait_http(f"{url}/api/v2/monitor/health", 300, "airflow standalone", settings.run_dir / "airflow.log",
-                        alive=lambda: processes.running(settings, "airflow") is not None)
-    return url
 
 
 def start_evidently(settings: Settings) -> str:
@@ -55,11 +21,6 @@ def start_evidently(settings: Settings) -> str:
     processes.wait_http(url, 120, "evidently ui", settings.run_dir / "evidently.log",
                         alive=lambda: processes.running(settings, "evidently") is not None)
     return url
-
-
-def airflow_password(settings: Settings) -> str:
-    path = settings.airflow_home / "passwords.json"
-    return json.loads(path.read_text()).get("admin", "?") if path.exists() else f"(see {path})"
 
 
 def run(settings: Settings, run_date: date, say=print) -> dict:
@@ -113,7 +74,7 @@ def run(settings: Settings, run_date: date, say=print) -> dict:
     service = served["url"]
     swapped = f", swapped in without a restart (was {served['previous']})" if served["how"] == "hot swap" else " (started)"
     timed(f"  serve      {service}: {served['model_version']}{swapped}, {time.monotonic() - started:.0f} s after the start")
-    airflow = start_airflow(settings)
+    airflow = orchestration.start_airflow(settings, say)
     evidently = start_evidently(settings)
     timed(f"  UIs        Airflow {airflow} (its DAGs unpaused: the loop turns on its own), Evidently {evidently}")
     if settings.source == "simulator":
@@ -134,11 +95,11 @@ def run(settings: Settings, run_date: date, say=print) -> dict:
     say(f"  shop API      {service}   (POST /search, /similar, /recommend, /feedback; docs at {service}/docs)")
     say(f"  storefront    {service}/shop/   (search, more like this, a shopper's recommendations)")
     say(f"                admin: POST /admin/reload with 'Authorization: Bearer <{settings.home / 'secrets' / 'admin_token'}>'")
-    say(f"  Airflow UI    {airflow}   (login admin / {airflow_password(settings)})")
+    say(f"  Airflow UI    {airflow}   (login admin / {orchestration.airflow_password(settings)})")
     say(f"  Evidently UI  {evidently}   (project 'shoploop', no login)")
     return {"service": service, "airflow": airflow, "evidently": evidently, "drift": drift}
 
 
 def stop_all(settings: Settings) -> list[str]:
-    servers = [name for name, _ in steps.replicas(settings)] + ["airflow", "evidently"]
-    return [name for name in servers if processes.stop(settings, name)]
+    servers = [name for name, _ in steps.replicas(settings)] + ["evidently"]
+    return [name for name in servers if processes.stop(settings, name)] + orchestration.stop_airflow(settings)

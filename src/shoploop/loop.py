@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from shoploop import demo, processes, registry, steps
+from shoploop import demo, orchestration, processes, registry, steps
 from shoploop.settings import Settings
 
 # A shop small enough that a retraining takes minutes on two cores, big enough for drift to show.
@@ -147,7 +147,7 @@ def run(settings: Settings, run_date: date, say=print, keep_running: bool = Fals
           f"{drifted_stale['ctr']}, online nDCG {drifted_stale['online_ndcg']}", shoppers=drifted_stale)
 
     since = datetime.now(timezone.utc)
-    airflow_url = demo.start_airflow(settings)
+    airflow_url = orchestration.start_airflow(settings, say)
     airflow = Airflow(settings, airflow_url)
     stage("airflow", f"{airflow_url} up (DAGs unpaused; its daily refresh runs at once)")
     # The daily refresh lands the drifted day: Airflow starts its latest interval at once (else: trigger it).

@@ -53,12 +53,18 @@ class Settings(BaseSettings):
     online_store: str = "embedded"
     # Keys of this home on Redis: the stream's key prefix and the Feast project (one Redis, many shops).
     stream_prefix: str = "shoploop"
-    # "embedded": every engine in the home (DuckDB, SQLite, the local event log). "scale": the event
-    # stream and the online store on the Redis at redis_url and two service replicas, wherever those
-    # settings are not given one by one.
+    # "embedded": every engine in the home (DuckDB, SQLite, the local event log, `airflow standalone`).
+    # "scale": the event stream and the online store on the Redis at redis_url, two service replicas,
+    # Airflow on Celery (2 workers) with PostgreSQL metadata, wherever those settings are not given one by one.
     profile: Literal["embedded", "scale"] = "embedded"
     redis_url: str = "redis://127.0.0.1:6379/0"
     airflow_port: int = 8080
+    # Airflow: 0 Celery workers runs `airflow standalone` (SQLite metadata in the home); N > 0 runs every
+    # component as a process of its own with the CeleryExecutor and N workers, the broker on redis_url's
+    # Redis (keys under stream_prefix) and the metadata on airflow_database (unset: the PostgreSQL on
+    # this machine, a database named after stream_prefix; see shoploop.orchestration).
+    airflow_workers: int = Field(default=0, ge=0)
+    airflow_database: str = ""
     evidently_port: int = 8000
     model_name: str = "shoploop-ranker"
     # Pin the served version (e.g. "shoploop-ranker:abc123"); unset, the champion serves.
@@ -78,7 +84,7 @@ class Settings(BaseSettings):
         """The scale profile's engines, for the settings not given one by one."""
         if isinstance(data, dict) and data.get("profile") == "scale":
             redis_url = data.get("redis_url") or cls.model_fields["redis_url"].default
-            data = {"event_stream": redis_url, "online_store": redis_url, "service_replicas": 2, **data}
+            data = {"event_stream": redis_url, "online_store": redis_url, "service_replicas": 2, "airflow_workers": 2, **data}
         return data
 
     @field_validator("event_stream")
@@ -166,6 +172,17 @@ class Settings(BaseSettings):
     def user_key(self) -> str:
         """The key of the keyed hash that pseudonymises user ids."""
         return self._secret(self.pseudonym_key, "pseudonym_key", lambda: secrets.token_hex(32))
+
+    @property
+    def airflow_database_url(self) -> str:
+        """Airflow's metadata database when it runs on Celery (SQLAlchemy URL)."""
+        name = self.stream_prefix.replace("-", "_") + "_airflow"
+        return self.airflow_database or f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+
+    @cached_property
+    def airflow_jwt_secret(self) -> str:
+        """The one JWT secret every Airflow process of this home signs and checks tokens with."""
+        return self._secret(None, "airflow_jwt_secret", lambda: secrets.token_urlsafe(32))
 
     @cached_property
     def admin_secret(self) -> str:

@@ -64,3 +64,19 @@ def test_airflow_values_use_celery_with_the_external_postgres_and_redis_and_the_
     mounts = {m["mountPath"]: m["name"] for m in values["workers"]["extraVolumeMounts"]}
     claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in values["workers"]["extraVolumes"]}
     assert claims[mounts[env["SHOPLOOP_HOME"]]] == "shoploop-home"
+
+
+def test_the_scale_profile_fills_in_only_what_is_not_given_and_bad_values_are_refused():
+    from pydantic import ValidationError
+
+    scale = Settings(profile="scale", redis_url="redis://cache:6380/2")
+    assert (scale.event_stream, scale.online_store) == ("redis://cache:6380/2",) * 2
+    assert (scale.service_replicas, scale.airflow_workers) == (2, 2)
+    mixed = Settings(profile="scale", online_store="embedded", airflow_workers=0)
+    assert mixed.online_store == "embedded" and mixed.airflow_workers == 0 and mixed.event_stream.startswith("redis://")
+    embedded = Settings()
+    assert (embedded.event_stream, embedded.online_store, embedded.airflow_workers) == ("embedded", "embedded", 0)
+    assert Settings(stream_prefix="shop-7").airflow_database_url.endswith("/shop_7_airflow")
+    for bad in ({"online_store": "memcached://x"}, {"stream_prefix": "shop:7"}, {"profile": "cluster"}):
+        with pytest.raises(ValidationError):
+            Settings(**bad)
