@@ -230,7 +230,8 @@ def main() -> None:
     if urls:
         workers = len([p for p in processes.tagged(settings, "service") if "worker" in " ".join(p.cmdline())])
         result["setup"] = (f"{len(urls)} replicas of " if len(urls) > 1 else "") + f"{workers} worker{'s' if workers > 1 else ''}, " + \
-            ("embedded log" if settings.event_stream == "embedded" else "Redis stream")
+            ("embedded log" if settings.event_stream == "embedded" else "Redis stream") + \
+            ("" if settings.online_store == "embedded" else ", Redis online store")
         result["http"] = over_http(urls, texts, args.requests)
         result["feedback"] = feedback_rate(urls, args.requests)
         result["counter_lag"] = counter_lag(settings, urls, 50)
