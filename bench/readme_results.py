@@ -147,6 +147,15 @@ def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
                     f"errors {sum(soak['errors'].values())}"))
     else:
         missing.append("bench/soak.py (after `make demo`)")
+    scale = _load("scale_profile")
+    if scale:
+        cells = [f"{name}: materialise {row['materialise_s']:g} s, per-request counters read p50 "
+                 f"{row['request_read']['p50_ms']:g} ms (p99 {row['request_read']['p99_ms']:g}), push of 100 items "
+                 f"{row['push_100']['p50_ms']:g} ms" for name, row in scale["profiles"].items()]
+        items = next(iter(scale["profiles"].values()))["items"]
+        out.append(("Online store, embedded vs scale profile", f"{items:,} items, the 100 candidates of a request", "; ".join(cells)))
+    else:
+        missing.append("bench/scale_profile.py (after `make demo`)")
     recommend = _load("recommend_quality")
     if recommend:
         r = recommend["results"]
