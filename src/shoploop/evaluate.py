@@ -33,6 +33,15 @@ def ndcg_at_k(ranked_item_ids: list[str], grades: dict[str, int], k: int = 10) -
     return float((gains * discounts[: len(gains)]).sum() / idcg) if idcg > 0 else 0.0
 
 
+def click_ndcg(clicked_positions) -> float:
+    """Online nDCG of one slate from its clicks: the clicked positions (1-based) against the same number
+    of clicks at the top. 1.0 when every click is above every unclicked hit."""
+    at = np.sort(np.asarray(clicked_positions, dtype=float))
+    if not len(at):
+        raise ValueError("click_ndcg needs at least one clicked position")
+    return float((1 / np.log2(at + 1)).sum() / (1 / np.log2(np.arange(len(at)) + 2)).sum())
+
+
 def reciprocal_rank(ranked_item_ids: list[str], grades: dict[str, int], min_grade: int = 3) -> float:
     for rank, item in enumerate(ranked_item_ids, 1):
         if grades.get(item, 0) >= min_grade:

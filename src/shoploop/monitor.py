@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from shoploop.data import landing
+from shoploop.evaluate import click_ndcg
 from shoploop.predict import SearchEngine, scaled_bm25
 from shoploop.settings import Settings
 
@@ -122,10 +123,9 @@ def online_quality(events: pd.DataFrame, tail_items: set[str], k: int = 10) -> d
         slates = group.groupby(["session_id", "query_id"], dropna=False).ngroups
         gains = []
         for _, slate in mine[mine["at"].notna()].groupby(["session_id", "slate"], dropna=False):
-            at = sorted(int(p) for p in slate["at"] if p <= k)
+            at = [int(p) for p in slate["at"] if p <= k]
             if at:
-                ideal = sum(1 / np.log2(i + 2) for i in range(len(at)))
-                gains.append(sum(1 / np.log2(p + 1) for p in at) / ideal)
+                gains.append(click_ndcg(at))
         n = len(group)
         out.setdefault(window, {}).setdefault(version, {})[surface] = {
             "impressions": n, "clicks": len(mine), "purchases": len(bought),

@@ -98,3 +98,13 @@ def test_the_request_path_scores_as_the_trained_network_does():
         expected = torch.sigmoid(ranker(torch.from_numpy(np.tile(q, (30, 1))), torch.from_numpy(items),
                                         torch.from_numpy(feats.astype(np.float32)))).numpy()
     np.testing.assert_allclose(ranker.score(q, items, feats), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_click_ndcg_is_one_for_clicks_on_top_and_falls_as_they_sink():
+    from shoploop.evaluate import click_ndcg
+
+    assert click_ndcg([1]) == 1.0 and click_ndcg([2, 1]) == 1.0
+    assert click_ndcg([2]) == pytest.approx(1 / np.log2(3))
+    assert 1.0 > click_ndcg([1, 3]) > click_ndcg([2, 3]) > click_ndcg([9, 10]) > 0
+    with pytest.raises(ValueError):
+        click_ndcg([])

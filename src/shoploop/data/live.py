@@ -94,6 +94,7 @@ class MarketShoppers:
         the drift scenarios have started. Returns what was shown, clicked and bought (per model version
         under ``by_model``: an interleaved list credits each hit to the model that placed it)."""
         from shoploop.data.simulator import attraction, pick_queries, price_pain, trend_shifted
+        from shoploop.evaluate import click_ndcg
 
         started = time.monotonic()
         stats = {"sessions": 0, "impressions": 0, "clicks": 0, "purchases": 0, "errors": 0, "by_model": {}}
@@ -152,8 +153,8 @@ class MarketShoppers:
                                 mine[counted] += 1
                 stats["impressions"] += n
                 clicked_at = pos[click]
-                if len(clicked_at):  # online nDCG from clicks: the clicked positions against the same clicks on top
-                    gains.append(float((1 / np.log2(clicked_at + 1)).sum() / (1 / np.log2(np.arange(len(clicked_at)) + 2)).sum()))
+                if len(clicked_at):
+                    gains.append(click_ndcg(clicked_at))
                 if client.post("/feedback", json={"events": events}).status_code != 200:
                     stats["errors"] += 1
                 stats["sessions"] += 1
