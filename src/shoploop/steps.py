@@ -358,8 +358,8 @@ def monitor(settings: Settings, run_date: date) -> dict:
 
 def _monitor(settings: Settings, run_date: date) -> dict:
     from shoploop import decision
-    from shoploop.monitor import (attributed_events, drift_report, feedback_events, log_online, online_quality,
-                                  service_health, tail_items)
+    from shoploop.drift import drift_report
+    from shoploop.monitor import attributed_events, feedback_events, log_online, online_quality, service_health, tail_items
 
     out = settings.reports / str(run_date)
     out.mkdir(parents=True, exist_ok=True)
