@@ -96,6 +96,36 @@ def in_process(settings, texts: list[str], repeats: int) -> dict:
         out["search"][name] = percentiles(times)
         print(f"  in process, {name}: lookup {out['lookup'][name]}, search {out['search'][name]}", flush=True)
     out["encoder_batching"] = encoder_batching(bundle.text_encoder(), texts, repeats)
+    out["search_under_load"] = search_under_load(bundle, held, texts, repeats)
+    return out
+
+
+def search_under_load(bundle, lookup, texts: list[str], repeats: int, threads: int = 8) -> dict:
+    """Does the service's adaptive batching (models.encoder.BatchingEncoder) pay under load? Whole searches
+    from ``threads`` threads at once (a worker's request threads), the encoder plain against batching,
+    alternated twice; searches per second and latency."""
+    from shoploop.models.encoder import BatchingEncoder
+    from shoploop.predict import SearchEngine
+
+    plain = bundle.text_encoder()
+    engines = {"encoder one query a pass": SearchEngine(bundle, plain, lookup),
+               "adaptive batching": SearchEngine(bundle, BatchingEncoder(plain), lookup)}
+    runs: dict[str, list] = {name: [] for name in engines}
+    for _ in range(2):
+        for name, engine in engines.items():
+            def one(i: int, engine=engine) -> float:
+                t = time.perf_counter()
+                engine.search(texts[i % len(texts)], 10)
+                return time.perf_counter() - t
+
+            started = time.perf_counter()
+            with ThreadPoolExecutor(threads) as executor:
+                times = list(executor.map(one, range(repeats)))
+            runs[name].append({**percentiles(times), "searches_per_s": round(repeats / (time.perf_counter() - started), 1)})
+    out = {name: max(rows, key=lambda r: r["searches_per_s"]) for name, rows in runs.items()}
+    batching = engines["adaptive batching"].encoder
+    out["adaptive batching"]["queries_per_pass"] = round(batching.calls / max(batching.batches, 1), 2)
+    print(f"  search from {threads} threads: {out}", flush=True)
     return out
 
 
@@ -244,6 +274,9 @@ def main() -> None:
         print(f"{name:<28}{lookup['p50_ms']:>12}{lookup['p99_ms']:>12}{search['p50_ms']:>12}{search['p99_ms']:>12}")
     batching = result["in_process"]["encoder_batching"]
     print("\nquery encoder per query (ms): " + ", ".join(f"{k} {v['per_query_ms']}" for k, v in batching.items()))
+    print(f"\n{'search, 8 threads':<28}{'searches/s':>12}{'p50':>12}{'p99':>12}")
+    for name, row in result["in_process"]["search_under_load"].items():
+        print(f"{name:<28}{row['searches_per_s']:>12}{row['p50_ms']:>12}{row['p99_ms']:>12}")
     if "skipped" not in result["http"]:
         print(f"\n{'/search over HTTP':<28}{'p50':>12}{'p99':>12}{'req/s':>12}")
         for name, row in result["http"].items():

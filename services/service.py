@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.warnings import PydanticDeprecationWarning
 
 from shoploop import features, interleaving, registry, stream
+from shoploop.models.encoder import BatchingEncoder
 from shoploop.predict import CANDIDATES, Filters, Hit, SearchEngine
 from shoploop.privacy import pseudonymise
 from shoploop.settings import get_settings
@@ -292,7 +293,8 @@ class Shoploop:
         # item features are held for the version's catalog.
         service = self.store.get_feature_service(self.settings.feature_service)
         item_features = features.ServedItemFeatures(self.store, service, bundle.catalog["item_id"].tolist())
-        return SearchEngine(bundle, bundle.text_encoder(), item_features, self.user_lookup)
+        # Concurrent requests' queries share the encoder's passes (adaptive batching; a lone one waits for nothing).
+        return SearchEngine(bundle, BatchingEncoder(bundle.text_encoder()), item_features, self.user_lookup)
 
     def _challenger_tag(self) -> str | None:
         """The version shoppers are evaluating against the champion (interleaved into a share of searches)."""

@@ -6,6 +6,7 @@ all-MiniLM-L6-v2 was trained to produce them; so cosine similarity is a dot prod
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +56,64 @@ class TextEncoder:
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             out[idx] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
         return out
+
+
+class BatchingEncoder:
+    """Adaptive batching of the query encoder on the request path: the queries of requests that arrive
+    while a batch is being encoded wait for the next batch and share it (one forward pass, padded to
+    the longest), as the event log's group commit shares a write. Nothing waits for a timer: a lone
+    request is encoded at once, and batches grow with the load (up to ``max_batch`` queries). The encoder
+    releases the GIL while it runs (ONNX Runtime, torch), so the worker's other threads queue meanwhile.
+    A call with more than ``max_batch`` texts (the catalog) goes straight to the encoder."""
+
+    def __init__(self, encoder, max_batch: int = 16):
+        self.encoder, self.max_batch, self.dim = encoder, max_batch, encoder.dim
+        self._lock = threading.Lock()
+        self._waiting: list[tuple[list[str], dict]] = []
+        self._busy = False
+        self.calls = self.batches = 0
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        if len(texts) > self.max_batch:
+            return self.encoder.encode(texts, batch_size)
+        slot = {"ready": threading.Event()}
+        with self._lock:
+            self.calls += 1
+            self._waiting.append((list(texts), slot))
+            lead = not self._busy
+            self._busy = True
+        if not lead:
+            slot["ready"].wait()
+        if slot.get("lead", lead) and "out" not in slot and "error" not in slot:
+            self._encode_next_batch()  # this thread's texts are in it: the first waiting are taken first
+        if "error" in slot:
+            raise slot["error"]
+        return slot["out"]
+
+    def _encode_next_batch(self) -> None:
+        with self._lock:
+            group, taken = [], 0
+            while self._waiting and taken + len(self._waiting[0][0]) <= self.max_batch:
+                texts, slot = self._waiting.pop(0)
+                group.append((texts, slot))
+                taken += len(texts)
+            self.batches += 1
+        try:
+            vectors = self.encoder.encode([t for texts, _ in group for t in texts])
+        except Exception as error:  # each caller hears it; the next batch still runs
+            vectors = error
+        start = 0
+        for texts, slot in group:
+            if isinstance(vectors, Exception):
+                slot["error"] = vectors
+            else:
+                slot["out"] = vectors[start:start + len(texts)]
+            start += len(texts)
+        with self._lock:  # hand the lead to the first still waiting, or stand down
+            if self._waiting:
+                self._waiting[0][1]["lead"] = True
+                self._waiting[0][1]["ready"].set()
+            else:
+                self._busy = False
+        for _, slot in group:
+            slot["ready"].set()
