@@ -22,6 +22,19 @@ def need(condition, reason: str) -> None:
         pytest.skip(reason)
 
 
+def redis_for(purpose: str) -> str:
+    """The test Redis (SHOPLOOP_TEST_REDIS, default 127.0.0.1:6379/0), or skip (fail in CI) saying what needs it."""
+    import redis
+
+    url = os.environ.get("SHOPLOOP_TEST_REDIS", "redis://127.0.0.1:6379/0")
+    try:
+        up = redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        up = False
+    need(up, f"no Redis server at {url} (set SHOPLOOP_TEST_REDIS): {purpose}")
+    return url
+
+
 @pytest.fixture(scope="session")
 def shop_env(tmp_path_factory):
     """Environment of a throwaway home with a small shop; restored afterwards."""

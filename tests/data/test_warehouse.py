@@ -435,16 +435,11 @@ def test_the_redis_online_store_serves_what_the_embedded_one_does(built):
     import numpy as np
     import redis
 
-    from conftest import need
+    from conftest import redis_for
     from shoploop import counters, features
     from shoploop.settings import Settings
 
-    url = os.environ.get("SHOPLOOP_TEST_REDIS", "redis://127.0.0.1:6379/0")
-    try:
-        up = redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except redis.RedisError:
-        up = False
-    need(up, f"no Redis server at {url} (set SHOPLOOP_TEST_REDIS): the scale profile's online store is Redis")
+    url = redis_for("the scale profile's online store is Redis")
     embedded = built["settings"]
     prefix = f"shoploop-test-{uuid.uuid4().hex[:10]}"
     on_redis = Settings(home=embedded.home, profile="scale", redis_url=url, stream_prefix=prefix)

@@ -630,17 +630,12 @@ def test_two_replicas_on_a_redis_stream_land_and_count_every_event_once_through_
 
     import redis
 
-    from conftest import RUN_DATE, need
+    from conftest import RUN_DATE, redis_for
     from shoploop import features, processes, redis_stream, steps
     from shoploop.data import landing
     from shoploop.settings import Settings
 
-    url = os.environ.get("SHOPLOOP_TEST_REDIS", "redis://127.0.0.1:6379/0")
-    try:
-        up = redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except redis.RedisError:
-        up = False
-    need(up, f"no Redis server at {url} (set SHOPLOOP_TEST_REDIS): the replicas share a Redis stream")
+    url = redis_for("the replicas share a Redis stream and online store")
     prefix = f"shoploop-test-{uuid.uuid4().hex[:10]}"
     # the scale profile: the event stream, the online store (a Feast project of its own) and 2 replicas
     scaled_env = {"SHOPLOOP_PROFILE": "scale", "SHOPLOOP_REDIS_URL": url, "SHOPLOOP_STREAM_PREFIX": prefix}
