@@ -187,13 +187,17 @@ def demo(run_date: str = RunDate,
 
 
 @app.command()
-def loop(keep_running: bool = typer.Option(False, help="leave the loop's service and Airflow up at the end")):
+def loop(keep_running: bool = typer.Option(False, help="leave the loop's service and Airflow up at the end"),
+         scale: str = typer.Option("small", help="'small' (1,000 items, about 30 min) or 'default' (the settings' "
+                                                 "scale, 5,000 items unless set: about an hour)")):
     """The closed loop, shown: drift starts under live shoppers, Airflow retrains, interleaving promotes,
     the service hot-swaps, click-through measured side by side; a report with plots (about 30 minutes).
     Runs on today's date (UTC): Airflow's runs are today's."""
     from shoploop import loop as run
 
-    result = run.run(get_settings(), _run_date(None), say=typer.echo, keep_running=keep_running)
+    if scale not in ("small", "default"):
+        raise typer.BadParameter(f"scale {scale!r}: 'small' or 'default'")
+    result = run.run(get_settings(), _run_date(None), say=typer.echo, keep_running=keep_running, scale=scale)
     typer.echo(f"drift to new model serving: {result['drift_to_serving_s']} s; CTR {result['ctr']}")
 
 

@@ -35,12 +35,13 @@ MAX_BATCHES = 10        # the verdict's budget: 2,500 sessions
 DRIFT = ("trend_shift", "new_items")
 
 
-def loop_settings(settings: Settings, run_date: date) -> Settings:
+def loop_settings(settings: Settings, run_date: date, scale: str = "small") -> Settings:
     """The loop's shop: its own home and ports, the drift starting the day before the run date, half of
-    the searches interleaved while a challenger is out."""
+    the searches interleaved while a challenger is out. ``scale``: "small" (SCALE, about 30 minutes) or
+    "default" (the settings' own: the demo's 5,000 items unless told otherwise)."""
     starts = run_date - timedelta(days=1)
     return settings.model_copy(update={
-        **SCALE, "home": settings.home.with_name(settings.home.name + "-loop"),
+        **(SCALE if scale == "small" else {}), "home": settings.home.with_name(settings.home.name + "-loop"),
         "drift": ",".join(f"{name}@{starts}" for name in DRIFT), "interleave_share": 0.5,
         "service_port": settings.service_port + 100, "airflow_port": settings.airflow_port + 100,
         "evidently_port": settings.evidently_port + 100, "service_replicas": 1})
@@ -98,10 +99,10 @@ class Airflow:
         raise TimeoutError(f"Airflow: {dag_id} did not finish within {timeout_s:.0f} s")
 
 
-def run(settings: Settings, run_date: date, say=print, keep_running: bool = False) -> dict:
+def run(settings: Settings, run_date: date, say=print, keep_running: bool = False, scale: str = "small") -> dict:
     from shoploop.data.live import MarketShoppers
 
-    settings = loop_settings(settings, run_date)
+    settings = loop_settings(settings, run_date, scale)
     stages: list[dict] = []
     clock = {"at": time.monotonic()}
     began = time.monotonic()
@@ -221,7 +222,7 @@ def run(settings: Settings, run_date: date, say=print, keep_running: bool = Fals
           f"{stale} (pinned, side by side): CTR {kept['ctr']}; before the drift {pre['ctr']}",
           shoppers=after, stale_shoppers=kept)
 
-    result = {"run_date": str(run_date), "home": str(settings.home), "drift": settings.drift, "scale": SCALE,
+    result = {"run_date": str(run_date), "home": str(settings.home), "drift": settings.drift, "scale": {key: getattr(settings, key) for key in SCALE},
               "sessions": SESSIONS, "side_by_side_sessions": SIDE_BY_SIDE, "interleave_share": settings.interleave_share,
               "stale": stale, "fresh": fresh, "champion": champion, "stages": stages, "monitors": monitors,
               "drift_to_serving_s": round(to_serving, 1) if to_serving is not None and champion == fresh else None,
