@@ -116,7 +116,8 @@ def run(settings: Settings, run_date: date, say=print, keep_running: bool = Fals
         return record
 
     say(f"shoploop loop, run date {run_date}, home {settings.home} ({settings.n_items:,} items); drift "
-        f"{settings.drift}. About 30 minutes on two cores; each stage prints a line when it ends.")
+        f"{settings.drift}. About {'30 minutes' if scale == 'small' else 'an hour'} on two cores; each stage "
+        "prints a line when it ends.")
     for name, _ in steps.replicas(settings):
         processes.stop(settings, name)
     for name in ("airflow", "evidently", PINNED):
