@@ -120,7 +120,8 @@ def run(settings: Settings, run_date: date, say=print, keep_running: bool = Fals
         "prints a line when it ends.")
     for name, _ in steps.replicas(settings):
         processes.stop(settings, name)
-    for name in ("airflow", "evidently", PINNED):
+    orchestration.stop_airflow(settings)
+    for name in ("evidently", PINNED):
         processes.stop(settings, name)
     shutil.rmtree(settings.home, ignore_errors=True)
 
