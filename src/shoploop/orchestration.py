@@ -31,8 +31,8 @@ def server_names(settings: Settings, workers: int | None = None) -> list[str]:
     return [f"airflow-{component}" for component in COMPONENTS] + [f"airflow-worker-{n}" for n in range(1, workers + 1)]
 
 
-def every_server_name() -> list[str]:
-    return ["airflow"] + server_names(Settings(airflow_workers=MAX_WORKERS))
+def every_server_name(settings: Settings) -> list[str]:
+    return ["airflow"] + server_names(settings, MAX_WORKERS)
 
 
 def airflow_env(settings: Settings) -> dict[str, str]:
@@ -70,23 +70,29 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def ensure_database(settings: Settings) -> bool:
-    """Create Airflow's PostgreSQL database when missing (psycopg2 from the Airflow venv); True if made."""
+def postgres(settings: Settings, query: str, database: str | None = None) -> list:
+    """One query on Airflow's PostgreSQL (its own database, or ``database``) through psycopg2 in the Airflow
+    venv (the ML venv has no PostgreSQL driver); the rows it returns."""
     url = urlsplit(settings.airflow_database_url.replace("+psycopg2", ""))
-    name = url.path.strip("/")
-    code = ("import sys, psycopg2\n"
-            "c = psycopg2.connect(sys.argv[1]); c.autocommit = True; cur = c.cursor()\n"
-            "cur.execute('select 1 from pg_database where datname = %s', (sys.argv[2],))\n"
-            "made = cur.fetchone() is None\n"
-            "if made: cur.execute('create database \"%s\"' % sys.argv[2].replace('\"', ''))\n"
-            "print(made)\n")
-    admin = url._replace(path="/postgres").geturl()
+    dsn = url._replace(path=f"/{database or url.path.strip('/')}").geturl()
+    code = ("import json, sys, psycopg2\n"
+            "c = psycopg2.connect(sys.argv[1]); c.autocommit = True; cur = c.cursor(); cur.execute(sys.argv[2])\n"
+            "print(json.dumps(cur.fetchall() if cur.description else [], default=str))\n")
     python = str(Path(steps.bin_of("airflow", ".venv-airflow")).with_name("python"))
-    run = subprocess.run([python, "-c", code, admin, name], capture_output=True, text=True, timeout=60)
+    run = subprocess.run([python, "-c", code, dsn, query], capture_output=True, text=True, timeout=60)
     if run.returncode != 0:
-        raise RuntimeError(f"Airflow's metadata database {name} at {url.hostname}:{url.port}: "
+        raise RuntimeError(f"PostgreSQL at {url.hostname}:{url.port}: "
                            f"{run.stderr.strip().splitlines()[-1] if run.stderr.strip() else 'failed'}")
-    return run.stdout.strip() == "True"
+    return json.loads(run.stdout)
+
+
+def ensure_database(settings: Settings) -> bool:
+    """Create Airflow's PostgreSQL database when missing; True if made."""
+    name = urlsplit(settings.airflow_database_url).path.strip("/").replace('"', "")
+    if postgres(settings, f"select 1 from pg_database where datname = '{name}'", database="postgres"):
+        return False
+    postgres(settings, f'create database "{name}"', database="postgres")
+    return True
 
 
 def start_airflow(settings: Settings, say=None) -> str:
@@ -126,7 +132,7 @@ def start_airflow(settings: Settings, say=None) -> str:
 def stop_airflow(settings: Settings) -> list[str]:
     """Stop every Airflow server of this home, whichever way it was started: the workers first (a task
     cut short still reaches the API server to say so), the API server last."""
-    return [name for name in reversed(every_server_name()) if processes.stop(settings, name)]
+    return [name for name in reversed(every_server_name(settings)) if processes.stop(settings, name)]
 
 
 def airflow_password(settings: Settings) -> str:

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
@@ -26,22 +24,6 @@ def _answers(host: str, port: int) -> bool:
         return True
     except OSError:
         return False
-
-
-def _sql(settings, query: str, database: str | None = None) -> str:
-    """One query through psycopg2 in the Airflow venv (the ML venv has no PostgreSQL driver)."""
-    from urllib.parse import urlsplit
-
-    from shoploop import steps
-
-    url = urlsplit(settings.airflow_database_url.replace("+psycopg2", ""))
-    dsn = url._replace(path=f"/{database or url.path.strip('/')}").geturl()
-    python = str(Path(steps.bin_of("airflow", ".venv-airflow")).with_name("python"))
-    code = ("import sys, psycopg2\nc = psycopg2.connect(sys.argv[1]); c.autocommit = True; cur = c.cursor()\n"
-            "cur.execute(sys.argv[2])\nprint(cur.fetchall() if cur.description else '')\n")
-    run = subprocess.run([python, "-c", code, dsn, query], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr[-2000:]
-    return run.stdout.strip()
 
 
 def test_the_refresh_dag_runs_on_celery_workers_with_postgres_metadata(tmp_path):
@@ -70,8 +52,9 @@ def test_the_refresh_dag_runs_on_celery_workers_with_postgres_metadata(tmp_path)
         assert (settings.marts / "item_features.parquet").exists() and (settings.feast_dir / "registry.db").exists()
 
         # the metadata is PostgreSQL's: the run is a row there
-        rows = _sql(settings, f"select state from dag_run where dag_id = 'shoploop_refresh' and run_id = '{done['dag_run_id']}'")
-        assert "success" in rows
+        rows = orchestration.postgres(settings, "select state from dag_run where dag_id = 'shoploop_refresh' "
+                                      f"and run_id = '{done['dag_run_id']}'")
+        assert rows == [["success"]]
         # the tasks ran on the Celery workers (the broker's keys under this home's prefix), all of them
         tasks = airflow.client.get(f"/dags/shoploop_refresh/dagRuns/{done['dag_run_id']}/taskInstances").json()["task_instances"]
         logs = "".join((settings.run_dir / f"airflow-worker-{n}.log").read_text(errors="replace") for n in (1, 2))
@@ -83,7 +66,7 @@ def test_the_refresh_dag_runs_on_celery_workers_with_postgres_metadata(tmp_path)
         os.environ.clear()
         os.environ.update(saved)
         orchestration.stop_airflow(settings)
-        _sql(settings, f'drop database if exists "{prefix}_airflow" with (force)', database="postgres")
+        orchestration.postgres(settings, f'drop database if exists "{prefix}_airflow" with (force)', database="postgres")
         client = redis.Redis.from_url(settings.redis_url)
         for key in client.scan_iter(f"{prefix}:*"):
             client.delete(key)
