@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from shoploop import orchestration, processes, registry, steps
+from shoploop import orchestration, processes, registry, spark, steps
 from shoploop.settings import Settings
 
 LIVE_SESSIONS = 60
@@ -102,4 +102,5 @@ def run(settings: Settings, run_date: date, say=print) -> dict:
 
 def stop_all(settings: Settings) -> list[str]:
     servers = [name for name, _ in steps.replicas(settings)] + ["evidently"]
-    return [name for name in servers if processes.stop(settings, name)] + orchestration.stop_airflow(settings)
+    return ([name for name in servers if processes.stop(settings, name)] + orchestration.stop_airflow(settings)
+            + spark.stop_spark(settings))

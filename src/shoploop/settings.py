@@ -54,10 +54,22 @@ class Settings(BaseSettings):
     # Keys of this home on Redis: the stream's key prefix and the Feast project (one Redis, many shops).
     stream_prefix: str = "shoploop"
     # "embedded": every engine in the home (DuckDB, SQLite, the local event log, `airflow standalone`).
-    # "scale": the event stream and the online store on the Redis at redis_url, two service replicas,
-    # Airflow on Celery (2 workers) with PostgreSQL metadata, wherever those settings are not given one by one.
+    # "scale": the warehouse on Spark, the event stream and the online store on the Redis at redis_url, two
+    # service replicas, Airflow on Celery (2 workers) with PostgreSQL metadata, wherever those settings are
+    # not given one by one.
     profile: Literal["embedded", "scale"] = "embedded"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # The engine dbt builds the marts on: "duckdb" (in-process, the home's warehouse.duckdb) or "spark" (a
+    # Spark standalone cluster: spark_master, or unset, one master and one worker this project starts on
+    # spark_port; see shoploop.spark). The same dbt project and the same parquet marts either way.
+    warehouse_engine: Literal["duckdb", "spark"] = "duckdb"
+    spark_master: str = ""
+    spark_port: int = 7077
+    spark_ui_port: int = 8091
+    spark_worker_cores: int = Field(default=2, ge=1)
+    spark_worker_memory: str = "2g"
+    # Shuffle partitions of the Spark SQL dbt runs (Spark's 200 is for clusters; a few per core here).
+    spark_shuffle_partitions: int = Field(default=4, ge=1)
     airflow_port: int = 8080
     # Airflow: 0 Celery workers runs `airflow standalone` (SQLite metadata in the home); N > 0 runs every
     # component as a process of its own with the CeleryExecutor and N workers, the broker on redis_url's
@@ -84,7 +96,8 @@ class Settings(BaseSettings):
         """The scale profile's engines, for the settings not given one by one."""
         if isinstance(data, dict) and data.get("profile") == "scale":
             redis_url = data.get("redis_url") or cls.model_fields["redis_url"].default
-            data = {"event_stream": redis_url, "online_store": redis_url, "service_replicas": 2, "airflow_workers": 2, **data}
+            data = {"warehouse_engine": "spark", "event_stream": redis_url, "online_store": redis_url,
+                    "service_replicas": 2, "airflow_workers": 2, **data}
         return data
 
     @field_validator("event_stream")

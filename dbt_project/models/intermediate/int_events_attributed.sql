@@ -2,7 +2,20 @@
 -- Every event that passed staging's rules, with why it cannot be attributed (null when it can):
 -- search engagement without an impression of the item in its session, or a repeated click.
 with events as (
-    select e.* exclude (reject_reason, item_id), ids.catalog_item_id as item_id
+    select
+        e.event_id,
+        e.ts,
+        e.session_id,
+        e.user_key,
+        e.event_type,
+        e.query_id,
+        e.query_text,
+        e.position,
+        e.surface,
+        e.model_version,
+        e.price_seen,
+        e.source_file,
+        ids.catalog_item_id as item_id
     from {{ ref('stg_events') }} as e
     join {{ ref('int_item_ids') }} as ids using (item_id)
     where e.reject_reason is null

@@ -4,6 +4,19 @@
 -- session's click on an item counts once: a client that loses its impression logging, a bot, or a
 -- load test would otherwise push clicks above impressions. Those rows go to the quarantine mart
 -- (int_events_attributed holds every event with its reason).
-select * exclude (attribution_issue)
+select
+    event_id,
+    ts,
+    session_id,
+    user_key,
+    event_type,
+    query_id,
+    query_text,
+    position,
+    surface,
+    model_version,
+    price_seen,
+    source_file,
+    item_id
 from {{ ref('int_events_attributed') }}
 where attribution_issue is null

@@ -4,7 +4,26 @@ with items as (
 ),
 
 final as (
-    select * exclude (reject_reason, duplicate_of) from items where reject_reason is null and duplicate_of is null
+    select
+        item_id,
+        title,
+        description,
+        brand,
+        category_path,
+        attributes,
+        price,
+        currency,
+        image_url,
+        rating,
+        review_count,
+        created_at,
+        landed_on,
+        category,
+        price_missing,
+        price_outlier,
+        category_median_price
+    from items
+    where reject_reason is null and duplicate_of is null
 )
 
 select * from final

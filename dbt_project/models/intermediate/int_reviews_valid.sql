@@ -9,7 +9,7 @@ ids as (
 ),
 
 final as (
-    select r.* exclude (item_id), ids.catalog_item_id as item_id
+    select r.review_id, r.user_key, r.rating, r.review_text, r.ts, r.source_file, ids.catalog_item_id as item_id
     from reviews as r
     join ids using (item_id)
 )

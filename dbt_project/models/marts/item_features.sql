@@ -29,7 +29,7 @@ span as (
 ),
 
 days as (
-    select cast(unnest(generate_series(first_day, last_day, interval 1 day)) as date) as day
+    select {{ day_series('first_day', 'last_day') }}
     from span
 ),
 
@@ -83,10 +83,13 @@ final as (
         c.clicks,
         c.purchases,
         -- Bayesian smoothing: an item with few impressions stays near the catalog's mean CTR.
-        round((c.clicks + p.ctr * {{ var('ctr_prior_impressions') }}) / (c.impressions + {{ var('ctr_prior_impressions') }}), 6) as ctr_smoothed,
-        round((c.purchases + p.cvr * 10) / (c.clicks + 10), 6) as cvr_smoothed,
+        -- Rounded as a decimal: the engines round a double's halves differently (DuckDB 0.2140625 -> 0.214062,
+        -- Spark -> 0.214063), a decimal's alike.
+        cast(round(cast((c.clicks + p.ctr * {{ var('ctr_prior_impressions') }}) / (c.impressions + {{ var('ctr_prior_impressions') }})
+            as decimal(18, 12)), 6) as double) as ctr_smoothed,
+        cast(round(cast((c.purchases + p.cvr * 10) / (c.clicks + 10) as decimal(18, 12)), 6) as double) as cvr_smoothed,
         ln(1 + c.clicks + 5 * c.purchases) as popularity,
-        date_diff('day', i.created_at, c.day + interval 1 day) as age_days
+        {{ days_between('i.created_at', 'c.day + interval 1 day') }} as age_days
     from cumulative as c
     join items as i using (item_id)
     left join reviews as r using (item_id)

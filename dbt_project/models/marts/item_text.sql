@@ -4,7 +4,7 @@ with items as (
 ),
 
 reviews as (
-    select item_id, string_agg(review_text, ' ' order by ts desc) as review_summary
+    select item_id, {{ ordered_string_agg('review_text', "' '", 'ts desc, review_id') }} as review_summary
     from {{ ref('int_reviews_valid') }}
     group by item_id
 ),

@@ -5,7 +5,7 @@ with landed as (
         source,
         table_name,
         reason,
-        cast(null as varchar) as record_key,
+        cast(null as string) as record_key,
         cast(dt as date) as landed_on
     from {{ source('landing', 'quarantine') }}
 ),

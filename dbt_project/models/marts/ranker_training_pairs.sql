@@ -27,7 +27,7 @@ judged as (
         j.query_text,
         j.item_id,
         'judgment' as label_source,
-        cast(null as varchar) as session_id,
+        cast(null as string) as session_id,
         j.grade,
         cast(null as integer) as position,
         cast(null as boolean) as clicked,

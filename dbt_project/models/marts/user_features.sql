@@ -4,8 +4,8 @@ with events as (
 ),
 
 days as (
-    select cast(unnest(generate_series(min(ts)::date, max(ts)::date, interval 1 day)) as date) as day
-    from events
+    select {{ day_series('min_day', 'max_day') }}
+    from (select min(ts)::date as min_day, max(ts)::date as max_day from events) as span
 ),
 
 users as (

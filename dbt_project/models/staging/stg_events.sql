@@ -2,12 +2,7 @@
 -- ids are pseudonymised and query text scrubbed of emails, phones and card numbers here, before
 -- any mart. Rows that break a rule keep a reject_reason (see int_events_valid and quarantine).
 -- Incremental (events are append-only): see macros/landing_increments.sql.
-{{ config(
-    materialized='incremental',
-    unique_key='event_id',
-    incremental_strategy='delete+insert',
-    post_hook="{{ drop_rows_of_vanished_files('events') }}",
-) }}
+{{ config(**append_only_staging('event_id', 'events')) }}
 
 with source as (
     select * from {{ source('landing', 'events') }}
@@ -39,7 +34,19 @@ typed as (
 
 final as (
     select
-        t.* exclude (copy_rank),
+        t.event_id,
+        t.ts,
+        t.session_id,
+        t.user_key,
+        t.event_type,
+        t.item_id,
+        t.query_id,
+        t.query_text,
+        t.position,
+        t.surface,
+        t.model_version,
+        t.price_seen,
+        t.source_file,
         case
             when t.event_id is null then 'missing event_id'
             when t.ts is null then 'missing ts'

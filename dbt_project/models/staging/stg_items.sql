@@ -31,7 +31,19 @@ cleaned as (
 
 flagged as (
     select
-        * exclude (version_rank),
+        item_id,
+        title,
+        description,
+        brand,
+        category_path,
+        attributes,
+        price,
+        currency,
+        image_url,
+        rating,
+        review_count,
+        created_at,
+        landed_on,
         split_part(category_path, ' > ', 1) as category,
         price is null as price_missing,
         case
@@ -58,7 +70,22 @@ listings as (
 
 final as (
     select
-        f.* exclude (first_listing),
+        f.item_id,
+        f.title,
+        f.description,
+        f.brand,
+        f.category_path,
+        f.attributes,
+        f.price,
+        f.currency,
+        f.image_url,
+        f.rating,
+        f.review_count,
+        f.created_at,
+        f.landed_on,
+        f.category,
+        f.price_missing,
+        f.reject_reason,
         case when f.first_listing <> f.item_id then f.first_listing end as duplicate_of,
         -- Outlier rule: more than 20x from the category median is flagged (kept: luxury exists).
         coalesce(f.price > 20 * c.category_median_price or f.price < c.category_median_price / 20, false) as price_outlier,

@@ -15,7 +15,7 @@ ranked as (
 ),
 
 final as (
-    select * exclude (version_rank) from ranked where version_rank = 1
+    select query_id, query_text, item_id, grade, judged_on from ranked where version_rank = 1
 )
 
 select * from final

@@ -1,11 +1,6 @@
 -- Reviews, one row per review_id (the newest landing wins), user ids pseudonymised.
 -- Incremental (reviews are append-only): see macros/landing_increments.sql.
-{{ config(
-    materialized='incremental',
-    unique_key='review_id',
-    incremental_strategy='delete+insert',
-    post_hook="{{ drop_rows_of_vanished_files('reviews') }}",
-) }}
+{{ config(**append_only_staging('review_id', 'reviews')) }}
 
 with source as (
     select * from {{ source('landing', 'reviews') }}
@@ -27,7 +22,9 @@ ranked as (
 ),
 
 final as (
-    select * exclude (version_rank) from ranked where version_rank = 1
+    select review_id, item_id, user_key, rating, review_text, ts, source_file
+    from ranked
+    where version_rank = 1
 )
 
 select * from final

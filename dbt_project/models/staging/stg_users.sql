@@ -14,7 +14,7 @@ ranked as (
 ),
 
 final as (
-    select * exclude (version_rank) from ranked where version_rank = 1
+    select user_key, signup_ts, attributes from ranked where version_rank = 1
 )
 
 select * from final
