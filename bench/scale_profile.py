@@ -79,7 +79,8 @@ def main() -> None:
     if not (embedded.marts / "item_features.parquet").exists():
         raise SystemExit(f"scale profile bench: no marts in {embedded.home}: run `make demo` first")
     prefix = f"bench_{uuid.uuid4().hex[:8]}"
-    on_redis = Settings(home=embedded.home, profile="scale", stream_prefix=prefix,
+    # the online store only: the marts stay the ones DuckDB built (bench/scale_warehouse.py is Spark's)
+    on_redis = Settings(home=embedded.home, profile="scale", warehouse_engine="duckdb", stream_prefix=prefix,
                         redis_url=os.environ.get("SHOPLOOP_REDIS_URL", "redis://127.0.0.1:6379/0"))
     client = redis.Redis.from_url(on_redis.redis_url)
     result = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

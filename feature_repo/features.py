@@ -13,6 +13,18 @@ from feast.value_type import ValueType
 # Marts live in the shoploop home; feature_store.yaml expands the same variable.
 MARTS = os.path.join(os.environ.get("SHOPLOOP_HOME", ".shoploop"), "marts")
 
+
+def mart_source(name: str, mart: str):
+    """A mart as a batch source: the same parquet file for the offline store either warehouse engine
+    pairs with (DuckDB reads a FileSource, Feast's Spark offline store only a SparkSource)."""
+    path = os.path.join(MARTS, f"{mart}.parquet")
+    if os.environ.get("SHOPLOOP_WAREHOUSE_ENGINE") == "spark":
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+        return SparkSource(name=name, path=path, file_format="parquet", timestamp_field="event_timestamp")
+    return FileSource(name=name, path=path, timestamp_field="event_timestamp")
+
+
 # Why: every item feature and ranking row is keyed by the catalog's item id.
 item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING, description="A catalog item")
 
@@ -20,28 +32,16 @@ item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING, d
 user = Entity(name="user", join_keys=["user_key"], value_type=ValueType.STRING, description="A pseudonymised shopper")
 
 # Why: the item_features mart holds daily point-in-time snapshots written by dbt.
-item_features_source = FileSource(
-    name="item_features_source",
-    path=os.path.join(MARTS, "item_features.parquet"),
-    timestamp_field="event_timestamp",
-)
+item_features_source = mart_source("item_features_source", "item_features")
 
 # Why: the user_features mart holds daily snapshots of shopper behaviour.
-user_features_source = FileSource(
-    name="user_features_source",
-    path=os.path.join(MARTS, "user_features.parquet"),
-    timestamp_field="event_timestamp",
-)
+user_features_source = mart_source("user_features_source", "user_features")
 
 # Why: the trailing-24-hour counters; the service pushes fresh values as feedback arrives, and the
 # item_counters mart (dbt, from the same event log) is their history for point-in-time training sets.
 item_counters_push = PushSource(
     name="item_counters_push",
-    batch_source=FileSource(
-        name="item_counters_source",
-        path=os.path.join(MARTS, "item_counters.parquet"),
-        timestamp_field="event_timestamp",
-    ),
+    batch_source=mart_source("item_counters_source", "item_counters"),
 )
 
 # Why: what the ranker knows about an item besides its text: price, quality signals, popularity.

@@ -6,13 +6,14 @@ import logging
 import os
 import subprocess
 import sys
+import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from shoploop.progress import quiet
+from shoploop.progress import quiet, verbose
 from shoploop.settings import Settings
 
 
@@ -49,19 +50,29 @@ def redis_project(settings: Settings) -> str:
     return settings.stream_prefix.replace("-", "_")
 
 
+SPARK_ALPHA = "The spark .* is an experimental feature in alpha development"
+
+
 def store_yaml(settings: Settings) -> Path:
-    """The feature_store.yaml this home's Feast reads: the repo's own on the embedded online store; on
-    Redis (``online_store`` set to a Redis URL) a copy in the home with the ``online_store`` block swapped
-    and the project named after ``stream_prefix`` (``redis_project``), so shops sharing one Redis never share a key. The
-    declarations (feature_repo/*.py) are the same in both: scale-out is configuration, not code."""
+    """The feature_store.yaml this home's Feast reads: the repo's own on the embedded engines; otherwise a
+    copy in the home with blocks swapped: on Redis (``online_store`` set to a Redis URL) the ``online_store``
+    block and the project named after ``stream_prefix`` (``redis_project``), so shops sharing one Redis
+    never share a key; on Spark (``warehouse_engine``) the ``offline_store`` block. The declarations
+    (feature_repo/*.py) are the same (their sources follow the engine): scale-out is configuration."""
     import yaml
 
     repo_yaml = settings.feature_repo / "feature_store.yaml"
-    if settings.online_store == "embedded":
+    if settings.online_store == "embedded" and settings.warehouse_engine == "duckdb":
         return repo_yaml
     config = yaml.safe_load(repo_yaml.read_text())
-    config["project"] = redis_project(settings)
-    config["online_store"] = {"type": "redis", "connection_string": redis_connection_string(settings.online_store)}
+    if settings.online_store != "embedded":
+        config["project"] = redis_project(settings)
+        config["online_store"] = {"type": "redis", "connection_string": redis_connection_string(settings.online_store)}
+    if settings.warehouse_engine == "spark":
+        # point-in-time joins and materialisation on the warehouse's cluster (see shoploop.spark)
+        from shoploop.spark import spark_conf
+
+        config["offline_store"] = {"type": "spark", "spark_conf": spark_conf(settings)}
     path = settings.feast_dir / "feature_store.yaml"
     text = "# Made by shoploop.features.store_yaml from feature_repo/feature_store.yaml: edit that one.\n" + yaml.safe_dump(config)
     if not path.exists() or path.read_text() != text:
@@ -72,11 +83,19 @@ def store_yaml(settings: Settings) -> Path:
     return path
 
 
-def store(settings: Settings):
-    """The project's FeatureStore (SHOPLOOP_HOME must be in the environment for the yaml to expand)."""
+def store(settings: Settings, offline: bool = False):
+    """The project's FeatureStore (SHOPLOOP_HOME must be in the environment for the yaml to expand);
+    ``offline`` for point-in-time joins and materialisation (on Spark, this process joins the cluster)."""
     from feast import FeatureStore
 
     os.environ.update(settings.tool_env())
+    if settings.warehouse_engine == "spark" and not verbose():
+        # Feast calls its Spark store "experimental" wherever a SparkSource is made: nothing to act on
+        warnings.filterwarnings("ignore", message=SPARK_ALPHA, category=RuntimeWarning)
+    if offline and settings.warehouse_engine == "spark":
+        from shoploop.spark import session
+
+        session(settings)  # Feast's Spark offline store takes the active session: this home's cluster, quiet
     return FeatureStore(repo_path=str(settings.feature_repo), fs_yaml_file=store_yaml(settings))
 
 
@@ -92,7 +111,7 @@ def apply(settings: Settings) -> None:
 
 def materialize(settings: Settings, end: datetime) -> None:
     """Load the latest feature values up to ``end`` into the online store."""
-    fs = store(settings)
+    fs = store(settings, offline=True)
     # The widest TTL among the views: older snapshots can never be served anyway. (Feast's DuckDB
     # store calls ibis, which calls a DuckDB method DuckDB now deprecates: nothing for a user to do.)
     with quiet("fetch_arrow_table"):
@@ -101,7 +120,7 @@ def materialize(settings: Settings, end: datetime) -> None:
 
 def historical(settings: Settings, entity_rows: pd.DataFrame, service: str | None = None) -> pd.DataFrame:
     """Point-in-time join: for each (item_id, event_timestamp) row, the features known at that moment."""
-    fs = store(settings)
+    fs = store(settings, offline=True)
     feature_service = fs.get_feature_service(service or settings.feature_service)
     with quiet("fetch_arrow_table"):
         return fs.get_historical_features(entity_df=entity_rows, features=feature_service).to_df()

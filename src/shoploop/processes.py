@@ -122,6 +122,8 @@ def stop(settings: Settings, name: str, grace_s: float = 20.0) -> bool:
         os.killpg(pgid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
+            if name in _started:
+                _started[name].poll()  # a leader this process started stays in its group as a zombie until reaped
             try:
                 os.killpg(pgid, 0)
             except ProcessLookupError:

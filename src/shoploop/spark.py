@@ -104,21 +104,13 @@ def stop_spark(settings: Settings) -> list[str]:
     return [name for name in reversed(SERVERS) if processes.stop(settings, name)]
 
 
-def session(settings: Settings):
-    """The SparkSession dbt-spark builds with: on the cluster, UTC, timestamps without time zone (as
-    DuckDB's), parquet with microsecond timestamps, the rules' UDFs registered, the landing zone as views."""
-    from pyspark.sql import SparkSession
-
-    master = start_spark(settings)
+def spark_conf(settings: Settings, master: str | None = None) -> dict[str, str]:
+    """The session's configuration, for dbt's session here and Feast's Spark offline store alike: on the
+    cluster, UTC, timestamps without time zone (as DuckDB's), parquet with microsecond timestamps."""
     warehouse = settings.home / "spark" / "warehouse"
-    active = SparkSession.getActiveSession()
-    if active is None:
-        # The catalog lives in the session (no Hive metastore): a new session rebuilds every table, so
-        # a previous process's table files must not stand in the way.
-        shutil.rmtree(warehouse, ignore_errors=True)
-    conf = {
-        "spark.master": master,
-        "spark.app.name": f"shoploop-dbt@{settings.stream_prefix}",
+    return {
+        "spark.master": master or master_url(settings),
+        "spark.app.name": f"shoploop@{settings.stream_prefix}",
         "spark.driver.host": settings.host,
         "spark.driver.bindAddress": settings.host,
         "spark.ui.enabled": "false",
@@ -133,6 +125,17 @@ def session(settings: Settings):
         "spark.cores.max": str(settings.spark_worker_cores),
         "spark.executor.memory": "1g",
     }
+
+
+def session(settings: Settings):
+    """This process's SparkSession on the home's cluster (started if it is not running), the one dbt-spark
+    and Feast's Spark offline store both take as the active session."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    conf = spark_conf(settings, start_spark(settings))
     # The executors run the Python the driver names in its environment (pyspark reads PYSPARK_PYTHON,
     # not the conf, for a UDF): this venv's, where shoploop is installed.
     os.environ["PYSPARK_PYTHON"] = sys.executable
@@ -141,7 +144,18 @@ def session(settings: Settings):
     for key, value in conf.items():
         builder = builder.config(key, value)
     with _jvm_output_to(settings.run_dir / "spark-driver.log") as log_config:
-        spark = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log_config}").getOrCreate()
+        return builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log_config}").getOrCreate()
+
+
+def dbt_session(settings: Settings):
+    """The session dbt-spark builds with (the caller holds the warehouse's build lock): the staging rules'
+    UDFs registered, the landing zone as views. The catalog lives in the session (no Hive metastore), so
+    every build makes its tables anew: a previous process's table files must not stand in the way."""
+    from pyspark.sql import SparkSession
+
+    if SparkSession.getActiveSession() is None:
+        shutil.rmtree(settings.home / "spark" / "warehouse", ignore_errors=True)
+    spark = session(settings)
     _register_rules(spark, settings.user_key)
     _landing_views(spark, settings)
     return spark

@@ -170,9 +170,9 @@ def run_dbt(settings: Settings, *args: str) -> dict[str, int]:
     with _tool_env(settings), connected(settings, "build"):
         os.environ[MARTS_ENV] = str(out)  # the profile's external_root (DuckDB) or location_root (Spark)
         if spark:
-            from shoploop.spark import session
+            from shoploop.spark import dbt_session
 
-            session(settings)  # the session dbt-spark takes: on the cluster, the rules' UDFs registered
+            dbt_session(settings)  # the session dbt-spark takes: on the cluster, the rules' UDFs registered
         try:
             result = dbtRunner(callbacks=[progress]).invoke(cli)
         finally:
