@@ -156,6 +156,17 @@ def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
         out.append(("Online store, embedded vs scale profile", f"{items:,} items, the 100 candidates of a request", "; ".join(cells)))
     else:
         missing.append("bench/scale_profile.py (after `make demo`)")
+    warehouse = _load("scale_warehouse")
+    if warehouse:
+        duck, on_spark, ratio = (warehouse["engines"]["duckdb"], warehouse["engines"]["spark"], warehouse["spark_over_duckdb"])
+        out.append(("Warehouse, embedded vs scale profile", f"{warehouse['items']:,} items, {warehouse['events']:,} events, "
+                    "the same landing zone",
+                    f"dbt build DuckDB {duck['dbt_build_s']:g} s, Spark {on_spark['dbt_build_s']:g} s (x{ratio['dbt_build_s']:g}); "
+                    f"materialise {duck['materialise_s']:g} / {on_spark['materialise_s']:g} s (x{ratio['materialise_s']:g}); "
+                    f"point-in-time join of {duck['pit_rows']:,} rows {duck['pit_join_s']:g} / {on_spark['pit_join_s']:g} s "
+                    f"(x{ratio['pit_join_s']:g}); marts identical: **{'yes' if warehouse['marts_identical'] else 'no'}**"))
+    else:
+        missing.append("bench/scale_warehouse.py")
     recommend = _load("recommend_quality")
     if recommend:
         r = recommend["results"]

@@ -90,7 +90,10 @@ def store(settings: Settings, offline: bool = False):
 
     os.environ.update(settings.tool_env())
     if settings.warehouse_engine == "spark" and not verbose():
-        # Feast calls its Spark store "experimental" wherever a SparkSource is made: nothing to act on
+        # Feast calls its Spark store "experimental" wherever a SparkSource is made: nothing to act on. (Its
+        # module puts a filter of its own first when imported: import it, then put this one before it.)
+        import feast.infra.offline_stores.contrib.spark_offline_store.spark  # noqa: F401
+
         warnings.filterwarnings("ignore", message=SPARK_ALPHA, category=RuntimeWarning)
     if offline and settings.warehouse_engine == "spark":
         from shoploop.spark import session
@@ -102,6 +105,10 @@ def store(settings: Settings, offline: bool = False):
 def apply(settings: Settings) -> None:
     """`feast apply` on the declarations in feature_repo/ (the real CLI, as an engineer would run it)."""
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
+    if settings.warehouse_engine == "spark":
+        from shoploop.spark import start_spark
+
+        start_spark(settings)  # Feast's Spark offline store reads the sources' schemas on the cluster
     feast = Path(sys.executable).with_name("feast")
     result = subprocess.run([str(feast), "--feature-store-yaml", str(store_yaml(settings)), "apply"],
                             cwd=settings.feature_repo, env=_feast_env(settings), capture_output=True, text=True)

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     # spark_port; see shoploop.spark). The same dbt project and the same parquet marts either way.
     warehouse_engine: Literal["duckdb", "spark"] = "duckdb"
     spark_master: str = ""
+    # Where the cluster's executors reach this process's driver: unset, host (one machine); on a cluster
+    # the pod's or machine's address (the driver then listens on every interface).
+    spark_driver_host: str = ""
     spark_port: int = 7077
     spark_ui_port: int = 8091
     spark_worker_cores: int = Field(default=2, ge=1)

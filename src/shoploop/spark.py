@@ -111,8 +111,8 @@ def spark_conf(settings: Settings, master: str | None = None) -> dict[str, str]:
     return {
         "spark.master": master or master_url(settings),
         "spark.app.name": f"shoploop@{settings.stream_prefix}",
-        "spark.driver.host": settings.host,
-        "spark.driver.bindAddress": settings.host,
+        "spark.driver.host": settings.spark_driver_host or settings.host,
+        "spark.driver.bindAddress": "0.0.0.0" if settings.spark_driver_host else settings.host,
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.catalogImplementation": "in-memory",
@@ -120,10 +120,17 @@ def spark_conf(settings: Settings, master: str | None = None) -> dict[str, str]:
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.timestampType": "TIMESTAMP_NTZ",
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-        "spark.sql.parquet.mergeSchema": "true",
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        # Several applications share the cluster (a dbt build, Feast's `feast apply` and materialisation,
+        # a training set's join, each in its own process): executors of one core, handed back after
+        # 10 s idle, so a process that holds a session never starves the next one.
         "spark.cores.max": str(settings.spark_worker_cores),
+        "spark.executor.cores": "1",
         "spark.executor.memory": "1g",
+        "spark.dynamicAllocation.enabled": "true",
+        "spark.dynamicAllocation.shuffleTracking.enabled": "true",
+        "spark.dynamicAllocation.executorIdleTimeout": "10s",
+        "spark.dynamicAllocation.shuffleTracking.timeout": "30s",
     }
 
 
@@ -156,6 +163,7 @@ def dbt_session(settings: Settings):
     if SparkSession.getActiveSession() is None:
         shutil.rmtree(settings.home / "spark" / "warehouse", ignore_errors=True)
     spark = session(settings)
+    spark.conf.set("spark.sql.parquet.mergeSchema", "true")  # a landed table's files: the union of their columns
     _register_rules(spark, settings.user_key)
     _landing_views(spark, settings)
     return spark

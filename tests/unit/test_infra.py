@@ -66,16 +66,39 @@ def test_airflow_values_use_celery_with_the_external_postgres_and_redis_and_the_
     assert claims[mounts[env["SHOPLOOP_HOME"]]] == "shoploop-home"
 
 
+def test_the_warehouse_runs_on_the_manifests_spark_cluster_over_the_shared_home():
+    settings_map = _find("ConfigMap", "shoploop-settings")["data"]
+    given = {key.removeprefix("SHOPLOOP_").lower(): value for key, value in settings_map.items() if key.startswith("SHOPLOOP_")}
+    settings = Settings(**given)
+    master = _find("Service", "shoploop-spark-master")
+    port = next(p["port"] for p in master["spec"]["ports"] if p["name"] == "spark")
+    assert settings.warehouse_engine == "spark" and settings.spark_master == f"spark://{master['metadata']['name']}:{port}"
+    worker = _find("Deployment", "shoploop-spark-worker")["spec"]["template"]["spec"]
+    container = worker["containers"][0]
+    assert container["command"][:3] == ["spark-class", "org.apache.spark.deploy.worker.Worker", settings.spark_master]
+    # the executors write the marts where the service, Feast and the trainer read them
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in worker["volumes"]}
+    assert claims[mounts[settings_map["SHOPLOOP_HOME"]]] == "shoploop-home"
+    # the driver (a dbt build in an Airflow worker's task) reaches the same master and says where it is
+    values = yaml.safe_load((INFRA / "airflow-values.yaml").read_text())
+    assert {e["name"]: e["value"] for e in values["env"]}["SHOPLOOP_SPARK_MASTER"] == settings.spark_master
+    extra = yaml.safe_load(values["extraEnv"])
+    assert extra == [{"name": "SHOPLOOP_SPARK_DRIVER_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+    assert "openjdk-17" in (INFRA / "Dockerfile").read_text()
+
+
 def test_the_scale_profile_fills_in_only_what_is_not_given_and_bad_values_are_refused():
     from pydantic import ValidationError
 
     scale = Settings(profile="scale", redis_url="redis://cache:6380/2")
     assert (scale.event_stream, scale.online_store) == ("redis://cache:6380/2",) * 2
-    assert (scale.service_replicas, scale.airflow_workers) == (2, 2)
+    assert (scale.service_replicas, scale.airflow_workers, scale.warehouse_engine) == (2, 2, "spark")
     mixed = Settings(profile="scale", online_store="embedded", airflow_workers=0)
     assert mixed.online_store == "embedded" and mixed.airflow_workers == 0 and mixed.event_stream.startswith("redis://")
     embedded = Settings()
     assert (embedded.event_stream, embedded.online_store, embedded.airflow_workers) == ("embedded", "embedded", 0)
+    assert embedded.warehouse_engine == "duckdb"
     assert Settings(stream_prefix="shop-7").airflow_database_url.endswith("/shop_7_airflow")
     for bad in ({"online_store": "memcached://x"}, {"stream_prefix": "shop:7"}, {"profile": "cluster"}):
         with pytest.raises(ValidationError):
