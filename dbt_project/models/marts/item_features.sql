@@ -4,7 +4,7 @@ with items as (
     select
         *,
         -- Price band 1 (cheapest fifth) .. 5 within the item's category; 3 when the price is unknown.
-        case when price is null then 3 else ntile(5) over (partition by category, price is null order by price) end
+        case when price is null then 3 else ntile(5) over (partition by category, price is null order by price, item_id) end
             as price_band
     from {{ ref('int_items_valid') }}
 ),

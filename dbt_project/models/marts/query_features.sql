@@ -7,7 +7,7 @@ with events as (
 final as (
     select
         query_id,
-        any_value(query_text) as query_text,
+        min(query_text) as query_text,  -- one text per query id, the same on every engine
         count(distinct session_id) as searches,
         count(*) filter (where event_type = 'impression') as impressions,
         count(*) filter (where event_type = 'click') as clicks,

@@ -3,7 +3,7 @@
 -- known, so Feast joins the features of that moment.
 with judgments as (
     -- A duplicate listing's judgment counts for the product's first listing (the best grade wins).
-    select j.query_id, any_value(j.query_text) as query_text, ids.catalog_item_id as item_id, max(j.grade) as grade
+    select j.query_id, min(j.query_text) as query_text, ids.catalog_item_id as item_id, max(j.grade) as grade
     from {{ ref('stg_judgments') }} as j
     join {{ ref('int_item_ids') }} as ids using (item_id)
     group by j.query_id, ids.catalog_item_id
@@ -42,7 +42,7 @@ judged as (
 logged as (
     select
         query_id,
-        any_value(query_text) as query_text,
+        min(query_text) as query_text,
         item_id,
         'click_log' as label_source,
         -- The session groups one result page: a skip above a click there was examined.

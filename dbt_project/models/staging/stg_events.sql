@@ -28,7 +28,7 @@ typed as (
         model_version,
         cast(price_seen as double) as price_seen,
         filename as source_file,
-        row_number() over (partition by event_id order by ts) as copy_rank
+        row_number() over (partition by event_id order by ts, filename) as copy_rank
     from source
 ),
 

@@ -25,7 +25,7 @@ cleaned as (
         coalesce(cast(review_count as bigint), 0) as review_count,
         cast(created_at as timestamp) as created_at,
         cast(dt as date) as landed_on,
-        row_number() over (partition by item_id order by dt desc, length(coalesce(description, '')) desc) as version_rank
+        row_number() over (partition by item_id order by dt desc, length(coalesce(description, '')) desc, filename) as version_rank
     from source
 ),
 

@@ -10,7 +10,7 @@ ranked as (
         item_id,
         cast(grade as integer) as grade,
         cast(dt as date) as judged_on,
-        row_number() over (partition by query_id, item_id order by dt desc) as version_rank
+        row_number() over (partition by query_id, item_id order by dt desc, grade desc) as version_rank
     from source
 ),
 

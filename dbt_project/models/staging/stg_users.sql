@@ -8,7 +8,7 @@ ranked as (
         pseudonymise(user_id) as user_key,
         cast(signup_ts as timestamp) as signup_ts,
         attributes,
-        row_number() over (partition by user_id order by dt desc) as version_rank
+        row_number() over (partition by user_id order by dt desc, signup_ts desc) as version_rank
     from source
     where user_id is not null
 ),
