@@ -167,6 +167,15 @@ def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
                     f"(x{ratio['pit_join_s']:g}); marts identical: **{'yes' if warehouse['marts_identical'] else 'no'}**"))
     else:
         missing.append("bench/scale_warehouse.py")
+    training = _load("scale_training")
+    if training:
+        one, two = training["runs"]["1"], training["runs"]["2"]
+        out.append(("Training with several processes", f"the encoder's fine-tuning, {training['steps']} steps of "
+                    f"{training['batch']} triplets per process, torchrun DDP over gloo",
+                    f"1 process {one['samples_per_s']:g} samples/s, 2 processes {two['samples_per_s']:g} samples/s "
+                    f"(**x{training['two_over_one']:g}**)"))
+    else:
+        missing.append("bench/scale_training.py (after `make demo`)")
     recommend = _load("recommend_quality")
     if recommend:
         r = recommend["results"]
