@@ -18,7 +18,9 @@ from shoploop.settings import Settings
 
 
 def _feast_env(settings: Settings) -> dict[str, str]:
-    return {**os.environ, **settings.tool_env()}
+    # the declarations' sources follow the engine (feature_repo/features.py): said even when it is the
+    # default, so an engine another home of this process exported never leaks into this one's
+    return {**os.environ, **settings.tool_env(), "SHOPLOOP_WAREHOUSE_ENGINE": settings.warehouse_engine}
 
 
 def _not_the_file_registry_advisory(record: logging.LogRecord) -> bool:

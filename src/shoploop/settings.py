@@ -217,9 +217,6 @@ class Settings(BaseSettings):
             "SHOPLOOP_HOME": str(self.home),
             # The DAG's steps land and train from what the demo was given.
             "SHOPLOOP_SOURCE": self.source,
-            # Always said, so a process that served another home before never keeps its engines.
-            "SHOPLOOP_PROFILE": self.profile,
-            "SHOPLOOP_WAREHOUSE_ENGINE": self.warehouse_engine,
             "SHOPLOOP_TRAIN_LABELS": self.train_labels,
             "SHOPLOOP_PSEUDONYM_KEY": self.user_key,
             "BENTOML_HOME": str(self.bentoml_home),

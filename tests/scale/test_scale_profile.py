@@ -50,12 +50,20 @@ def scale_run(tmp_path_factory):
     need(_answers("127.0.0.1", 6379), "no Redis at 127.0.0.1:6379: the scale profile's Celery broker and online store")
     need(shutil.which("java"), "no Java: the scale profile's warehouse runs on a Spark cluster (Java 17)")
     prefix = f"shoploop_test_{uuid.uuid4().hex[:10]}"
-    settings = Settings(home=tmp_path_factory.mktemp("scale"), profile="scale", stream_prefix=prefix, airflow_port=8290,
-                        service_port=3290, evidently_port=8291, spark_port=7290, spark_ui_port=8292,
-                        pseudonym_key=KEY, **SMALL)
+    saved = dict(os.environ)
+    # only this profile's settings: an earlier test's home leaves its engines in the environment
+    # (features.store exports them for Feast's subprocesses), which would count as given one by one
+    for name in [name for name in os.environ if name.startswith("SHOPLOOP_")]:
+        del os.environ[name]
+    try:
+        settings = Settings(home=tmp_path_factory.mktemp("scale"), profile="scale", stream_prefix=prefix, airflow_port=8290,
+                            service_port=3290, evidently_port=8291, spark_port=7290, spark_ui_port=8292,
+                            pseudonym_key=KEY, **SMALL)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     assert settings.airflow_workers == 2 and settings.airflow_database_url.endswith(f"/{prefix}_airflow")
     assert settings.warehouse_engine == "spark" and settings.online_store.startswith("redis://")
-    saved = dict(os.environ)
     try:
         since = datetime.now(timezone.utc)
         url = orchestration.start_airflow(settings)

@@ -5,19 +5,7 @@ with items as (
 
 final as (
     select
-        item_id,
-        title,
-        description,
-        brand,
-        category_path,
-        attributes,
-        price,
-        currency,
-        image_url,
-        rating,
-        review_count,
-        created_at,
-        landed_on,
+        {{ item_listing_columns() }},
         category,
         price_missing,
         price_outlier,

@@ -31,19 +31,7 @@ cleaned as (
 
 flagged as (
     select
-        item_id,
-        title,
-        description,
-        brand,
-        category_path,
-        attributes,
-        price,
-        currency,
-        image_url,
-        rating,
-        review_count,
-        created_at,
-        landed_on,
+        {{ item_listing_columns() }},
         split_part(category_path, ' > ', 1) as category,
         price is null as price_missing,
         case
@@ -70,19 +58,7 @@ listings as (
 
 final as (
     select
-        f.item_id,
-        f.title,
-        f.description,
-        f.brand,
-        f.category_path,
-        f.attributes,
-        f.price,
-        f.currency,
-        f.image_url,
-        f.rating,
-        f.review_count,
-        f.created_at,
-        f.landed_on,
+        {{ item_listing_columns('f') }},
         f.category,
         f.price_missing,
         f.reject_reason,
