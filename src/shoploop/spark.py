@@ -55,7 +55,7 @@ def _alive_workers(settings: Settings) -> int:
     return sum(1 for worker in state.get("workers", []) if worker.get("state") == "ALIVE")
 
 
-def start_spark(settings: Settings, say=None, timeout_s: float = 120.0) -> str:
+def start_spark(settings: Settings, timeout_s: float = 120.0) -> str:
     """Start this home's master and worker unless they run (or a cluster is configured); return the
     master's URL once a worker has registered with it."""
     import time
@@ -68,9 +68,6 @@ def start_spark(settings: Settings, say=None, timeout_s: float = 120.0) -> str:
         processes.stop(settings, name)
     spark_class, env, url = str(spark_home() / "bin" / "spark-class"), _env(settings), master_url(settings)
     (settings.home / "spark" / "work").mkdir(parents=True, exist_ok=True)
-    if say:
-        say(f"             starting Spark: master {url}, one worker ({settings.spark_worker_cores} cores, "
-            f"{settings.spark_worker_memory})")
     processes.start(settings, "spark-master",
                     [spark_class, "org.apache.spark.deploy.master.Master", "--host", settings.host,
                      "--port", str(settings.spark_port), "--webui-port", str(settings.spark_ui_port)],
