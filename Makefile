@@ -34,18 +34,9 @@ demo: setup ## the main job: simulate -> dbt -> Feast -> train -> evaluate -> re
 loop: setup ## the closed loop, shown on a small shop of its own: drift, Airflow retrains, interleaving promotes, hot swap; report with plots
 	$(VENV)/bin/shoploop loop
 
-# Two streams at once, because the suite waits on servers and subprocesses about as long as it computes:
-# the tests that bring up whole stacks of their own (the real-data loops, the scale profile's Airflow on
-# Celery with Spark, the DAG runs) beside everything else. Their log is printed when both are done.
-SERVER_TESTS := tests/model/test_real_data.py tests/scale
-test: setup ## every test: library, data, model, service over HTTP, the scale profile, DAG integrity and airflow dags tests
-	@mkdir -p logs; echo "the real-data, scale-profile and DAG tests run beside these; their log: logs/test-servers.log"; \
-	( $(VENV)/bin/pytest $(SERVER_TESTS) -p no:cacheprovider --durations=5; first=$$?; \
-	  $(AFVENV)/bin/pytest tests/dags -p no:cacheprovider --durations=5; exit $$(( first || $$? )) ) > logs/test-servers.log 2>&1 & servers=$$!; \
-	$(VENV)/bin/pytest tests --ignore=tests/dags $(addprefix --ignore=,$(SERVER_TESTS)) --durations=15; main=$$?; \
-	echo "waiting for the real-data, scale-profile and DAG tests..."; wait $$servers; second=$$?; \
-	cat logs/test-servers.log; echo "main tests: exit $$main; real-data, scale-profile and DAG tests: exit $$second"; \
-	exit $$(( main || second ))
+test: setup ## every test: library, data, model, service over HTTP, DAG integrity and an airflow dags test
+	$(VENV)/bin/pytest tests --ignore=tests/dags --durations=15
+	$(AFVENV)/bin/pytest tests/dags --durations=5
 
 stop: ## stop everything `make demo` started (by process group)
 	@if [ -x $(VENV)/bin/shoploop ]; then $(VENV)/bin/shoploop stop; fi
