@@ -211,6 +211,13 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
         dist.barrier()  # rank 0 has saved the encoder
         if dist.get_rank() != 0:
             return None, {"rank": dist.get_rank(), "finetune": tuned}
+        import os
+
+        import torch
+
+        # the helpers are done: rank 0 builds the rest of the version alone, on every core of its machine
+        # (torchrun started each process with one thread)
+        torch.set_num_threads(os.cpu_count() or 1)
     encoder = TextEncoder(work_dir / "encoder")
     embeddings = encoder.encode(data.item_text)
     pit = point_in_time_features(settings, item_ids, data.as_of)
