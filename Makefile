@@ -16,17 +16,16 @@ setup: ## build both venvs from the locks (no-op when current), the two at once
 	@$(MAKE) --no-print-directory -j2 $(VENV)/.installed $(AFVENV)/.installed
 
 # --no-deps: the lock is the whole, already-resolved set, so installing it is reproducible.
-# --no-compile: Python compiles what is imported on first use, not every module of every wheel up front.
 $(VENV)/.installed: requirements/ml.lock pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --no-deps --no-compile -r requirements/ml.lock
+	$(VENV)/bin/pip install -q --no-deps -r requirements/ml.lock
 	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || $(VENV)/bin/pip install -q --no-deps -e .
 	$(VENV)/bin/pip check
 	touch $@
 
 $(AFVENV)/.installed: requirements/airflow.lock
 	test -x $(AFVENV)/bin/python || $(PY) -m venv $(AFVENV)
-	$(AFVENV)/bin/pip install -q --no-deps --no-compile -r requirements/airflow.lock
+	$(AFVENV)/bin/pip install -q --no-deps -r requirements/airflow.lock
 	$(AFVENV)/bin/pip check
 	touch $@
 
@@ -37,7 +36,7 @@ loop: setup ## the closed loop, shown on a small shop of its own: drift, Airflow
 	$(VENV)/bin/shoploop loop
 
 test: setup ## every test: library, data, model, service over HTTP, DAG integrity and an airflow dags test
-	$(VENV)/bin/pytest tests --ignore=tests/dags --durations=30
+	$(VENV)/bin/pytest tests --ignore=tests/dags --durations=20
 	$(AFVENV)/bin/pytest tests/dags --durations=5
 
 stop: ## stop everything `make demo` started (by process group)

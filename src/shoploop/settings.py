@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     # What trains the ranker and the encoder: 'auto' (whatever the data holds: judgments, search logs
     # or both), or 'judgments', 'logs', 'both' to insist (see shoploop.labels).
     train_labels: str = "auto"
+    # Bounds on training time whatever the catalog: fine-tuning steps per epoch (a random sample of the
+    # triplets past it) and the texts the compressed query encoder distils on (a random sample past it).
+    finetune_max_steps: int = Field(default=120, ge=1)
+    distil_max_texts: int = Field(default=6000, ge=64)
     # Where the loop's data comes from: 'simulator', or 'FORMAT:PATH' for a real dataset read in place
     # (`shoploop ingest` formats, e.g. 'generic:/data/shop' or 'homedepot:../shared/datasets/homedepot_search').
     source: str = "simulator"

@@ -165,7 +165,7 @@ def compress(settings: Settings, run_date: date) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     report = run(engine, queries.loc[heldout, "query_text"].tolist(), queries.loc[~heldout, "query_text"].tolist(),
                  data.catalog["title"].tolist(), work, lambda e: model_ndcg(e, judgments, complete=complete),
-                 seed=settings.seed)
+                 seed=settings.seed, max_texts=settings.distil_max_texts)
     if report["promoted"]:
         shutil.copytree(work / report["promoted"], out / "bundle" / "query_encoder")
     shutil.rmtree(work)

@@ -203,7 +203,7 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
                                  base.encode(data.item_text), base.encode(encoder_queries["query_text"].tolist()),
                                  settings.seed, min_grade=min_grade, unlabelled_negatives=plan.judgments_complete,
                                  clicked_of=clicked_of)
-    tuned = finetune(triplets, work_dir / "encoder", finetune_config or FinetuneConfig(seed=settings.seed),
+    tuned = finetune(triplets, work_dir / "encoder", finetune_config or FinetuneConfig(seed=settings.seed, max_steps=settings.finetune_max_steps),
                      distributed=distributed)
     if distributed:
         import torch.distributed as dist

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -49,7 +50,8 @@ def _build(settings) -> tuple[dict, dict, dict]:
 
 def _real_loop(tmp_path: Path, fmt: str, make_slice) -> tuple:
     """A home landing a slice of a shared dataset through its adapter, and the loop built on it."""
-    settings = _home(tmp_path, source=f"{fmt}:{make_slice(tmp_path / fmt)}")
+    # the student distils on a sample of 500 texts: the loop on real data is under test, not the compression
+    settings = _home(tmp_path, source=f"{fmt}:{make_slice(tmp_path / fmt)}", distil_max_texts=500)
     return settings, _build(settings)
 
 
@@ -105,6 +107,11 @@ def test_real_relevance_labels_train_as_sparse_judgments_and_serve_the_real_cata
     assert labels["mode"] == "judgments" and labels["judgments"] == "sparse"
     assert labels["unjudged_weight"] < 1.0 and labels["validation_queries"] >= 10
     assert report["recommender"]["sasrec"].startswith("not trained")  # no histories: said, not crashed
+    # the compression step ran on it, within its bound
+    from shoploop import steps
+
+    compressed = json.loads((steps.artifacts(settings, RUN_DATE) / "compression.json").read_text())
+    assert compressed["distil_texts"] == 500 and compressed["rows"]
     # evaluation ranks each held-out query's judged pool, with rank correlations
     assert metrics["metric"] == "pool_ndcg@10" and metrics["n_queries"] >= 20
     assert metrics["spearman"]["model"] > metrics["spearman"]["random"]
@@ -114,8 +121,6 @@ def test_real_relevance_labels_train_as_sparse_judgments_and_serve_the_real_cata
         assert hits and all(h.item_id.startswith("hd") for h in hits)
         assert "drill" in " ".join(h.title.lower() for h in hits)
     # and monitoring says in one line why there is nothing to watch
-    from shoploop import steps
-
     if registered["promoted"]:
         assert "no search impressions" in steps.monitor(settings, RUN_DATE)["drift"]["skipped"]
 

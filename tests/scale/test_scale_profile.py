@@ -119,7 +119,7 @@ def _trained_ndcg(settings, label: str) -> float:
     from shoploop.train import train
 
     out = steps.artifacts(settings, RUN_DATE)
-    bundle, report = train(settings, out / f"training-{label}", FinetuneConfig(max_steps=8))
+    bundle, report = train(settings, out / f"training-{label}", FinetuneConfig(max_steps=2))
     bundle.save(out / "bundle")
     return steps.evaluate(settings, RUN_DATE)["model"]
 

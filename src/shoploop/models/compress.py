@@ -30,9 +30,9 @@ from torch import nn
 
 MIN_SHRINK, MIN_SPEEDUP, MAX_QUALITY_LOSS = 4.0, 3.0, 0.01
 QUERY_TOKENS = 32          # queries are short; the student is trained and exported at this length
-# Texts the student distils on at most (a random sample past it, training queries first): the default
-# shop's ~5,600 (5,000 titles and its queries) distil in about 4 minutes on 2 cores; Home Depot's
-# 54,667 titles would take hours for no measured gain.
+# Texts the student distils on at most by default (settings.distil_max_texts; a random sample past it):
+# the default shop's ~5,600 (5,000 titles and its queries) distil in about 4 minutes on 2 cores; Home
+# Depot's 54,667 titles would take hours for no measured gain.
 MAX_DISTIL_TEXTS = 6000
 FFN_KEEP = 0.75            # share of feed-forward neurons the student keeps
 
@@ -234,7 +234,7 @@ def gate(rows: list[dict]) -> tuple[str | None, str]:
 
 
 def compress(engine, test_queries: list[str], train_queries: list[str], titles: list[str], work: Path,
-             evaluate, seed: int = 7) -> dict:
+             evaluate, seed: int = 7, max_texts: int = MAX_DISTIL_TEXTS) -> dict:
     """Build and measure every variant for the engine's bundle; returns the report (rows, promoted).
 
     ``evaluate(engine) -> nDCG@10`` on the held-out queries, whose texts (``test_queries``) also
@@ -257,8 +257,8 @@ def compress(engine, test_queries: list[str], train_queries: list[str], titles: 
     started = time.perf_counter()
     student = make_student(teacher_dir)
     texts = list(dict.fromkeys(train_queries + titles))
-    if len(texts) > MAX_DISTIL_TEXTS:
-        texts = [texts[i] for i in sorted(np.random.default_rng(seed).choice(len(texts), MAX_DISTIL_TEXTS, replace=False))]
+    if len(texts) > max_texts:
+        texts = [texts[i] for i in sorted(np.random.default_rng(seed).choice(len(texts), max_texts, replace=False))]
     losses = distil(student, tokenizer, texts, teacher_encoder.encode(texts), seed=seed)
     timings["distil_s"] = round(time.perf_counter() - started, 1)
     student_dir = work / "student-fp32"
