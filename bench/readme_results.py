@@ -176,6 +176,16 @@ def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
                     f"(**x{training['two_over_one']:g}**)"))
     else:
         missing.append("bench/scale_training.py (after `make demo`)")
+    serving = _load("scale_serving")
+    if serving:
+        one, two = serving["embedded, 1 replica"]["http"], serving["scale, 2 replicas"]["http"]
+        out.append(("Serving, 1 vs 2 replicas", f"/search over HTTP, a shop of {serving['items']:,} items: the embedded "
+                    "profile's one service against the scale profile's 2 replicas (Redis stream and online store)",
+                    f"16 clients: 1 replica {one['16 clients']['requests_per_s']:g} req/s, 2 replicas "
+                    f"{two['16 clients']['requests_per_s']:g} req/s (**x{serving['scale_over_embedded']['16 clients']:g}**, "
+                    "one machine's 2 cores shared)"))
+    else:
+        missing.append("bench/scale_serving.py")
     recommend = _load("recommend_quality")
     if recommend:
         r = recommend["results"]

@@ -637,8 +637,11 @@ def test_two_replicas_on_a_redis_stream_land_and_count_every_event_once_through_
 
     url = redis_for("the replicas share a Redis stream and online store")
     prefix = f"shoploop-test-{uuid.uuid4().hex[:10]}"
-    # the scale profile: the event stream, the online store (a Feast project of its own) and 2 replicas
-    scaled_env = {"SHOPLOOP_PROFILE": "scale", "SHOPLOOP_REDIS_URL": url, "SHOPLOOP_STREAM_PREFIX": prefix}
+    # the scale profile: the event stream, the online store (a Feast project of its own) and 2 replicas; its
+    # warehouse stays DuckDB (the replicas are under test here; tests/scale runs the Spark one), or Feast's
+    # Spark offline store would start a cluster on the session's home that nothing here stops
+    scaled_env = {"SHOPLOOP_PROFILE": "scale", "SHOPLOOP_REDIS_URL": url, "SHOPLOOP_STREAM_PREFIX": prefix,
+                  "SHOPLOOP_WAREHOUSE_ENGINE": "duckdb"}
     processes.stop(built["settings"], "service")
     saved = dict(os.environ)  # restored whole: features.store exports every setting the profile implies
     os.environ.update(scaled_env)
@@ -646,6 +649,7 @@ def test_two_replicas_on_a_redis_stream_land_and_count_every_event_once_through_
     try:
         settings = Settings()
         assert (settings.event_stream, settings.online_store, settings.service_replicas) == (url, url, 2)
+        assert settings.warehouse_engine == "duckdb"
         steps.feature_store(settings, RUN_DATE)
         deployed = steps.deploy(settings)
         urls = [replica["url"] for replica in deployed["replicas"]]
