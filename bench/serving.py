@@ -7,7 +7,8 @@ In process (the champion and the online store of a built home):
   - ``held + counters``: the snapshot features held in the worker, only the real-time counters read
     per request in one round trip (features.ServedItemFeatures, what the service does now).
 Over HTTP (when the service answers): /search one request at a time, then from 4 and 16 concurrent
-clients (threads of this process: a separate process from the service, on loopback); /feedback's
+clients (threads of this process: a separate process from the service, on loopback), and from wrk over 1
+and 16 connections (a C client, where installed: no Python client's time in its figures); /feedback's
 durable events per second from 8 clients, one and ten events a request; and the time from a click's
 acknowledgement to its count in the online store. Run once per worker count
 (SHOPLOOP_SERVICE_WORKERS=1, then 2, and `shoploop deploy` between): the figures of each are kept.
@@ -171,6 +172,43 @@ def over_http(urls: list[str], texts: list[str], requests: int) -> dict:
     return out
 
 
+def over_wrk(url: str, texts: list[str], seconds: int = 10) -> dict:
+    """/search from wrk (a C load generator: none of a Python client's own milliseconds in the figures),
+    over 1 and 16 connections, the queries taken in turn; {} where wrk is not installed
+    (`apt-get install wrk`)."""
+    import re
+    import shutil
+    import subprocess
+    import tempfile
+
+    if shutil.which("wrk") is None:
+        print("  wrk: not installed (apt-get install wrk), skipped", flush=True)
+        return {}
+    bodies = ",\n".join(f"[==[{json.dumps({'query': text, 'k': 10})}]==]" for text in texts)
+    script = ("local bodies = {\n" + bodies + "\n}\nlocal i = 0\nrequest = function()\n  i = i % #bodies + 1\n"
+              '  return wrk.format("POST", "/search", {["Content-Type"] = "application/json"}, bodies[i])\nend\n'
+              "done = function(summary, latency, requests)\n"
+              '  io.write(string.format("RESULT %d %d %d %d %d %d %d %d\\n", summary.requests, summary.duration, '
+              "summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, "
+              "latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))\nend\n")
+    out = {}
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+        lua.write(script)
+        lua.flush()
+        for connections in (1, 16):
+            ran = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", lua.name, f"{url}/search"],
+                                 capture_output=True, text=True, timeout=seconds + 60)
+            found = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", ran.stdout)
+            if ran.returncode != 0 or found is None:
+                raise RuntimeError(f"wrk failed: {ran.stdout[-500:]} {ran.stderr[-500:]}")
+            n, duration_us, errors, p50, p90, p99 = map(int, found.groups())
+            name = f"{connections} connection{'s' if connections > 1 else ''}"
+            out[name] = {"n": n, "errors": errors, "p50_ms": round(p50 / 1000, 2), "p90_ms": round(p90 / 1000, 2),
+                         "p99_ms": round(p99 / 1000, 2), "requests_per_s": round(n / (duration_us / 1e6), 1)}
+            print(f"  wrk, {name}: {out[name]}", flush=True)
+    return out
+
+
 def feedback_rate(urls: list[str], requests: int) -> dict:
     """Events accepted durably per second by /feedback, one event and ten events a request, from 8
     concurrent clients (each request is acknowledged only once its events are fsynced)."""
@@ -263,6 +301,7 @@ def main() -> None:
             ("embedded log" if settings.event_stream == "embedded" else "Redis stream") + \
             ("" if settings.online_store == "embedded" else ", Redis online store")
         result["http"] = over_http(urls, texts, args.requests)
+        result["wrk"] = over_wrk(urls[0], texts)
         result["feedback"] = feedback_rate(urls, args.requests)
         result["counter_lag"] = counter_lag(settings, urls, 50)
     else:
@@ -281,6 +320,10 @@ def main() -> None:
         print(f"\n{'/search over HTTP':<28}{'p50':>12}{'p99':>12}{'req/s':>12}")
         for name, row in result["http"].items():
             print(f"{name:<28}{row['p50_ms']:>12}{row['p99_ms']:>12}{row['requests_per_s']:>12}")
+    if result.get("wrk"):
+        print(f"\n{'/search from wrk':<28}{'p50':>12}{'p99':>12}{'req/s':>12}")
+        for name, row in result["wrk"].items():
+            print(f"{name:<28}{row['p50_ms']:>12}{row['p99_ms']:>12}{row['requests_per_s']:>12}")
     if "feedback" in result:
         print(f"\n{'/feedback (8 clients)':<28}{'events/s':>12}")
         for name, row in result["feedback"].items():
@@ -292,7 +335,7 @@ def main() -> None:
     saved = json.loads(out.read_text()) if out.exists() else {}
     if "setup" in result:  # keep the other setups' HTTP figures beside these
         by_setup = saved.get("http_by_setup", {})
-        by_setup[result["setup"]] = {key: result[key] for key in ("measured_at", "calibration_s", "http", "feedback", "counter_lag")}
+        by_setup[result["setup"]] = {key: result[key] for key in ("measured_at", "calibration_s", "http", "wrk", "feedback", "counter_lag")}
         result["http_by_setup"] = by_setup
     out.write_text(json.dumps(result, indent=2))
     print(f"\nsaved {out.relative_to(ROOT)}")

@@ -10,6 +10,7 @@ unknown fields, so a malformed request gets a 400 with the offending field named
 
 from __future__ import annotations
 
+import gc
 import hmac
 import json
 import logging
@@ -252,6 +253,17 @@ def _interleaved(champion, challenger, query: str, k: int, offset: int, narrowed
     return hits
 
 
+def _settle_heap() -> None:
+    """Keep the loaded model out of the garbage collector's full passes (gc.freeze): a worker tracks over
+    half a million objects once a version is loaded (catalog, indexes, the encoder's session, Feast's
+    registry), and a full collection walked them all, about 0.15-0.6 s with every request thread stopped,
+    whenever requests' short-lived objects triggered one: the tail of /search under load. Once per load:
+    what the last load froze is released first, so the version just replaced is collected now."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 storefront = Starlette(routes=[Route("/", lambda request: HTMLResponse(STOREFRONT.read_text()))])
 
 
@@ -310,6 +322,7 @@ class Shoploop:
             challenger = (rival, self._engine(registry.load_version(self.settings, rival)))
         # only once all of it loaded: else the old ones serve
         self.model_version, self.engine, self.challenger = version, engine, challenger
+        _settle_heap()
 
     def _follow(self) -> None:
         """Every few seconds: read the snapshot features again once a new materialisation landed, and swap

@@ -166,6 +166,7 @@ class ServedItemFeatures:
         self.views = {p.name: [f.name for f in p.features] for p in service.feature_view_projections}
         self.columns = {name: [ITEM_FEATURES.index(f) for f in fields] for name, fields in self.views.items()}
         self.static = [name for name in self.views if name != "item_counters"]
+        self._counters: SqliteCounters | bool | None = None  # the counters' lean read, made on first use
         self.materialized_at = self._materialized_at()
         self.matrix = self._read_static()
 
@@ -226,7 +227,77 @@ class ServedItemFeatures:
         rows = np.array([self.index.get(i, -1) for i in item_ids], dtype=np.int64)
         out = np.where((rows >= 0)[:, None], self.matrix[np.maximum(rows, 0)], np.nan)
         if "item_counters" in self.views:
-            out[:, self.columns["item_counters"]] = self._read("item_counters", item_ids)
+            if self._counters is None:
+                self._counters = (SqliteCounters(self.fs, self._views["item_counters"], self.views["item_counters"])
+                                  if self.fs.config.online_store.type == "sqlite" else False)
+            read = self._counters.read if self._counters else lambda ids: self._read("item_counters", ids)
+            out[:, self.columns["item_counters"]] = read(item_ids)
+        return out
+
+
+class SqliteCounters:
+    """The real-time counters of some items from Feast's SQLite online store, on the request path.
+
+    The same table, rows and TTL rule as Feast's ``online_read``, in one query, without what made that
+    read most of a search's time (3 ms of a 10-ms search on this machine): serialising every entity key
+    again on every request (held here, once per item) and converting every row's timestamp to a datetime
+    through sqlite3's converters (compared here as the epoch seconds the table holds). Each thread keeps
+    its own read-only connection. Other online stores (Redis) are read through Feast's provider.
+    """
+
+    def __init__(self, fs, view, fields: list[str]):
+        import threading
+
+        from feast.infra.online_stores.helpers import compute_table_id
+        from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+        config = fs.config
+        self.path = SqliteOnlineStore._get_db_path(config)
+        table = compute_table_id(fs.project, view, config.registry.enable_online_feature_view_versioning)
+        self.fields, self.ttl = list(fields), view.ttl
+        self.column = {field: j for j, field in enumerate(self.fields)}
+        self.version = config.entity_key_serialization_version
+        self.sql = 'SELECT entity_key, feature_name, value, event_ts FROM "{}" WHERE entity_key IN ({{}})'.format(
+            table.replace('"', '""'))
+        self.keys: dict[str, bytes] = {}
+        self.local = threading.local()
+
+    def _key(self, item_id: str) -> bytes:
+        key = self.keys.get(item_id)
+        if key is None:
+            from feast.infra.key_encoding_utils import serialize_entity_key
+            from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+            from feast.protos.feast.types.Value_pb2 import Value
+
+            key = self.keys[item_id] = serialize_entity_key(
+                EntityKey(join_keys=["item_id"], entity_values=[Value(string_val=item_id)]),
+                entity_key_serialization_version=self.version)
+        return key
+
+    def read(self, item_ids: list[str]) -> np.ndarray:
+        """The counters of these items as float64 (NaN: no row, or older than the view's TTL)."""
+        import sqlite3
+
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        connection = getattr(self.local, "connection", None)
+        if connection is None:
+            connection = self.local.connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        keys = [self._key(i) for i in item_ids]
+        at = {key: i for i, key in enumerate(keys)}
+        # Feast writes a row's naive UTC time as the epoch of that clock reading in local time
+        # (sqlite adapter): the bound goes through the same conversion, so it holds in any time zone.
+        oldest = (datetime.now(timezone.utc) - self.ttl).replace(tzinfo=None).timestamp() if self.ttl else None
+        out = np.full((len(item_ids), len(self.fields)), np.nan)
+        value = Value()
+        for key, field, blob, stamp in connection.execute(self.sql.format(",".join("?" * len(keys))), keys):
+            j = self.column.get(field)
+            if j is None or (oldest is not None and stamp is not None and stamp < oldest):
+                continue
+            value.ParseFromString(blob)
+            kind = value.WhichOneof("val")
+            if kind is not None and kind != "null_val":
+                out[at[key], j] = float(getattr(value, kind))
         return out
 
 

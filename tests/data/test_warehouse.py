@@ -410,6 +410,35 @@ def test_served_features_match_feast_and_are_read_again_after_a_materialisation(
     assert held.refresh() is True and held.refresh() is False
 
 
+def test_the_served_counters_are_what_feast_reads_with_the_views_ttl(built):
+    # given real-time counters pushed to the embedded (SQLite) online store: one item's now, another's
+    # two days ago (item_counters' TTL is 24 hours) / then the service's lean read (features.SqliteCounters)
+    # gives what Feast's own online read gives, item by item, and the stale item's counters read as none
+    from datetime import datetime, timedelta, timezone
+
+    import numpy as np
+
+    from shoploop import counters, features
+
+    settings = built["settings"]
+    store = features.store(settings)
+    service = store.get_feature_service(settings.feature_service)
+    items = pd.read_parquet(settings.marts / "item_text.parquet")["item_id"].dropna().tolist()[:120] + ["no-such-item"]
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    for item, at in ((items[0], now), (items[1], now - timedelta(days=2))):
+        live = counters.LiveCounters()
+        live.add(pd.DataFrame({"event_id": [f"{item}-a", f"{item}-b"], "session_id": ["s", "s"], "item_id": [item] * 2,
+                               "event_type": ["impression", "click"], "surface": ["search"] * 2, "ts": [at] * 2}))
+        counters.push(store, live, [item], now=at)
+    held = features.ServedItemFeatures(store, service, items)
+    lean = held(items)[:, held.columns["item_counters"]]
+    assert isinstance(held._counters, features.SqliteCounters)
+    np.testing.assert_array_equal(lean, held._read("item_counters", items))  # Feast's provider, TTL applied
+    fields = held.views["item_counters"]
+    assert lean[0, fields.index("impressions_24h")] == 1 and lean[0, fields.index("clicks_24h")] == 1
+    assert np.isnan(lean[1]).all() and np.isnan(lean[-1]).all()
+
+
 def test_a_process_that_built_the_warehouse_does_not_keep_it_from_others(built):
     # given this process just ran a dbt build in-process (dbt-duckdb caches its DuckDB instance)
     import subprocess
