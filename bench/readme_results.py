@@ -83,8 +83,12 @@ def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
             http, feedback, lag = measured["http"], measured.get("feedback", {}), measured.get("counter_lag")
             if "1 client" in http:
                 four, many = http.get("4 clients", {}), http.get("16 clients", {})
-                out.append((f"Serving over HTTP, {setup}", "/search on loopback",
-                            f"1 client p50 {http['1 client']['p50_ms']} ms; 4 clients {four.get('requests_per_s')} req/s "
+                wrk = measured.get("wrk", {}).get("1 connection")
+                speed = f"; calibration {measured['calibration_s']} s" if "calibration_s" in measured else ""
+                out.append((f"Serving over HTTP, {setup}", f"/search on loopback, Python client{' and wrk' if wrk else ''}{speed}",
+                            f"1 client p50 {http['1 client']['p50_ms']} ms"
+                            + (f" (wrk, 1 connection: p50 **{wrk['p50_ms']} ms**, p99 {wrk['p99_ms']} ms)" if wrk else "")
+                            + f"; 4 clients {four.get('requests_per_s')} req/s "
                             f"(p99 {four.get('p99_ms')} ms); 16 clients {many.get('requests_per_s')} req/s"))
             if feedback:
                 durable = ("each event fsynced before its acknowledgement" if "embedded" in setup
@@ -134,7 +138,8 @@ def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
         steady = _load(name)
         if steady:
             row = steady["per_minute"][0]
-            out.append(("Search at a steady rate", f"{steady['search_rate']:g} searches/s for {steady['minutes']:g} min, {workers}",
+            speed = f", calibration {steady['calibration_s']} s" if "calibration_s" in steady else ""
+            out.append(("Search at a steady rate", f"{steady['search_rate']:g} searches/s for {steady['minutes']:g} min, {workers}{speed}",
                         f"p50 {row['search_p50_ms']} ms, p99 {row['search_p99_ms']} ms, errors {sum(steady['errors'].values())}"))
     soak = _load("soak")
     if soak:

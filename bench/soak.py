@@ -55,7 +55,7 @@ def main() -> None:
 
     import httpx
 
-    from serving import queries  # bench/serving.py: the shop's own query texts
+    from serving import calibration, queries  # bench/serving.py: the shop's own query texts, the machine's speed
 
     from shoploop import processes
     from shoploop.settings import get_settings
@@ -65,6 +65,7 @@ def main() -> None:
     if not processes.answers(f"{url}/readyz"):
         raise SystemExit(f"soak: no service answers at {url}: run `make demo` (or `shoploop deploy`) first")
     texts = queries(settings)
+    speed = calibration()  # how fast this machine was (see bench/serving.py): rates compare across runs only through it
     duration = args.minutes * 60
     latencies: dict[str, list[tuple[float, float]]] = {"search": [], "feedback": []}
     errors: dict[str, int] = {"search": 0, "feedback": 0}
@@ -153,7 +154,8 @@ def main() -> None:
     stable = (growth is not None and growth < MEMORY_GROWTH_BOUND and p99_ratio is not None
               and p99_ratio <= P99_GROWTH_BOUND and not any(errors.values()))
     result = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores", "minutes": args.minutes,
+              "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores", "calibration_s": speed,
+              "minutes": args.minutes,
               "search_rate": args.search_rate, "feedback_rate": args.feedback_rate, "errors": errors,
               "memory_growth_after_warmup": round(growth, 4) if growth is not None else None,
               "search_p99_worst_over_minute_2": round(p99_ratio, 2) if p99_ratio else None,
