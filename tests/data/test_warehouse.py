@@ -413,7 +413,9 @@ def test_served_features_match_feast_and_are_read_again_after_a_materialisation(
 def test_the_served_counters_are_what_feast_reads_with_the_views_ttl(built):
     # given real-time counters pushed to the embedded (SQLite) online store: one item's now, another's
     # two days ago (item_counters' TTL is 24 hours) / then the service's lean read (features.SqliteCounters)
-    # gives what Feast's own online read gives, item by item, and the stale item's counters read as none
+    # gives what Feast's own online read gives, item by item, and the stale item's counters read as none.
+    # (Items of their own: the catalog's counters in the shared store are other tests' reference.)
+    import uuid
     from datetime import datetime, timedelta, timezone
 
     import numpy as np
@@ -423,9 +425,11 @@ def test_the_served_counters_are_what_feast_reads_with_the_views_ttl(built):
     settings = built["settings"]
     store = features.store(settings)
     service = store.get_feature_service(settings.feature_service)
-    items = pd.read_parquet(settings.marts / "item_text.parquet")["item_id"].dropna().tolist()[:120] + ["no-such-item"]
+    fresh, stale = (f"ttl-test-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    catalog = pd.read_parquet(settings.marts / "item_text.parquet")["item_id"].dropna().tolist()[:120]
+    items = [fresh, stale, *catalog, "no-such-item"]
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    for item, at in ((items[0], now), (items[1], now - timedelta(days=2))):
+    for item, at in ((fresh, now), (stale, now - timedelta(days=2))):
         live = counters.LiveCounters()
         live.add(pd.DataFrame({"event_id": [f"{item}-a", f"{item}-b"], "session_id": ["s", "s"], "item_id": [item] * 2,
                                "event_type": ["impression", "click"], "surface": ["search"] * 2, "ts": [at] * 2}))
