@@ -166,9 +166,11 @@ class ServedItemFeatures:
         self.views = {p.name: [f.name for f in p.features] for p in service.feature_view_projections}
         self.columns = {name: [ITEM_FEATURES.index(f) for f in fields] for name, fields in self.views.items()}
         self.static = [name for name in self.views if name != "item_counters"]
-        self._counters: SqliteCounters | bool | None = None  # the counters' lean read, made on first use
         self.materialized_at = self._materialized_at()
         self.matrix = self._read_static()
+        # the counters' read per request: straight from the table on SQLite, through Feast's provider elsewhere
+        self._counters = (SqliteCounters(self.fs, self._views["item_counters"], self.views["item_counters"])
+                          if "item_counters" in self.views and fs.config.online_store.type == "sqlite" else None)
 
     def _view(self, name: str):
         return self.fs.registry.get_feature_view(name, self.fs.project, allow_cache=False)
@@ -226,12 +228,10 @@ class ServedItemFeatures:
     def __call__(self, item_ids: list[str]) -> np.ndarray:
         rows = np.array([self.index.get(i, -1) for i in item_ids], dtype=np.int64)
         out = np.where((rows >= 0)[:, None], self.matrix[np.maximum(rows, 0)], np.nan)
-        if "item_counters" in self.views:
-            if self._counters is None:
-                self._counters = (SqliteCounters(self.fs, self._views["item_counters"], self.views["item_counters"])
-                                  if self.fs.config.online_store.type == "sqlite" else False)
-            read = self._counters.read if self._counters else lambda ids: self._read("item_counters", ids)
-            out[:, self.columns["item_counters"]] = read(item_ids)
+        if self._counters is not None:
+            out[:, self.columns["item_counters"]] = self._counters.read(item_ids)
+        elif "item_counters" in self.views:
+            out[:, self.columns["item_counters"]] = self._read("item_counters", item_ids)
         return out
 
 
@@ -284,7 +284,9 @@ class SqliteCounters:
         if connection is None:
             connection = self.local.connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
         keys = [self._key(i) for i in item_ids]
-        at = {key: i for i, key in enumerate(keys)}
+        at: dict[bytes, list[int]] = {}
+        for i, key in enumerate(keys):
+            at.setdefault(key, []).append(i)
         # Feast writes a row's naive UTC time as the epoch of that clock reading in local time
         # (sqlite adapter): the bound goes through the same conversion, so it holds in any time zone.
         oldest = (datetime.now(timezone.utc) - self.ttl).replace(tzinfo=None).timestamp() if self.ttl else None
@@ -297,7 +299,7 @@ class SqliteCounters:
             value.ParseFromString(blob)
             kind = value.WhichOneof("val")
             if kind is not None and kind != "null_val":
-                out[at[key], j] = float(getattr(value, kind))
+                out[at[key], j] = float(getattr(value, kind))  # every position the item holds
         return out
 
 

@@ -427,7 +427,7 @@ def test_the_served_counters_are_what_feast_reads_with_the_views_ttl(built):
     service = store.get_feature_service(settings.feature_service)
     fresh, stale = (f"ttl-test-{uuid.uuid4().hex[:8]}" for _ in range(2))
     catalog = pd.read_parquet(settings.marts / "item_text.parquet")["item_id"].dropna().tolist()[:120]
-    items = [fresh, stale, *catalog, "no-such-item"]
+    items = [fresh, stale, *catalog, fresh, "no-such-item"]  # an item twice: each position gets its counters
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     for item, at in ((fresh, now), (stale, now - timedelta(days=2))):
         live = counters.LiveCounters()
@@ -441,6 +441,7 @@ def test_the_served_counters_are_what_feast_reads_with_the_views_ttl(built):
     fields = held.views["item_counters"]
     assert lean[0, fields.index("impressions_24h")] == 1 and lean[0, fields.index("clicks_24h")] == 1
     assert np.isnan(lean[1]).all() and np.isnan(lean[-1]).all()
+    np.testing.assert_array_equal(lean[-2], lean[0])
 
 
 def test_a_process_that_built_the_warehouse_does_not_keep_it_from_others(built):
