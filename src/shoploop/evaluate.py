@@ -60,20 +60,20 @@ HEAD_SHARE = 0.2  # the most popular fifth of the catalog is the head; the rest 
 
 def evaluate_search(engine: SearchEngine, judgments: pd.DataFrame, item_text: list[str], k: int = 10,
                     seed: int = 7, candidates: int = 100, query_types: dict[str, str] | None = None,
-                    popularity: np.ndarray | None = None) -> dict:
+                    popularity: np.ndarray | None = None, zero_shot=None) -> dict:
     """Mean nDCG@k over the held-out queries for the model and its baselines, plus the model's MRR
     and recall@k, and recall@candidates of each retriever the ranker could sit behind; nDCG@k per
     query type (when ``query_types`` maps query ids to one); and, by item popularity (per bundle
     row): catalog coverage, long-tail share and novelty of the model's top k, and its recall@k of
     relevant head and tail items.
 
-    item_text: the catalog's text in bundle row order (the zero-shot baseline encodes it)."""
-    from shoploop.models.encoder import TextEncoder
+    item_text: the catalog's text in bundle row order (the zero-shot baseline encodes it); ``zero_shot``:
+    the baseline's encoder, a RememberingEncoder shared with ``evaluate_pool`` (None: a new one)."""
     from shoploop.models.retrieval import lexical_ranking, top_k
 
     test = judgments[judgments["query_id"].map(is_heldout)]
     item_ids = np.array(engine.item_ids)
-    zero_shot = TextEncoder()
+    zero_shot = zero_shot_encoder(zero_shot, test["query_text"].unique().tolist())
     zero_shot_items = zero_shot.encode(item_text)
     rng = np.random.default_rng(seed)
     ndcg: dict[str, list[float]] = {"model": [], "bm25": [], "bm25_spelling_corrected": [], "dense_zero_shot": [],
@@ -132,6 +132,17 @@ def evaluate_search(engine: SearchEngine, judgments: pd.DataFrame, item_text: li
     }
 
 
+def zero_shot_encoder(shared=None, queries: list[str] = ()):
+    """The zero-shot baseline's encoder (base MiniLM) with the held-out queries encoded in one batch;
+    ``shared``: the one another evaluation of this version already holds, with the item texts it
+    encoded (the pool's items are the catalog's: encoded once for both)."""
+    from shoploop.models.encoder import RememberingEncoder, TextEncoder
+
+    encoder = shared if shared is not None else RememberingEncoder(TextEncoder())
+    encoder.remember(list(queries))
+    return encoder
+
+
 POOL_SYSTEMS = ("model", "bm25", "dense_zero_shot", "dense_finetuned", "random")
 
 
@@ -164,15 +175,13 @@ def spearman(scores: np.ndarray, grades: np.ndarray) -> float | None:
 
 
 def evaluate_pool(engine: SearchEngine, judgments: pd.DataFrame, item_text: list[str], k: int = 10,
-                  seed: int = 7) -> dict:
+                  seed: int = 7, zero_shot=None) -> dict:
     """Sparse labels (unjudged items unknown, not irrelevant): each held-out query's judged pool is
     ranked by every system; mean pool nDCG@k and mean per-query Spearman correlation of scores with
     grades (over queries whose grades differ)."""
-    from shoploop.models.encoder import TextEncoder
-
     row_of = {item_id: r for r, item_id in enumerate(engine.item_ids)}
     test = judgments[judgments["query_id"].map(is_heldout) & judgments["item_id"].isin(row_of)]
-    zero_shot = TextEncoder()
+    zero_shot = zero_shot_encoder(zero_shot, test["query_text"].unique().tolist())
     pool_rows = np.array(sorted(set(test["item_id"].map(row_of))), dtype=int)
     zero_shot_of = dict(zip(pool_rows, zero_shot.encode([item_text[r] for r in pool_rows])))
     rng = np.random.default_rng(seed)

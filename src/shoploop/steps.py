@@ -180,13 +180,20 @@ def evaluate(settings: Settings, run_date: date) -> dict:
     import pandas as pd
 
     from shoploop import labels
-    from shoploop.evaluate import evaluate_pool, evaluate_recommend, evaluate_search, model_ndcg, save_metrics
+    from shoploop.evaluate import (evaluate_pool, evaluate_recommend, evaluate_search, is_heldout, model_ndcg, save_metrics,
+                                   zero_shot_encoder)
+    from shoploop.models.encoder import RememberingEncoder
     from shoploop.models.ranker import ITEM_FEATURES
     from shoploop.models.recommender import split
 
     out = artifacts(settings, run_date)
     engine, data = offline_engine(settings, out / "bundle")
     judgments, complete = data.evaluation_judgments(), labels.is_complete(data.judgments, len(data.catalog))
+    # Every held-out query is encoded once, in batches, as the serving path would correct it (the
+    # systems and metrics below ask for each one again and again).
+    queries = pd.concat([judgments[["query_id", "query_text"]], data.logs[["query_id", "query_text"]]], ignore_index=True)
+    heldout = queries.loc[queries["query_id"].map(is_heldout).astype(bool), "query_text"].unique()
+    engine.encoder = RememberingEncoder(engine.encoder, [engine.bundle.lexical.correct(t) for t in heldout])
     truth = settings.home / "simulator" / "query_types.parquet"
     query_types = dict(pd.read_parquet(truth)[["query_id", "query_type"]].values) if truth.exists() else None
     popularity = engine.item_features(engine.item_ids)[:, ITEM_FEATURES.index("popularity")]
@@ -197,9 +204,10 @@ def evaluate(settings: Settings, run_date: date) -> dict:
         metrics = {"metric": "none", "n_queries": 0, "note": "no search labels (no judgments, no search logs): "
                    "search quality is not measured until judgments land or shoppers' clicks arrive"}
     elif complete:
-        pool = evaluate_pool(engine, judgments, item_text, seed=settings.seed)
-        metrics = evaluate_search(engine, judgments, item_text, seed=settings.seed,
-                                  query_types=query_types, popularity=popularity)
+        zero_shot = zero_shot_encoder()
+        pool = evaluate_pool(engine, judgments, item_text, seed=settings.seed, zero_shot=zero_shot)
+        metrics = evaluate_search(engine, judgments, item_text, seed=settings.seed, query_types=query_types,
+                                  popularity=popularity, zero_shot=zero_shot)
         metrics["pool"] = pool
     else:  # unjudged items are unknown: only the judged pools can be ranked
         metrics = evaluate_pool(engine, judgments, item_text, seed=settings.seed)

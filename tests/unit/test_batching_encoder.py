@@ -63,3 +63,20 @@ def test_a_failed_pass_reaches_its_callers_and_the_next_batch_still_runs():
     with pytest.raises(RuntimeError, match="encoder failed"):
         batching.encode(["bad"])
     assert batching.encode(["good"]).shape == (1, 4)
+
+
+def test_offline_evaluation_encodes_each_text_once_and_answers_as_the_encoder_does():
+    from shoploop.models.encoder import RememberingEncoder, TextEncoder
+
+    inner = TextEncoder()
+    passes = []
+    encode = inner.encode
+    inner.encode = lambda texts, batch_size=64: passes.append(list(texts)) or encode(texts, batch_size)
+    remembering = RememberingEncoder(inner, ["red skillet", "blue kettle", "red skillet"])
+    assert passes == [["red skillet", "blue kettle"]]  # told in advance: one batch, each text once
+    for text in ("red skillet", "blue kettle"):
+        np.testing.assert_allclose(remembering.encode([text])[0], encode([text])[0], atol=1e-5)
+    got = remembering.encode(["blue kettle", "oak desk", "oak desk"])
+    assert passes[1:] == [["oak desk"]] and got.shape == (3, inner.dim)
+    np.testing.assert_array_equal(got[1], got[2])
+    assert remembering.encode([]).shape == (0, inner.dim)
