@@ -154,6 +154,11 @@ class Settings(BaseSettings):
         return self.home / "reports"
 
     @property
+    def base_vectors(self) -> Path:
+        """The base MiniLM's vectors of the latest catalog text (models.encoder.base_vectors)."""
+        return self.home / "cache" / "base-vectors.npz"
+
+    @property
     def run_dir(self) -> Path:
         return self.home / "run"
 

@@ -182,7 +182,7 @@ def evaluate(settings: Settings, run_date: date) -> dict:
     from shoploop import labels
     from shoploop.evaluate import (evaluate_pool, evaluate_recommend, evaluate_search, is_heldout, model_ndcg, save_metrics,
                                    zero_shot_encoder)
-    from shoploop.models.encoder import RememberingEncoder
+    from shoploop.models.encoder import RememberingEncoder, base_vectors
     from shoploop.models.ranker import ITEM_FEATURES
     from shoploop.models.recommender import split
 
@@ -205,6 +205,7 @@ def evaluate(settings: Settings, run_date: date) -> dict:
                    "search quality is not measured until judgments land or shoppers' clicks arrive"}
     elif complete:
         zero_shot = zero_shot_encoder()
+        zero_shot.learn(item_text, base_vectors(item_text, settings.base_vectors))
         pool = evaluate_pool(engine, judgments, item_text, seed=settings.seed, zero_shot=zero_shot)
         metrics = evaluate_search(engine, judgments, item_text, seed=settings.seed, query_types=query_types,
                                   popularity=popularity, zero_shot=zero_shot)

@@ -25,7 +25,7 @@ from shoploop import features, labels
 from shoploop.evaluate import is_heldout
 from shoploop.models.bias import estimate_propensities
 from shoploop.models.bundle import CATALOG_COLUMNS, ModelBundle
-from shoploop.models.encoder import TextEncoder
+from shoploop.models.encoder import TextEncoder, base_vectors
 from shoploop.models.finetune import FinetuneConfig, finetune, training_triplets
 from shoploop.models.ranker import RankerConfig, SeedRanker
 from shoploop.models.retrieval import DenseIndex, LexicalIndex
@@ -137,13 +137,12 @@ def zero_shot_version(settings: Settings, data: TrainingData, work_dir: Path, le
     from shoploop.models.encoder import default_model_path
 
     shutil.copytree(default_model_path(), work_dir / "encoder", dirs_exist_ok=True)
-    encoder = TextEncoder(work_dir / "encoder")
-    embeddings = encoder.encode(data.item_text)
+    embeddings = base_vectors(data.item_text, settings.base_vectors)  # the copied encoder's, as it would give them
     item_ids = data.catalog["item_id"].tolist()
     pit = point_in_time_features(settings, item_ids, data.as_of)
     popularity = pit["popularity"].reindex(item_ids).fillna(0).to_numpy()
     bundle = ModelBundle(
-        ranker=SeedRanker.zero_shot(RankerConfig(embedding_dim=encoder.dim, seed=settings.seed)), catalog=data.catalog,
+        ranker=SeedRanker.zero_shot(RankerConfig(embedding_dim=embeddings.shape[1], seed=settings.seed)), catalog=data.catalog,
         item_embeddings=embeddings, lexical=lexical, user_sequences={}, dense=DenseIndex.build(embeddings),
         popular=np.argsort(-popularity, kind="stable")[:200], encoder_dir=work_dir / "encoder")
     recommender = (fit_recommender(settings, bundle, frame_lookup(pit), data.histories, data.as_of) if recommender
@@ -200,7 +199,8 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
     if plan.mode == "none":
         return zero_shot_version(settings, data, work_dir, lexical, plan, started)
     triplets = training_triplets(encoder_queries, grades_of, skips_of, data.item_text, lexical,
-                                 base.encode(data.item_text), base.encode(encoder_queries["query_text"].tolist()),
+                                 base_vectors(data.item_text, settings.base_vectors),
+                                 base.encode(encoder_queries["query_text"].tolist()),
                                  settings.seed, min_grade=min_grade, unlabelled_negatives=plan.judgments_complete,
                                  clicked_of=clicked_of)
     tuned = finetune(triplets, work_dir / "encoder", finetune_config or FinetuneConfig(seed=settings.seed, max_steps=settings.finetune_max_steps),

@@ -80,3 +80,23 @@ def test_offline_evaluation_encodes_each_text_once_and_answers_as_the_encoder_do
     assert passes[1:] == [["oak desk"]] and got.shape == (3, inner.dim)
     np.testing.assert_array_equal(got[1], got[2])
     assert remembering.encode([]).shape == (0, inner.dim)
+
+
+def test_the_base_models_catalog_vectors_are_encoded_once_per_text_and_read_back(tmp_path, monkeypatch):
+    from shoploop.models import encoder as module
+
+    file = tmp_path / "cache" / "base-vectors.npz"
+    fresh = module.TextEncoder().encode(["red skillet", "blue kettle", "oak desk"])
+    encoded = []
+    encode = module.TextEncoder.encode
+    monkeypatch.setattr(module.TextEncoder, "encode", lambda self, texts, batch_size=64: encoded.append(list(texts)) or encode(self, texts, batch_size))
+    first = module.base_vectors(["red skillet", "blue kettle"], file)
+    # a catalog that gained an item and lost one: only the new text is encoded, the file holds the latest catalog
+    second = module.base_vectors(["blue kettle", "oak desk"], file)
+    assert encoded == [["red skillet", "blue kettle"], ["oak desk"]]
+    np.testing.assert_allclose(np.vstack([first, second[1:]]), fresh, atol=1e-5)
+    np.testing.assert_array_equal(second[0], first[1])
+    with np.load(file) as saved:
+        assert len(saved["keys"]) == 2
+    file.write_bytes(b"not a numpy file")  # unreadable: encoded afresh, never an error
+    np.testing.assert_allclose(module.base_vectors(["oak desk"], file), fresh[2:], atol=1e-5)
