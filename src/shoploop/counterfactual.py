@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from shoploop.models.bias import MIN_PROPENSITY
+from shoploop.models.bias import MIN_PROPENSITY, estimate_propensities
 
 
 def attractiveness(logs: pd.DataFrame, propensities: np.ndarray) -> pd.Series:
@@ -71,3 +71,24 @@ def logged_clicks(logs: pd.DataFrame, propensities: np.ndarray, k: int = 10) -> 
     observed = round(float(top["clicked"].sum()) / searches, 4) if searches else None
     return {"searches": searches, "observed_clicks_per_search": observed,
             **expected_clicks(logs, logging_ranking(logs), propensities, k)}
+
+
+def gate_record(logs: pd.DataFrame, engine, champion=None) -> dict:
+    """Clicks per search the version (and the champion) would get on the held-out queries' logged
+    impressions (``expected_clicks``), beside what the logging ranker got: the gate's record shows
+    it next to the offline nDCG."""
+    from shoploop.evaluate import is_heldout
+
+    held = logs[logs["query_id"].map(is_heldout)] if len(logs) else logs
+    if not len(held):
+        return {"skipped": "no logged search impressions on held-out queries"}
+    propensities = estimate_propensities(logs)
+
+    def ranking(of):
+        return lambda text: [of.item_ids[r] for r in of.search_rows(text, 10)[0]]
+
+    out = {"logged": logged_clicks(held, propensities), "model": expected_clicks(held, ranking(engine), propensities),
+           "examination_by_position": [round(float(p), 3) for p in propensities]}
+    if champion is not None:
+        out["champion"] = expected_clicks(held, ranking(champion), propensities)
+    return out

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from shoploop.models.encoder import RememberingEncoder, TextEncoder, base_vectors
 from shoploop.predict import SearchEngine, scaled_bm25
 from shoploop.progress import bar
 
@@ -60,7 +61,7 @@ HEAD_SHARE = 0.2  # the most popular fifth of the catalog is the head; the rest 
 
 def evaluate_search(engine: SearchEngine, judgments: pd.DataFrame, item_text: list[str], k: int = 10,
                     seed: int = 7, candidates: int = 100, query_types: dict[str, str] | None = None,
-                    popularity: np.ndarray | None = None, zero_shot=None) -> dict:
+                    popularity: np.ndarray | None = None, zero_shot: RememberingEncoder | None = None) -> dict:
     """Mean nDCG@k over the held-out queries for the model and its baselines, plus the model's MRR
     and recall@k, and recall@candidates of each retriever the ranker could sit behind; nDCG@k per
     query type (when ``query_types`` maps query ids to one); and, by item popularity (per bundle
@@ -68,12 +69,13 @@ def evaluate_search(engine: SearchEngine, judgments: pd.DataFrame, item_text: li
     relevant head and tail items.
 
     item_text: the catalog's text in bundle row order (the zero-shot baseline encodes it); ``zero_shot``:
-    the baseline's encoder, a RememberingEncoder shared with ``evaluate_pool`` (None: a new one)."""
+    the baseline's encoder (``zero_shot_baseline``; None: a new one)."""
     from shoploop.models.retrieval import lexical_ranking, top_k
 
     test = judgments[judgments["query_id"].map(is_heldout)]
     item_ids = np.array(engine.item_ids)
-    zero_shot = zero_shot_encoder(zero_shot, test["query_text"].unique().tolist())
+    zero_shot = zero_shot or RememberingEncoder(TextEncoder())
+    zero_shot.remember(test["query_text"].unique().tolist())
     zero_shot_items = zero_shot.encode(item_text)
     rng = np.random.default_rng(seed)
     ndcg: dict[str, list[float]] = {"model": [], "bm25": [], "bm25_spelling_corrected": [], "dense_zero_shot": [],
@@ -132,15 +134,20 @@ def evaluate_search(engine: SearchEngine, judgments: pd.DataFrame, item_text: li
     }
 
 
-def zero_shot_encoder(shared=None, queries: list[str] = ()):
-    """The zero-shot baseline's encoder (base MiniLM) with the held-out queries encoded in one batch;
-    ``shared``: the one another evaluation of this version already holds, with the item texts it
-    encoded (the pool's items are the catalog's: encoded once for both)."""
-    from shoploop.models.encoder import RememberingEncoder, TextEncoder
-
-    encoder = shared if shared is not None else RememberingEncoder(TextEncoder())
-    encoder.remember(list(queries))
+def zero_shot_baseline(item_text: list[str], cache: Path) -> RememberingEncoder:
+    """The zero-shot baseline's encoder (base MiniLM), the catalog's vectors read from the home's cache
+    (``base_vectors``) rather than encoded again; one for every evaluation of a version."""
+    encoder = RememberingEncoder(TextEncoder())
+    encoder.learn(item_text, base_vectors(item_text, cache))
     return encoder
+
+
+def encode_heldout_once(engine: SearchEngine, queries: pd.DataFrame) -> None:
+    """The engine's query encoder answers every held-out query (query_id, query_text rows, judged or
+    logged) from one batch, encoded as served (spelling corrected): the systems and metrics of an
+    evaluation ask for each one again and again."""
+    texts = queries.loc[queries["query_id"].map(is_heldout).astype(bool), "query_text"].unique()
+    engine.encoder = RememberingEncoder(engine.encoder, [engine.bundle.lexical.correct(t) for t in texts])
 
 
 POOL_SYSTEMS = ("model", "bm25", "dense_zero_shot", "dense_finetuned", "random")
@@ -175,13 +182,14 @@ def spearman(scores: np.ndarray, grades: np.ndarray) -> float | None:
 
 
 def evaluate_pool(engine: SearchEngine, judgments: pd.DataFrame, item_text: list[str], k: int = 10,
-                  seed: int = 7, zero_shot=None) -> dict:
+                  seed: int = 7, zero_shot: RememberingEncoder | None = None) -> dict:
     """Sparse labels (unjudged items unknown, not irrelevant): each held-out query's judged pool is
     ranked by every system; mean pool nDCG@k and mean per-query Spearman correlation of scores with
     grades (over queries whose grades differ)."""
     row_of = {item_id: r for r, item_id in enumerate(engine.item_ids)}
     test = judgments[judgments["query_id"].map(is_heldout) & judgments["item_id"].isin(row_of)]
-    zero_shot = zero_shot_encoder(zero_shot, test["query_text"].unique().tolist())
+    zero_shot = zero_shot or RememberingEncoder(TextEncoder())
+    zero_shot.remember(test["query_text"].unique().tolist())
     pool_rows = np.array(sorted(set(test["item_id"].map(row_of))), dtype=int)
     zero_shot_of = dict(zip(pool_rows, zero_shot.encode([item_text[r] for r in pool_rows])))
     rng = np.random.default_rng(seed)

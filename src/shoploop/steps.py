@@ -180,20 +180,16 @@ def evaluate(settings: Settings, run_date: date) -> dict:
     import pandas as pd
 
     from shoploop import labels
-    from shoploop.evaluate import (evaluate_pool, evaluate_recommend, evaluate_search, is_heldout, model_ndcg, save_metrics,
-                                   zero_shot_encoder)
-    from shoploop.models.encoder import RememberingEncoder, base_vectors
+    from shoploop.counterfactual import gate_record
+    from shoploop.evaluate import (encode_heldout_once, evaluate_pool, evaluate_recommend, evaluate_search, model_ndcg,
+                                   save_metrics, zero_shot_baseline)
     from shoploop.models.ranker import ITEM_FEATURES
     from shoploop.models.recommender import split
 
     out = artifacts(settings, run_date)
     engine, data = offline_engine(settings, out / "bundle")
     judgments, complete = data.evaluation_judgments(), labels.is_complete(data.judgments, len(data.catalog))
-    # Every held-out query is encoded once, in batches, as the serving path would correct it (the
-    # systems and metrics below ask for each one again and again).
-    queries = pd.concat([judgments[["query_id", "query_text"]], data.logs[["query_id", "query_text"]]], ignore_index=True)
-    heldout = queries.loc[queries["query_id"].map(is_heldout).astype(bool), "query_text"].unique()
-    engine.encoder = RememberingEncoder(engine.encoder, [engine.bundle.lexical.correct(t) for t in heldout])
+    encode_heldout_once(engine, pd.concat([judgments[["query_id", "query_text"]], data.logs[["query_id", "query_text"]]]))
     truth = settings.home / "simulator" / "query_types.parquet"
     query_types = dict(pd.read_parquet(truth)[["query_id", "query_type"]].values) if truth.exists() else None
     popularity = engine.item_features(engine.item_ids)[:, ITEM_FEATURES.index("popularity")]
@@ -204,14 +200,14 @@ def evaluate(settings: Settings, run_date: date) -> dict:
         metrics = {"metric": "none", "n_queries": 0, "note": "no search labels (no judgments, no search logs): "
                    "search quality is not measured until judgments land or shoppers' clicks arrive"}
     elif complete:
-        zero_shot = zero_shot_encoder()
-        zero_shot.learn(item_text, base_vectors(item_text, settings.base_vectors))
+        zero_shot = zero_shot_baseline(item_text, settings.base_vectors)
         pool = evaluate_pool(engine, judgments, item_text, seed=settings.seed, zero_shot=zero_shot)
         metrics = evaluate_search(engine, judgments, item_text, seed=settings.seed, query_types=query_types,
                                   popularity=popularity, zero_shot=zero_shot)
         metrics["pool"] = pool
     else:  # unjudged items are unknown: only the judged pools can be ranked
-        metrics = evaluate_pool(engine, judgments, item_text, seed=settings.seed)
+        metrics = evaluate_pool(engine, judgments, item_text, seed=settings.seed,
+                                zero_shot=zero_shot_baseline(item_text, settings.base_vectors))
     metrics["labels"] = ("none" if judgments.empty else "complete judgments" if complete else
                          "sparse judgments" if len(data.judgments) else "implicit grades from the search logs")
     metrics["recommend"] = evaluate_recommend(engine, split(engine.bundle.user_sequences).test, popularity)
@@ -223,32 +219,9 @@ def evaluate(settings: Settings, run_date: date) -> dict:
         bundle = registry.load_version(settings, current["tag"])
         rival = SearchEngine(bundle, bundle.text_encoder(), engine.item_features)
         metrics["champion"] = {"tag": current["tag"], "model": model_ndcg(rival, judgments, complete=complete)}
-    metrics["counterfactual"] = counterfactual(data.logs, engine, rival if current and metrics["n_queries"] else None)
+    metrics["counterfactual"] = gate_record(data.logs, engine, rival if current and metrics["n_queries"] else None)
     save_metrics(metrics, out / "metrics.json")
     return metrics
-
-
-def counterfactual(logs, engine, champion=None) -> dict:
-    """Clicks per search the version (and the champion) would get on the held-out queries' logged
-    impressions (shoploop.counterfactual), beside what the logging ranker got: the gate's record shows
-    it next to the offline nDCG."""
-    from shoploop.counterfactual import expected_clicks, logged_clicks
-    from shoploop.evaluate import is_heldout
-    from shoploop.models.bias import estimate_propensities
-
-    held = logs[logs["query_id"].map(is_heldout)] if len(logs) else logs
-    if not len(held):
-        return {"skipped": "no logged search impressions on held-out queries"}
-    propensities = estimate_propensities(logs)
-
-    def ranking(of):
-        return lambda text: [of.item_ids[r] for r in of.search_rows(text, 10)[0]]
-
-    out = {"logged": logged_clicks(held, propensities), "model": expected_clicks(held, ranking(engine), propensities),
-           "examination_by_position": [round(float(p), 3) for p in propensities]}
-    if champion is not None:
-        out["champion"] = expected_clicks(held, ranking(champion), propensities)
-    return out
 
 
 def register(settings: Settings, run_date: date) -> dict:

