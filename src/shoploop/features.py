@@ -235,6 +235,10 @@ class ServedItemFeatures:
         return out
 
 
+# Distinct stored counter values a worker remembers decoded (SqliteCounters): a few hundred in practice.
+DECODED_VALUES = 100_000
+
+
 class SqliteCounters:
     """The real-time counters of some items from Feast's SQLite online store, on the request path.
 
@@ -260,6 +264,7 @@ class SqliteCounters:
         self.sql = 'SELECT entity_key, feature_name, value, event_ts FROM "{}" WHERE entity_key IN ({{}})'.format(
             table.replace('"', '""'))
         self.keys: dict[str, bytes] = {}
+        self.decoded: dict[bytes, float] = {}
         self.local = threading.local()
 
     def _key(self, item_id: str) -> bytes:
@@ -278,8 +283,6 @@ class SqliteCounters:
         """The counters of these items as float64 (NaN: no row, or older than the view's TTL)."""
         import sqlite3
 
-        from feast.protos.feast.types.Value_pb2 import Value
-
         connection = getattr(self.local, "connection", None)
         if connection is None:
             connection = self.local.connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
@@ -291,16 +294,27 @@ class SqliteCounters:
         # (sqlite adapter): the bound goes through the same conversion, so it holds in any time zone.
         oldest = (datetime.now(timezone.utc) - self.ttl).replace(tzinfo=None).timestamp() if self.ttl else None
         out = np.full((len(item_ids), len(self.fields)), np.nan)
-        value = Value()
         for key, field, blob, stamp in connection.execute(self.sql.format(",".join("?" * len(keys))), keys):
             j = self.column.get(field)
             if j is None or (oldest is not None and stamp is not None and stamp < oldest):
                 continue
-            value.ParseFromString(blob)
-            kind = value.WhichOneof("val")
-            if kind is not None and kind != "null_val":
-                out[at[key], j] = float(getattr(value, kind))  # every position the item holds
+            number = self.decoded.get(blob)
+            if number is None:
+                number = self._decode(blob)
+            out[at[key], j] = number  # every position the item holds
         return out
+
+    def _decode(self, blob: bytes) -> float:
+        """A stored value as a float (NaN for a null), remembered by its bytes: counts repeat (most items
+        hold small ones), and decoding a protobuf message was most of the read's Python time."""
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        value = Value.FromString(blob)
+        kind = value.WhichOneof("val")
+        number = float(getattr(value, kind)) if kind is not None and kind != "null_val" else float("nan")
+        if len(self.decoded) < DECODED_VALUES:
+            self.decoded[blob] = number
+        return number
 
 
 def _utc(stamp: datetime) -> datetime:

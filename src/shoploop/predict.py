@@ -147,7 +147,7 @@ class SearchEngine:
         # An item the store has no row for (new since materialisation) gets the training mean: neutral.
         fill = self.bundle.ranker.feature_mean.numpy()[: len(ITEM_FEATURES)]
         feats = self.item_features([self.item_ids[r] for r in rows]) if feats is None else feats
-        coverage = self.bundle.lexical.coverage(query)[rows] if query else None
+        coverage = self.bundle.lexical.coverage(query, rows) if query else None
         h_features = ranking_features(feats, fill, bm25[rows], h_items @ h_query, budget, coverage)
         # A version trained before a match feature was added reads only the features it knew.
         return self.bundle.ranker.score(h_query, h_items, h_features[:, : self.bundle.ranker.config.n_features])

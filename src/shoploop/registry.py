@@ -256,7 +256,19 @@ def load_champion_tag(settings: Settings) -> str:
     if not tag:
         raise LookupError(f"no champion model in {champion_file(settings)}: run `shoploop train`, "
                           "`shoploop evaluate` and `shoploop register` first")
-    return str(_bentoml(settings).models.get(tag).tag)
+    if tag in _RESOLVED.get(settings.bentoml_home, ()):  # a full tag the store answered for before
+        return tag
+    resolved = str(_bentoml(settings).models.get(tag).tag)
+    if resolved == tag:
+        _RESOLVED.setdefault(settings.bentoml_home, set()).add(tag)
+    return resolved
+
+
+# Full tags (name:version) the model store has answered for, by store: a running service asks every few
+# seconds which version is champion, and asking BentoML's store (its YAML read) held the worker's GIL
+# about 7 ms each time. A tag such as "name" or "name:latest" resolves to another version when one is
+# added, so only tags that resolve to themselves are remembered.
+_RESOLVED: dict = {}
 
 
 def load_champion(settings: Settings) -> tuple[str, ModelBundle]:

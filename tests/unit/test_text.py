@@ -46,8 +46,13 @@ def test_within_budget_feature_marks_items_over_the_bound():
 
 
 def test_query_coverage_is_the_share_of_query_words_an_item_holds():
+    import numpy as np
+
     from shoploop.models.retrieval import LexicalIndex
 
     index = LexicalIndex.build(["simpson angle bracket 12 gauge", "angle grinder", "deck paint"])
     assert index.coverage("angle bracket").tolist() == [1.0, 0.5, 0.0]
     assert index.coverage("the").tolist() == [0.0, 0.0, 0.0]  # a stopword alone: no words to cover
+    assert index.coverage("angle zzzz").tolist() == [0.5, 0.5, 0.0]  # a word no item holds still counts
+    # the request path asks for its candidates only, in their order
+    assert index.coverage("angle bracket", np.array([2, 0, 0])).tolist() == [0.0, 1.0, 1.0]

@@ -44,15 +44,23 @@ class LexicalIndex:
             return np.zeros(self.n_items, dtype=np.float32)
         return self.retriever.get_scores(tokens).astype(np.float32)
 
-    def coverage(self, query: str) -> np.ndarray:
+    def coverage(self, query: str, rows: np.ndarray | None = None) -> np.ndarray:
         """Share of the query's distinct words (as BM25 tokenises them) that each item's text holds: a
         product named by every word the shopper typed is more likely the one meant than one matching a
-        single rare word, which BM25 alone cannot tell apart."""
-        tokens = sorted(set(bm25s.tokenize([query], stopwords="en", show_progress=False, return_ids=False)[0]))
+        single rare word, which BM25 alone cannot tell apart. ``rows``: only these items (the request
+        path's candidates), in that order; None: the whole catalog.
+
+        Read from the index's postings (the items whose text holds each word), not by scoring the
+        catalog once per word."""
+        tokens = set(bm25s.tokenize([query], stopwords="en", show_progress=False, return_ids=False)[0])
         held = np.zeros(self.n_items, dtype=np.float32)
+        indptr, indices = self.retriever.scores["indptr"], self.retriever.scores["indices"]
         for token in tokens:
-            held += self.retriever.get_scores([token]) > 0
-        return held / max(len(tokens), 1)
+            t = self.retriever.vocab_dict.get(token)
+            if t is not None and t < len(indptr) - 1:  # a word no item holds covers nothing
+                held[indices[indptr[t]:indptr[t + 1]]] += 1
+        held /= max(len(tokens), 1)
+        return held if rows is None else held[rows]
 
     def correct(self, query: str) -> str:
         """The query with each word neither the catalog nor the shoppers use (4+ letters) replaced by the catalog word
