@@ -289,12 +289,12 @@ class Shoploop:
         reads them from the log and the items' real-time counters reach the online store within a
         fraction of a second."""
         try:
-            written = self.log.record([e.model_dump() for e in events])
+            written = self.log.record([e.model_dump() for e in events])  # their event ids
         except Exception as error:  # the log or Redis is unavailable: nothing acknowledged, the client retries
             logger.exception("recording %d events failed", len(events))
             return JSONResponse({"error": f"the events were not recorded ({type(error).__name__}): send them again, "
                                           "with the same event_id, in a moment"}, status_code=503)
-        return FeedbackAck(accepted=len(written), event_ids=written["event_id"].tolist())
+        return FeedbackAck(accepted=len(written), event_ids=written)
 
     @bentoml.api(route="/admin/reload")
     def reload(self, ctx: bentoml.Context) -> dict:

@@ -55,8 +55,8 @@ def stream_key(settings: Settings) -> str:
     return f"{settings.stream_prefix}:events"
 
 
-def encode(frame: pd.DataFrame) -> bytes:
-    table = landing.to_table("events", frame)
+def encode_table(table: pa.Table) -> bytes:
+    """A stream entry's payload: the events as one Arrow IPC stream."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
@@ -93,11 +93,12 @@ class RedisEventLog:
             logger.warning("Redis at %s keeps the event stream in memory only (appendonly no): an acknowledged "
                            "event not yet landed is lost if Redis crashes; set appendonly yes", settings.event_stream)
 
-    def record(self, events: list[dict]) -> pd.DataFrame:
-        frame = stream.as_rows(events)
-        if len(frame):
-            self.redis.xadd(self.key, {"events": encode(frame)}, minid=_ms_ago(KEEP_HOURS), approximate=True)
-        return frame
+    def record(self, events: list[dict]) -> list[str]:
+        rows = stream.prepare(events)
+        if rows:
+            self.redis.xadd(self.key, {"events": encode_table(stream.as_table(rows))}, minid=_ms_ago(KEEP_HOURS),
+                            approximate=True)
+        return [row["event_id"] for row in rows]
 
 
 class Lander:

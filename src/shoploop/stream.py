@@ -30,21 +30,31 @@ from shoploop.settings import Settings
 COMPACT_FROM_FILES = 32
 
 
-def as_rows(events: list[dict]) -> pd.DataFrame:
-    """Events (contract fields; event_id and ts filled when absent, query text scrubbed) as the log
-    stores them."""
-    if not events:
-        return pd.DataFrame(columns=list(landing.CONTRACT["events"]))
+def prepare(events: list[dict]) -> list[dict]:
+    """Events as the log stores them, one dict a row in the contract's columns: event_id and ts filled
+    when absent (ts as naive UTC), query text scrubbed. Plain rows, not a frame: the service prepares
+    every request's events and a frame of a few rows cost more than the rest of the request's own work."""
     now = datetime.now(timezone.utc).replace(tzinfo=None)
+    columns = landing.CONTRACT["events"]
     rows = []
     for event in events:
-        row = {column: event.get(column) for column in landing.CONTRACT["events"]}
+        row = {column: event.get(column) for column in columns}
         row["event_id"] = row["event_id"] or str(uuid.uuid4())
         row["ts"] = (row["ts"].astimezone(timezone.utc).replace(tzinfo=None)
                      if row["ts"] is not None and row["ts"].tzinfo else row["ts"] or now)
         row["query_text"] = scrub(row["query_text"])
         rows.append(row)
-    return pd.DataFrame(rows)
+    return rows
+
+
+def as_rows(events: list[dict]) -> pd.DataFrame:
+    """Events (see ``prepare``) as a frame in the contract's columns."""
+    return pd.DataFrame(prepare(events), columns=list(landing.CONTRACT["events"]))
+
+
+def as_table(rows: list[dict]) -> pa.Table:
+    """Prepared rows as an Arrow table in the contract's schema (no pandas in between)."""
+    return pa.Table.from_pylist(rows, schema=pa.schema(list(landing.CONTRACT["events"].items())))
 
 
 def record_events(settings: Settings, events: list[dict]) -> pd.DataFrame:
@@ -65,24 +75,25 @@ class EventLog:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._pending: list[tuple[pd.DataFrame, threading.Event, list]] = []
+        self._pending: list[tuple[list[dict], threading.Event, list]] = []
         self._wake = threading.Condition()
         self.groups = self.batches = 0  # commits, and the request batches they carried
         threading.Thread(target=self._commit_forever, name="event-log-commit", daemon=True).start()
 
-    def record(self, events: list[dict]) -> pd.DataFrame:
-        """Append events; returns once they are durable (raises if the write failed: not acknowledged)."""
-        frame = as_rows(events)
-        if not len(frame):
-            return frame
+    def record(self, events: list[dict]) -> list[str]:
+        """Append events; returns their event ids once they are durable (raises if the write failed: not
+        acknowledged)."""
+        rows = prepare(events)
+        if not rows:
+            return []
         done, outcome = threading.Event(), []
         with self._wake:
-            self._pending.append((frame, done, outcome))
+            self._pending.append((rows, done, outcome))
             self._wake.notify()
         done.wait()
         if outcome and outcome[0] is not None:
             raise outcome[0]
-        return frame
+        return [row["event_id"] for row in rows]
 
     def _commit_forever(self) -> None:
         while True:
@@ -92,8 +103,8 @@ class EventLog:
                 group, self._pending = self._pending, []
             error = None
             try:
-                landing.append(self.settings.landing, "events", _today(),
-                               pd.concat([frame for frame, _, _ in group], ignore_index=True), prefix="feedback")
+                landing.append_table(self.settings.landing, "events", _today(),
+                                     as_table([row for rows, _, _ in group for row in rows]), prefix="feedback")
                 self.groups, self.batches = self.groups + 1, self.batches + len(group)
             except Exception as failure:  # every request of the group hears of it: none is acknowledged
                 error = failure

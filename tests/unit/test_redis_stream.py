@@ -67,7 +67,7 @@ def test_every_acknowledged_event_lands_once_when_a_consumer_dies_before_acknowl
     # XACK / then its restart lands them again (a duplicate file staging deduplicates), a consumer of
     # another replica claims what a dead one holds, and every acknowledged id is in the landing zone
     log = redis_stream.RedisEventLog(settings)
-    acknowledged = [i for n in range(30) for i in log.record(_session(n))["event_id"]]
+    acknowledged = [i for n in range(30) for i in log.record(_session(n))]
     dying = redis_stream.Lander(settings, name="replica-a")
     monkeypatch.setattr(dying.redis, "xack", lambda *a: (_ for _ in ()).throw(ConnectionError("killed")))
     with pytest.raises(ConnectionError):
@@ -77,7 +77,7 @@ def test_every_acknowledged_event_lands_once_when_a_consumer_dies_before_acknowl
     landed = _landed(settings)
     assert len(landed) == 120 and set(landed["event_id"].drop_duplicates()) == set(acknowledged)
 
-    more = [i for n in range(30, 40) for i in log.record(_session(n))["event_id"]]
+    more = [i for n in range(30, 40) for i in log.record(_session(n))]
     gone = redis_stream.Lander(settings, name="replica-b")
     monkeypatch.setattr(gone.redis, "xack", lambda *a: (_ for _ in ()).throw(ConnectionError("killed")))
     with pytest.raises(ConnectionError):

@@ -32,7 +32,7 @@ def test_concurrent_batches_share_commits_and_every_acknowledged_event_is_in_the
 
     def client(i: int) -> None:
         start.wait()
-        acknowledged.extend(log.record([_event(i)])["event_id"])
+        acknowledged.extend(log.record([_event(i)]))
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(60)]
     for t in threads:
@@ -48,16 +48,16 @@ def test_concurrent_batches_share_commits_and_every_acknowledged_event_is_in_the
 def test_a_failed_commit_acknowledges_nothing_and_the_log_goes_on(tmp_path, monkeypatch):
     settings = Settings(home=tmp_path)
     log = stream.EventLog(settings)
-    real = landing.append
+    real = landing.append_table
 
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(landing, "append", full_disk)
+    monkeypatch.setattr(landing, "append_table", full_disk)
     with pytest.raises(OSError, match="No space"):
         log.record([_event(1)])
-    monkeypatch.setattr(landing, "append", real)
-    assert log.record([_event(2)])["event_id"].tolist() == ["e2"]
+    monkeypatch.setattr(landing, "append_table", real)
+    assert log.record([_event(2)]) == ["e2"]
     assert landing.read_table(settings.landing, "events")["event_id"].tolist() == ["e2"]
 
 

@@ -79,10 +79,17 @@ def write_partition(landing: Path, name: str, dt: date, frame: pd.DataFrame, par
 
 def append(landing: Path, name: str, dt: date, frame: pd.DataFrame, prefix: str = "append") -> Path:
     """Add rows to a day's partition as a new file (used by live feedback)."""
+    return append_table(landing, name, dt, to_table(name, frame), prefix)
+
+
+def append_table(landing: Path, name: str, dt: date, table: pa.Table, prefix: str = "append") -> Path:
+    """``append`` for rows already in the contract's schema."""
+    if table.schema.names != list(CONTRACT[name]):
+        raise ValueError(f"{name}: columns do not match the contract ({table.schema.names})")
     target = partition_dir(landing, name, dt)
     target.mkdir(parents=True, exist_ok=True)
     path = target / f"{prefix}-{uuid.uuid4().hex}.parquet"
-    _write_durably(to_table(name, frame), path)
+    _write_durably(table, path)
     return path
 
 
