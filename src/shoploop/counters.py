@@ -157,6 +157,7 @@ def push(store, counters: LiveCounters, item_ids: set[str] | list[str], now: dat
 # How often the feeder looks for newly committed log files, and how long it remembers the event ids it
 # counted (a client that lost an acknowledgement and sends the same event again within it counts once).
 POLL_SECONDS = 0.1
+COMPACT_SECONDS = 60
 RETRY_WINDOW = timedelta(minutes=10)
 COLUMNS = ["event_id", "session_id", "item_id", "event_type", "surface", "ts"]
 logger = logging.getLogger("shoploop.counters")
@@ -171,6 +172,7 @@ class Feeder:
         self.consumed: dict = {}  # arrival day -> names of the log files already counted
         self.recent: dict[str, datetime] = {}  # event id -> when it was counted (RETRY_WINDOW)
         self.pushed_at: datetime | None = None
+        self._consumed_lock = threading.Lock()  # the counting thread and the compacting one share ``consumed``
 
     def catch_up(self, now: datetime | None = None) -> set[str]:
         """Count every log file of today's and yesterday's partitions not counted yet, each event once;
@@ -179,24 +181,30 @@ class Feeder:
 
         now = now or _now()
         days = (now.date() - timedelta(days=1), now.date())
-        self.consumed = {day: self.consumed.get(day, set()) for day in days}
-        fresh = [(day, path) for day in days for path in stream.partition_files(self.settings, day)
-                 if path.name not in self.consumed[day]]
+        with self._consumed_lock:
+            self.consumed = {day: self.consumed.get(day, set()) for day in days}
+            fresh = [(day, path) for day in days for path in stream.partition_files(self.settings, day)
+                     if path.name not in self.consumed[day]]
         if not fresh:
             return set()
-        frames = []
+        frames, read = [], []
         for day, path in fresh:
             frame, sources = pd.read_parquet(path, columns=COLUMNS), stream.sources_of(path)
-            if sources:  # a compacted file: only the rows of the commit files not counted yet
-                start, keep = 0, np.zeros(len(frame), bool)
-                for name, rows in sources:
-                    keep[start:start + rows] = name not in self.consumed[day]
-                    start += rows
-                    self.consumed[day].add(name)
-                frame = frame[keep]
+            with self._consumed_lock:
+                if sources:  # a compacted file: only the rows of the commit files not counted yet
+                    start, keep = 0, np.zeros(len(frame), bool)
+                    for name, rows in sources:
+                        keep[start:start + rows] = name not in self.consumed[day]
+                        start += rows
+                        read.append((day, name))
+                    frame = frame[keep]
             frames.append(frame)
-            self.consumed[day].add(path.name)
-        return self.count(pd.concat(frames, ignore_index=True), now)
+            read.append((day, path.name))
+        touched = self.count(pd.concat(frames, ignore_index=True), now)
+        with self._consumed_lock:  # read only once counted: a pass that fails half-way reads them all again
+            for day, name in read:
+                self.consumed[day].add(name)
+        return touched
 
     def count(self, events: pd.DataFrame, now: datetime) -> set[str]:
         """Count these events (COLUMNS) once each by ``event_id``, within the window; push the items
@@ -213,31 +221,45 @@ class Feeder:
         return touched
 
     def compact(self, day) -> dict | None:
-        """Merge the log files of a day the feeder has counted into one, and count that file as read."""
+        """Merge the log files of a day the feeder has counted into one, and count that file as read.
+        Safe beside a running ``catch_up``: only files already counted are merged, and a merged file the
+        feeder lists before it is marked read holds only sources it counted (``stream.sources_of``)."""
         from shoploop import stream
 
-        counted = [p for p in stream.partition_files(self.settings, day) if p.name in self.consumed.get(day, set())]
+        with self._consumed_lock:
+            done = set(self.consumed.get(day, set()))
+        counted = [p for p in stream.partition_files(self.settings, day) if p.name in done]
         if len(counted) < stream.COMPACT_FROM_FILES:
             return None
         result = stream.compact(self.settings, day, files=counted)
-        self.consumed[day] |= {result["into"], *result["sources"]}
+        with self._consumed_lock:
+            self.consumed.setdefault(day, set()).update({result["into"], *result["sources"]})
         return result
 
     def run_forever(self) -> None:
-        """Poll the log, and once a minute compact what was counted; a failure is logged and retried."""
-        last_compaction = time.monotonic()
+        """Poll the log; a failure is logged and retried."""
         while True:
             try:
                 self.catch_up()
-                if time.monotonic() - last_compaction > 60:
-                    last_compaction = time.monotonic()
-                    for day in list(self.consumed):
-                        self.compact(day)
             except Exception:  # the events are durable: the next poll reads them again
                 logger.exception("counting the event log failed; retrying")
             time.sleep(POLL_SECONDS)
 
+    def compact_forever(self) -> None:
+        """Once a minute, compact what was counted. A thread of its own: merging a busy day's thousands of
+        commit files takes seconds, and counting (what /search reads) must not wait for it."""
+        while True:
+            time.sleep(COMPACT_SECONDS)
+            try:
+                with self._consumed_lock:
+                    days = list(self.consumed)
+                for day in days:
+                    self.compact(day)
+            except Exception:  # the next pass tries again; nothing is lost, the files stay as they are
+                logger.exception("compacting the event log failed; retrying")
+
     def start(self) -> "Feeder":
         self.catch_up()  # the whole window first: the service answers with counts, not zeros
         threading.Thread(target=self.run_forever, name="counters-feeder", daemon=True).start()
+        threading.Thread(target=self.compact_forever, name="event-log-compactor", daemon=True).start()
         return self

@@ -155,7 +155,8 @@ def compact(settings: Settings, day: date, min_files: int = COMPACT_FROM_FILES, 
         table = pq.read_table(path)
         tables.append(table)
         sources += sources_of(path) or [(path.name, table.num_rows)]  # a compacted source: its own sources
-    table = landing.to_table("events", pa.concat_tables(tables, promote_options="default").to_pandas())
+    schema = pa.schema(list(landing.CONTRACT["events"].items()))
+    table = pa.concat_tables(tables, promote_options="default").select(schema.names).cast(schema)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), SOURCES_KEY: json.dumps(sources).encode()})
     target = folder / f"compacted-{uuid.uuid4().hex}.parquet"
     landing._write_durably(table, target)

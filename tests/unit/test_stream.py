@@ -187,3 +187,33 @@ def test_a_second_consumer_stays_exact_when_another_compacts_what_it_half_read(t
     second.recent.clear()  # long after: the retry window no longer remembers those ids, the sources must tell
     second.catch_up()
     assert first.store.rows["a"] == second.store.rows["a"] == (20, 20, 0)
+
+
+def test_counting_goes_on_while_another_thread_compacts_and_each_event_counts_once(tmp_path):
+    # given a feeder whose compaction runs in a thread of its own (the service's) / when sessions keep
+    # committing and the feeder keeps counting while compactions run beside it / then every event is
+    # counted exactly once, and what compaction left is one merged file plus what came after it
+    settings = Settings(home=tmp_path)
+    log, store = stream.EventLog(settings), _Recorded()
+    feeder = counters.Feeder(settings, store)
+    stop, compacted = threading.Event(), []
+
+    def compact_often() -> None:
+        while not stop.is_set():
+            result = feeder.compact(_today().date())
+            if result:
+                compacted.append(result["compacted"])
+
+    compactor = threading.Thread(target=compact_often)
+    compactor.start()
+    for n in range(120):
+        log.record([_event(3000 + n, "impression", f"c{n}") | {"item_id": "b"}])
+        log.record([_event(4000 + n, "click", f"c{n}") | {"item_id": "b"}])
+        feeder.catch_up()
+    stop.set()
+    compactor.join()
+    feeder.catch_up()
+    assert store.rows["b"] == (120, 120, 0) and compacted
+    restarted = _Recorded()
+    counters.Feeder(settings, restarted).catch_up()
+    assert restarted.rows["b"] == (120, 120, 0)
