@@ -42,7 +42,7 @@ test: setup ## every test: library, data, model, service over HTTP, DAG integrit
 stop: ## stop everything `make demo` started (by process group)
 	@if [ -x $(VENV)/bin/shoploop ]; then $(VENV)/bin/shoploop stop; fi
 
-bench: setup ## benchmarks: search quality + compression, logs-only vs judgments, real relevance (Home Depot), recommendation on real data, the data layer's figures, drift detection, the closed loop, serving speed, the online store embedded vs scale profile (Redis), the warehouse on DuckDB vs Spark at 200,000 items, training in 1 vs 2 processes, serving 1 vs 2 replicas and interleaving power (after `make demo`)
+bench: setup ## benchmarks: search quality + compression, logs-only vs judgments, real relevance (Home Depot), recommendation on real data, the data layer's figures, drift detection, the closed loop, serving speed and the highest steady search rate, the online store embedded vs scale profile (Redis), the warehouse on DuckDB vs Spark at 200,000 items, training in 1 vs 2 processes, serving 1 vs 2 replicas and interleaving power (after `make demo`)
 	$(VENV)/bin/python bench/search_quality.py
 	$(VENV)/bin/python bench/label_sources.py
 	$(VENV)/bin/python bench/relevance_quality.py
@@ -51,6 +51,7 @@ bench: setup ## benchmarks: search quality + compression, logs-only vs judgments
 	$(VENV)/bin/python bench/drift_detection.py
 	$(VENV)/bin/python bench/loop.py
 	$(VENV)/bin/python bench/serving.py
+	$(VENV)/bin/python bench/soak.py --find-rate
 	$(VENV)/bin/python bench/scale_profile.py
 	$(VENV)/bin/python bench/scale_warehouse.py
 	$(VENV)/bin/python bench/scale_training.py

@@ -141,6 +141,12 @@ def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
             speed = f", calibration {steady['calibration_s']} s" if "calibration_s" in steady else ""
             out.append(("Search at a steady rate", f"{steady['search_rate']:g} searches/s for {steady['minutes']:g} min, {workers}{speed}",
                         f"p50 {row['search_p50_ms']} ms, p99 {row['search_p99_ms']} ms, errors {sum(steady['errors'].values())}"))
+    rates = _load("search_rates")
+    if rates:
+        sweep = ", ".join(f"{r['rate']:g}/s p99 {r['p99_ms']} ms" for r in rates["rates"])
+        out.append(("Highest steady search rate", f"/search at rising rates, 20 s each, one worker, calibration "
+                    f"{rates['calibration_s']} s (Python client on the same 2 cores)",
+                    f"**{rates['highest_rate_within_bound']} searches/s** with p99 <= {rates['p99_bound_ms']:g} ms and no errors ({sweep})"))
     soak = _load("soak")
     if soak:
         rows = soak["per_minute"]

@@ -9,6 +9,12 @@ Stable means: after the first minute (warm-up: caches, allocator pools), residen
 less than 10% and no minute's p99 is more than twice the second minute's; the verdict is printed and
 saved with the numbers. Run after `make demo`:
 ``.venv/bin/python bench/soak.py [--minutes 10]``; saves bench/results/soak.json.
+
+``--find-rate``: searches alone at rising steady rates (50, 100, 150, ... a second, 20 s each) until a
+rate's p99 passes 100 ms or a request fails; reports the highest rate that kept p99 within 100 ms
+without errors, and every rate tried. Saves bench/results/search_rates.json. The load comes from 8
+client threads of one Python process on the same 2 cores as the service: past about 200 searches/s
+that client's own time is part of what is measured.
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 MEMORY_GROWTH_BOUND = 0.10
 P99_GROWTH_BOUND = 2.0
+# The rate sweep (--find-rate): the latency bound, the rates tried in turn and how long each.
+RATE_P99_BOUND_MS = 100.0
+SWEEP_RATES = (50, 100, 150, 200, 250, 300, 400)
+SWEEP_SECONDS = 20
 
 
 def service_memory_mb(settings) -> float:
@@ -45,12 +55,73 @@ def service_memory_mb(settings) -> float:
     return total / 2**20
 
 
+def steady_searches(url: str, texts: list[str], rate: float, seconds: float, threads: int = 8) -> dict:
+    """/search at a steady rate (each request sent at its scheduled time, not when the last returned):
+    p50/p99 of the answered requests and the failures."""
+    import httpx
+
+    local, lock = threading.local(), threading.Lock()
+    took_ms: list[float] = []
+    errors = [0]
+
+    def one(i: int) -> None:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(timeout=30)
+        t = time.perf_counter()
+        try:
+            ok = local.client.post(f"{url}/search", json={"query": texts[i % len(texts)], "k": 10}).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        with lock:
+            if ok:
+                took_ms.append((time.perf_counter() - t) * 1000)
+            else:
+                errors[0] += 1
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        for n in range(int(rate * seconds)):
+            delay = n / rate - (time.monotonic() - started)
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(one, n)
+    wall = time.monotonic() - started
+    return {"rate": rate, "seconds": seconds, "answered": len(took_ms), "errors": errors[0],
+            "achieved_per_s": round(len(took_ms) / wall, 1),
+            "p50_ms": round(float(np.percentile(took_ms, 50)), 2) if took_ms else None,
+            "p99_ms": round(float(np.percentile(took_ms, 99)), 2) if took_ms else None}
+
+
+def find_rate(url: str, texts: list[str], speed: float) -> None:
+    """The highest steady search rate with p99 within RATE_P99_BOUND_MS and no errors (see the module's doc)."""
+    tried, best = [], None
+    print(f"search rate sweep against {url}: {SWEEP_SECONDS} s a rate, until p99 > {RATE_P99_BOUND_MS:g} ms", flush=True)
+    for rate in SWEEP_RATES:
+        row = steady_searches(url, texts, rate, SWEEP_SECONDS)
+        tried.append(row)
+        print(f"  {rate:>4} searches/s: p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, errors {row['errors']}", flush=True)
+        if row["errors"] or row["p99_ms"] is None or row["p99_ms"] > RATE_P99_BOUND_MS:
+            break
+        best = rate
+    result = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores", "calibration_s": speed,
+              "p99_bound_ms": RATE_P99_BOUND_MS, "highest_rate_within_bound": best, "rates": tried}
+    print(f"\n{'searches/s':>10}{'p50':>10}{'p99':>10}{'errors':>8}")
+    for row in tried:
+        print(f"{row['rate']:>10g}{row['p50_ms']!s:>10}{row['p99_ms']!s:>10}{row['errors']:>8}")
+    print(f"\nhighest rate with p99 <= {RATE_P99_BOUND_MS:g} ms and no errors: {best} searches/s")
+    out = ROOT / "bench" / "results" / "search_rates.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"saved {out.relative_to(ROOT)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--out", default="soak", help="results file name under bench/results/ (without .json)")
     parser.add_argument("--search-rate", type=float, default=20, help="searches per second")
     parser.add_argument("--feedback-rate", type=float, default=10, help="feedback batches per second")
+    parser.add_argument("--find-rate", action="store_true", help="the highest steady search rate with p99 <= 100 ms")
     args = parser.parse_args()
 
     import httpx
@@ -66,6 +137,8 @@ def main() -> None:
         raise SystemExit(f"soak: no service answers at {url}: run `make demo` (or `shoploop deploy`) first")
     texts = queries(settings)
     speed = calibration()  # how fast this machine was (see bench/serving.py): rates compare across runs only through it
+    if args.find_rate:
+        return find_rate(url, texts, speed)
     duration = args.minutes * 60
     latencies: dict[str, list[tuple[float, float]]] = {"search": [], "feedback": []}
     errors: dict[str, int] = {"search": 0, "feedback": 0}
