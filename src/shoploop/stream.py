@@ -54,7 +54,7 @@ def as_rows(events: list[dict]) -> pd.DataFrame:
 
 def as_table(rows: list[dict]) -> pa.Table:
     """Prepared rows as an Arrow table in the contract's schema (no pandas in between)."""
-    return pa.Table.from_pylist(rows, schema=pa.schema(list(landing.CONTRACT["events"].items())))
+    return pa.Table.from_pylist(rows, schema=landing.schema("events"))
 
 
 def record_events(settings: Settings, events: list[dict]) -> pd.DataFrame:
@@ -155,8 +155,8 @@ def compact(settings: Settings, day: date, min_files: int = COMPACT_FROM_FILES, 
         table = pq.read_table(path)
         tables.append(table)
         sources += sources_of(path) or [(path.name, table.num_rows)]  # a compacted source: its own sources
-    schema = pa.schema(list(landing.CONTRACT["events"].items()))
-    table = pa.concat_tables(tables, promote_options="default").select(schema.names).cast(schema)
+    contract = landing.schema("events")
+    table = pa.concat_tables(tables, promote_options="default").select(contract.names).cast(contract)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), SOURCES_KEY: json.dumps(sources).encode()})
     target = folder / f"compacted-{uuid.uuid4().hex}.parquet"
     landing._write_durably(table, target)

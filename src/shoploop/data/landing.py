@@ -9,6 +9,7 @@ written to a temporary name, fsynced, then renamed, so a crash never leaves half
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -44,14 +45,20 @@ CONTRACT: dict[str, dict[str, pa.DataType]] = {
 EVENT_TYPES = ("impression", "click", "add_to_cart", "purchase", "view")
 
 
+@functools.cache
+def schema(name: str) -> pa.Schema:
+    """The contract of one table as an Arrow schema (made once: the event log asks on every request)."""
+    return pa.schema(list(CONTRACT[name].items()))
+
+
 def to_table(name: str, frame: pd.DataFrame) -> pa.Table:
     """Cast a frame to the contract; a missing or extra column is an error, not a silent fix."""
-    schema = pa.schema(list(CONTRACT[name].items()))
-    missing = set(schema.names) - set(frame.columns)
-    extra = set(frame.columns) - set(schema.names)
+    contract = schema(name)
+    missing = set(contract.names) - set(frame.columns)
+    extra = set(frame.columns) - set(contract.names)
     if missing or extra:
         raise ValueError(f"{name}: columns do not match the contract (missing {sorted(missing)}, extra {sorted(extra)})")
-    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+    return pa.Table.from_pandas(frame[contract.names], schema=contract, preserve_index=False)
 
 
 def partition_dir(landing: Path, name: str, dt: date) -> Path:
@@ -84,8 +91,8 @@ def append(landing: Path, name: str, dt: date, frame: pd.DataFrame, prefix: str 
 
 def append_table(landing: Path, name: str, dt: date, table: pa.Table, prefix: str = "append") -> Path:
     """``append`` for rows already in the contract's schema."""
-    if table.schema.names != list(CONTRACT[name]):
-        raise ValueError(f"{name}: columns do not match the contract ({table.schema.names})")
+    if not table.schema.equals(schema(name)):
+        raise ValueError(f"{name}: the table is not in the contract's schema ({table.schema})")
     target = partition_dir(landing, name, dt)
     target.mkdir(parents=True, exist_ok=True)
     path = target / f"{prefix}-{uuid.uuid4().hex}.parquet"
