@@ -98,10 +98,12 @@ def test_readers_see_every_event_once_while_the_log_is_written_and_compacted(tmp
     # reader reads the table over and over meanwhile / then no read fails on a file removed under it,
     # and each read holds every event written before it started, once
     settings = Settings(home=tmp_path)
-    day, done, written, failures = _today().date(), threading.Event(), [], []
+    day, done, written, failures, reads_done = _today().date(), threading.Event(), [], [], [0]
 
     def writer() -> None:
         for i in range(300):
+            while reads_done[0] < i // 40:  # the reader reads while writing goes on, however fast the writer
+                time.sleep(0.001)
             stream.record_events(settings, [_event(i)])
             written.append(f"e{i}")
         done.set()
@@ -125,6 +127,7 @@ def test_readers_see_every_event_once_while_the_log_is_written_and_compacted(tmp
         events = landing.read_table(settings.landing, "events")["event_id"]
         assert events.is_unique and before <= set(events)
         reads += 1
+        reads_done[0] = reads
     for thread in threads:
         thread.join()
     assert not failures and reads > 5 and len(landing.read_table(settings.landing, "events")) == 300
