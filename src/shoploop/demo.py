@@ -16,7 +16,7 @@ def start_evidently(settings: Settings) -> str:
         processes.start(settings, "evidently",
                         [steps.bin_of("evidently"), "ui", "--workspace", str(settings.evidently_workspace),
                          "--host", settings.host, "--port", str(settings.evidently_port)],
-                        env=settings.tool_env(), cwd=settings.home, port=settings.evidently_port, batch=True)
+                        env=settings.tool_env(), cwd=settings.home, port=settings.evidently_port)
     url = f"http://{settings.host}:{settings.evidently_port}"
     processes.wait_http(url, 120, "evidently ui", settings.run_dir / "evidently.log",
                         alive=lambda: processes.running(settings, "evidently") is not None)

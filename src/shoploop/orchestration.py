@@ -103,7 +103,7 @@ def start_airflow(settings: Settings, say=None) -> str:
     if not settings.airflow_workers:
         if not processes.running(settings, "airflow"):
             processes.start(settings, "airflow", [airflow, "standalone"], env=env, cwd=settings.airflow_home,
-                            port=settings.airflow_port, batch=True)
+                            port=settings.airflow_port)
     elif not all(processes.running(settings, name) for name in names):
         for name in names:
             processes.stop(settings, name)
@@ -117,12 +117,12 @@ def start_airflow(settings: Settings, say=None) -> str:
                 f"({'created and ' if made else ''}migrated); starting {len(names)} processes")
         for component in COMPONENTS:
             processes.start(settings, f"airflow-{component}", [airflow, component], env=env, cwd=settings.airflow_home,
-                            port=settings.airflow_port if component == "api-server" else None, batch=True)
+                            port=settings.airflow_port if component == "api-server" else None)
         for n in range(1, settings.airflow_workers + 1):
             # the task logs are files in this home, which the API server reads: no log server per worker
             processes.start(settings, f"airflow-worker-{n}",
                             [airflow, "celery", "worker", "--celery-hostname", f"worker-{n}@{settings.stream_prefix}",
-                             "--skip-serve-logs"], env=env, cwd=settings.airflow_home, batch=True)
+                             "--skip-serve-logs"], env=env, cwd=settings.airflow_home)
     url = f"http://{settings.host}:{settings.airflow_port}"
     processes.wait_http(f"{url}/api/v2/monitor/health", 300, "airflow", settings.run_dir / f"{names[0]}.log",
                         alive=lambda: all(processes.running(settings, name) is not None for name in names))

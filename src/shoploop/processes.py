@@ -98,12 +98,8 @@ def port_free(host: str, port: int) -> bool:
 
 
 def start(settings: Settings, name: str, command: list[str], env: dict[str, str], cwd: Path,
-          port: int | None = None, batch: bool = False) -> int:
-    """Start server ``name`` after ending any leftover of it (a worker orphaned by a killed parent).
-
-    ``batch``: a server of the batch side (Airflow and the tasks it runs, the Evidently UI, Spark), started
-    at ``settings.batch_niceness`` so that on a shared machine the request path keeps the cores whenever
-    both want them; the niceness passes to every child, a training task included."""
+          port: int | None = None) -> int:
+    """Start server ``name`` after ending any leftover of it (a worker orphaned by a killed parent)."""
     leftovers = tagged(settings, name)
     if leftovers:
         _end(leftovers, grace_s=10.0)
@@ -112,8 +108,6 @@ def start(settings: Settings, name: str, command: list[str], env: dict[str, str]
                            f"for this home; stop it or choose another port (see settings.py)")
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     log = open(settings.run_dir / f"{name}.log", "ab")
-    if batch and settings.batch_niceness:
-        command = ["nice", "-n", str(settings.batch_niceness), *command]  # exec's the command: same pid
     proc = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env, TAG_VARIABLE: tag(settings, name)},
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     pid_file(settings, name).write_text(str(proc.pid))

@@ -37,10 +37,6 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     service_port: int = 3000
-    # Niceness of the batch side's servers (Airflow and every task it runs, the Evidently UI, Spark) when
-    # they share a machine with the service: under contention the kernel gives the service's requests
-    # the cores first (0: all equal). Measured on the demo's home in the README (issue 11).
-    batch_niceness: int = Field(default=10, ge=0, le=19)
     service_workers: int = 1  # service processes, each holding the model (bench/serving.py measures 1 and 2)
     # Replicas: separate `bentoml serve` servers on consecutive ports from service_port (what a second
     # machine would run), sharing the online store and the event stream.

@@ -71,12 +71,12 @@ def start_spark(settings: Settings, timeout_s: float = 120.0) -> str:
     processes.start(settings, "spark-master",
                     [spark_class, "org.apache.spark.deploy.master.Master", "--host", settings.host,
                      "--port", str(settings.spark_port), "--webui-port", str(settings.spark_ui_port)],
-                    env=env, cwd=settings.home, port=settings.spark_port, batch=True)
+                    env=env, cwd=settings.home, port=settings.spark_port)
     processes.start(settings, "spark-worker",
                     [spark_class, "org.apache.spark.deploy.worker.Worker", url, "--host", settings.host,
                      "--cores", str(settings.spark_worker_cores), "--memory", settings.spark_worker_memory,
                      "--webui-port", "0"],
-                    env=env, cwd=settings.home, batch=True)
+                    env=env, cwd=settings.home)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not all(processes.running(settings, name) for name in SERVERS):
