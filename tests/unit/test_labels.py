@@ -161,3 +161,18 @@ def test_logs_only_triplets_learn_from_clicks_against_examined_skips():
     triplets = training_triplets(queries, {"q": {0: 3, 3: 1}}, {"q": [4]}, ITEMS, LexicalIndex.build(ITEMS), embeddings,
                                  embeddings[:1], 7, min_grade=labels.CLICK, unlabelled_negatives=False)
     assert [(t[1], t[2]) for t in triplets] == [(ITEMS[0], ITEMS[4])]
+
+
+def test_the_encoder_learns_from_carts_and_purchases_once_enough_queries_have_them():
+    # given confident positives of every grade / when enough queries have a cart or a purchase / then
+    # the encoder's positives are those alone; with too few, every confident positive (clicks too)
+    def positives(strong_queries: int) -> pd.DataFrame:
+        rows = [{"query_id": f"q{q}", "query_text": "t", "item_id": "i1", "grade": labels.CLICK} for q in range(80)]
+        rows += [{"query_id": f"q{q}", "query_text": "t", "item_id": "i2", "grade": labels.CART + q % 2}
+                 for q in range(strong_queries)]
+        return pd.DataFrame(rows)
+
+    chosen, said = labels.encoder_positives(positives(labels.ENCODER_MIN_QUERIES))
+    assert set(chosen["grade"]) == {labels.CART, labels.PURCHASE} and said == "carts and purchases"
+    chosen, said = labels.encoder_positives(positives(labels.ENCODER_MIN_QUERIES - 1))
+    assert len(chosen) == 80 + labels.ENCODER_MIN_QUERIES - 1 and said.startswith("clicks, carts and purchases")
