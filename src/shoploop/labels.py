@@ -160,10 +160,10 @@ def encoder_positives(positives: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     added to a cart or bought, where ENCODER_MIN_QUERIES queries have one, else every confident positive.
     Returns them and what they are, in words."""
     strong = positives[positives["grade"] >= CART]
-    if strong["query_id"].nunique() >= ENCODER_MIN_QUERIES:
+    queries = strong["query_id"].nunique()
+    if queries >= ENCODER_MIN_QUERIES:
         return strong, "carts and purchases"
-    return positives, f"clicks, carts and purchases (carts or purchases for {strong['query_id'].nunique()} " \
-                      f"queries, fewer than {ENCODER_MIN_QUERIES})"
+    return positives, f"clicks, carts and purchases (carts or purchases for {queries} queries, fewer than {ENCODER_MIN_QUERIES})"
 
 
 def implicit_judgments(logs: pd.DataFrame) -> pd.DataFrame:

@@ -99,10 +99,11 @@ def test_readers_see_every_event_once_while_the_log_is_written_and_compacted(tmp
     # and each read holds every event written before it started, once
     settings = Settings(home=tmp_path)
     day, done, written, failures, reads_done = _today().date(), threading.Event(), [], [], [0]
+    reader_gone = threading.Event()  # a failed read ends the test: the writer must not wait for it then
 
     def writer() -> None:
         for i in range(300):
-            while reads_done[0] < i // 40:  # the reader reads while writing goes on, however fast the writer
+            while reads_done[0] < i // 40 and not reader_gone.is_set():  # reads go on while writing does
                 time.sleep(0.001)
             stream.record_events(settings, [_event(i)])
             written.append(f"e{i}")
@@ -120,14 +121,17 @@ def test_readers_see_every_event_once_while_the_log_is_written_and_compacted(tmp
     for thread in threads:
         thread.start()
     reads = 0
-    while not done.is_set() or reads == 0:
-        before = set(written)
-        if not before:
-            continue
-        events = landing.read_table(settings.landing, "events")["event_id"]
-        assert events.is_unique and before <= set(events)
-        reads += 1
-        reads_done[0] = reads
+    try:
+        while not done.is_set() or reads == 0:
+            before = set(written)
+            if not before:
+                continue
+            events = landing.read_table(settings.landing, "events")["event_id"]
+            assert events.is_unique and before <= set(events)
+            reads += 1
+            reads_done[0] = reads
+    finally:
+        reader_gone.set()
     for thread in threads:
         thread.join()
     assert not failures and reads > 5 and len(landing.read_table(settings.landing, "events")) == 300
