@@ -13,7 +13,7 @@ from conftest import PROJECT_DIR
 AIRFLOW = str(PROJECT_DIR / ".venv-airflow" / "bin" / "airflow")
 SHOPLOOP = str(PROJECT_DIR / ".venv" / "bin" / "shoploop")
 SMALL_SHOP = {"SHOPLOOP_N_ITEMS": "300", "SHOPLOOP_N_USERS": "200", "SHOPLOOP_N_DAYS": "4",
-              "SHOPLOOP_SESSIONS_PER_DAY": "150", "SHOPLOOP_SERVICE_PORT": "3092",
+              "SHOPLOOP_SESSIONS_PER_DAY": "150", "SHOPLOOP_SERVICE_PORT": "3094",
               "SHOPLOOP_PSEUDONYM_KEY": "dag-test-key-0123456789",
               # the DAGs' chain is under test, not the model: a short fine-tuning and distillation
               "SHOPLOOP_FINETUNE_MAX_STEPS": "6", "SHOPLOOP_DISTIL_MAX_TEXTS": "256"}
