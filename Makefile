@@ -42,7 +42,7 @@ loop: setup ## the closed loop, shown on a small shop of its own: drift, Airflow
 
 # The DAG tests (the Airflow venv), then the scale profile's, run beside the rest, their report printed
 # after it: measured alone, the DAG tests kept 61% of the 2 cores busy, the service tests 65%, the scale
-# profile's 80%; the whole suite one file after another 76% (a /proc/stat sampler beside each).
+# profile's 80% (a /proc/stat sampler beside each); with the DAG tests alone beside, the suite kept 76%.
 test: setup ## every test: library, data, model, service over HTTP, DAG integrity and an airflow dags test
 	@side_log=$$(mktemp); \
 	( $(AFVENV)/bin/pytest tests/dags --durations=5; dags=$$?; $(VENV)/bin/pytest tests/scale --durations=5; \
