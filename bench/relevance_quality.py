@@ -123,7 +123,7 @@ def main() -> None:
     truth = human_relevance()
     runs = {}
     for seed in (int(s) for s in args.seeds.split(",")):
-        settings = base.model_copy(update={"seed": seed})
+        settings = base.model_copy(update={"seed": seed, "finetune_warm_steps": 0})  # each seed from the base MiniLM
         started = time.perf_counter()
         report = steps.train(settings, RUN_DATE)
         train_s = round(time.perf_counter() - started, 1)

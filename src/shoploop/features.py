@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import subprocess
@@ -123,8 +125,13 @@ def materialize(settings: Settings, end: datetime) -> None:
     fs = store(settings, offline=True)
     # The widest TTL among the views: older snapshots can never be served anyway. (Feast's DuckDB
     # store calls ibis, which calls a DuckDB method DuckDB now deprecates: nothing for a user to do.)
-    with quiet("fetch_arrow_table"):
+    views = [view.name for view in fs.list_feature_views()]
+    # Feast prints a coloured header and an empty line per view (its bars are off off a terminal): one
+    # line of our own says the same; --verbose shows Feast's.
+    with quiet("fetch_arrow_table"), contextlib.redirect_stdout(sys.stdout if verbose() else io.StringIO()):
         fs.materialize(start_date=end - timedelta(days=90), end_date=end)
+    print(f"materialised {len(views)} feature views ({', '.join(sorted(views))}) up to {end:%Y-%m-%d %H:%M} "
+          f"into the {'SQLite' if settings.online_store == 'embedded' else 'Redis'} online store")
 
 
 def historical(settings: Settings, entity_rows: pd.DataFrame, service: str | None = None) -> pd.DataFrame:

@@ -39,7 +39,7 @@ def write(path: Path, tag: str, promoted: bool, reason: str, metrics: dict, trai
             ["training queries", train["train_queries"]], ["ranker rows (judgments + click logs)", train["train_rows"]],
             ["click-log rows (inverse-propensity weighted)", train.get("click_log_rows")],
             ["position propensities p1..p10 (from the logs)", train.get("propensities")],
-            ["encoder fine-tuning", {key: train["encoder"]["finetune"][key] for key in ("triplets", "steps", "seconds", "positives")
+            ["encoder fine-tuning", {key: train["encoder"]["finetune"][key] for key in ("started_from", "triplets", "steps", "seconds", "positives")
                                      if key in train["encoder"]["finetune"]}],
             ["training seconds (2 CPU cores)", train["seconds"]]], ["", ""]),
         (f"## Quality on {metrics['n_queries']} held-out queries ({metrics.get('labels', 'judgments')})\n"
@@ -79,7 +79,9 @@ def write(path: Path, tag: str, promoted: bool, reason: str, metrics: dict, trai
         sections.append("## Query encoder compression\n" + _table(
             [[r["variant"], r["size_mb"], r["latency_ms"], r["ndcg@10"], r["shrink"], r["speedup"], f"{r['quality_loss']:.2%}"]
              for r in compression["rows"]], ["variant", "MB", "ms/query", "nDCG@10", "smaller", "faster", "quality loss"])
-            + f"\n\nServing: **{compression['promoted'] or 'teacher-fp32-torch'}** — {compression['reason']}.")
+            + f"\n\nServing: **{compression['promoted'] or 'teacher-fp32-torch'}** — {compression['reason']}."
+            + (f" The student was distilled from {compression['distil_started_from']} for "
+               f"{len(compression.get('distil_loss_per_epoch', []))} epochs." if compression.get("distil_started_from") else ""))
     sections.append("## Limits\nTrained and judged on the shop's own simulated or landed judgments; held-out queries "
                     "are split by a hash of the query id. Items newer than the version's catalog are not retrieved "
                     "until the next training run.")

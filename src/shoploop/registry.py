@@ -242,6 +242,19 @@ def rollback(settings: Settings, tag: str, reason: str) -> None:
                       "rolled_back_from": current and current["tag"]}, "rollback", reason)
 
 
+def champion_part(settings: Settings, part: str) -> tuple[str, Path] | None:
+    """A folder of the champion's version (its files checked against the registration), where one
+    serves and holds it: a retraining starts from the champion's ``encoder`` and its distilled
+    ``student``. None where nothing serves or the champion has no such part (a zero-shot first answer)."""
+    current = champion(settings)
+    if not current:
+        return None
+    model = _bentoml(settings).models.get(current["tag"])
+    verify(settings, str(model.tag), Path(model.path))
+    folder = Path(model.path) / part
+    return (str(model.tag), folder) if (folder / "config.json").exists() else None
+
+
 def load_version(settings: Settings, tag: str) -> ModelBundle:
     """A stored version, after checking its files against the digests recorded at registration."""
     model = _bentoml(settings).models.get(tag)

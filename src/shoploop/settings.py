@@ -91,7 +91,13 @@ class Settings(BaseSettings):
     # Bounds on training time whatever the catalog: fine-tuning steps per epoch (a random sample of the
     # triplets past it) and the texts the compressed query encoder distils on (a random sample past it).
     finetune_max_steps: int = Field(default=120, ge=1)
+    # A retraining continues from the champion's fine-tuned encoder for at most this many steps (it has
+    # learnt the shop already; the new data moves it on); 0: every training starts from the base MiniLM.
+    finetune_warm_steps: int = Field(default=40, ge=0)
     distil_max_texts: int = Field(default=6000, ge=64)
+    # A retraining's student starts from the champion's distilled student for this many epochs (from the
+    # teacher's own layers: 8); 0: always from the teacher's layers.
+    distil_warm_epochs: int = Field(default=3, ge=0)
     # Where the loop's data comes from: 'simulator', or 'FORMAT:PATH' for a real dataset read in place
     # (`shoploop ingest` formats, e.g. 'generic:/data/shop' or 'homedepot:../shared/datasets/homedepot_search').
     source: str = "simulator"

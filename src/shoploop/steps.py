@@ -148,10 +148,12 @@ def compress(settings: Settings, run_date: date) -> dict:
 
     from shoploop import labels
     from shoploop.evaluate import is_heldout, model_ndcg
+    from shoploop.models.compress import STUDENT
     from shoploop.models.compress import compress as run
 
     out = artifacts(settings, run_date)
     shutil.rmtree(out / "bundle" / "query_encoder", ignore_errors=True)  # measure against the teacher
+    shutil.rmtree(out / "bundle" / STUDENT, ignore_errors=True)
     engine, data = offline_engine(settings, out / "bundle")
     judgments, complete = data.evaluation_judgments(), labels.is_complete(data.judgments, len(data.catalog))
     if judgments.empty:
@@ -163,11 +165,18 @@ def compress(settings: Settings, run_date: date) -> dict:
     heldout = queries["query_id"].map(is_heldout)
     work = out / "compression"
     shutil.rmtree(work, ignore_errors=True)
+    # A retraining's student follows the champion's (its teacher moved on from the champion's encoder).
+    warm = registry.champion_part(settings, STUDENT) if settings.distil_warm_epochs else None
     report = run(engine, queries.loc[heldout, "query_text"].tolist(), queries.loc[~heldout, "query_text"].tolist(),
                  data.catalog["title"].tolist(), work, lambda e: model_ndcg(e, judgments, complete=complete),
-                 seed=settings.seed, max_texts=settings.distil_max_texts)
+                 seed=settings.seed, max_texts=settings.distil_max_texts, warm_student=warm[1] if warm else None,
+                 warm_epochs=settings.distil_warm_epochs)
+    if warm:
+        report["distil_started_from"] += f" ({warm[0]})"
     if report["promoted"]:
         shutil.copytree(work / report["promoted"], out / "bundle" / "query_encoder")
+    if (work / STUDENT).exists():
+        shutil.copytree(work / STUDENT, out / "bundle" / STUDENT)
     shutil.rmtree(work)
     (out / "compression.json").write_text(json.dumps(report, indent=2))
     return report

