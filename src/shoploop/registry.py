@@ -250,6 +250,8 @@ def champion_part(settings: Settings, part: str) -> tuple[str, Path] | None:
     if not current:
         return None
     model = _bentoml(settings).models.get(current["tag"])
+    if "fine-tuned" not in model.info.metadata.get("lineage", {}).get("encoder", ""):
+        return None  # a zero-shot version (its encoder a copy of MiniLM): nothing learnt to start from
     verify(settings, str(model.tag), Path(model.path))
     folder = Path(model.path) / part
     return (str(model.tag), folder) if (folder / "config.json").exists() else None
