@@ -165,8 +165,10 @@ def compress(settings: Settings, run_date: date) -> dict:
     heldout = queries["query_id"].map(is_heldout)
     work = out / "compression"
     shutil.rmtree(work, ignore_errors=True)
-    # A retraining's student follows the champion's (its teacher moved on from the champion's encoder).
-    warm = registry.champion_part(settings, STUDENT) if settings.distil_warm_epochs else None
+    # A retraining's student follows the champion's, where its teacher moved on from the champion's encoder.
+    trained = json.loads((out / "train.json").read_text()) if (out / "train.json").exists() else {}
+    moved_on = "warm start" in trained.get("encoder", {}).get("finetune", {}).get("started_from", "")
+    warm = registry.champion_part(settings, STUDENT) if settings.distil_warm_epochs and moved_on else None
     report = run(engine, queries.loc[heldout, "query_text"].tolist(), queries.loc[~heldout, "query_text"].tolist(),
                  data.catalog["title"].tolist(), work, lambda e: model_ndcg(e, judgments, complete=complete),
                  seed=settings.seed, max_texts=settings.distil_max_texts, warm_student=warm[1] if warm else None,
