@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import os
+import time
 import uuid
 from datetime import date
 from pathlib import Path
@@ -149,14 +150,19 @@ def table_files(landing: Path, name: str) -> list[Path]:
     return [path for path in files if path in kept or (path not in compacted and (path.parent, path.name) not in held)]
 
 
-def read_files(landing: Path, name: str, read, attempts: int = 10):
+def read_files(landing: Path, name: str, read, attempts: int = 30):
     """``read(files)`` over a table's files as of one moment, though the live service's feeder compacts
     while others read: listed again when a compaction removed a file between the listing and the read,
-    or finished meanwhile (a listing taken during its rename may lack both its sources and its file)."""
+    or finished meanwhile (a listing taken during its rename may lack both its sources and its file).
+    Each retry waits a little longer (10 ms more each time, 4.4 s in all at most), so a read slower than
+    back-to-back compactions gets a quiet moment: on a slow, busy machine ten immediate tries were not
+    enough against a compactor running without pause."""
     def merged() -> set[Path]:
         return set((landing / name).glob("dt=*/compacted-*.parquet"))
 
     for attempt in range(attempts):
+        if attempt:
+            time.sleep(0.01 * attempt)
         before = merged()
         try:
             result = read(table_files(landing, name))
