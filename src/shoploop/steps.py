@@ -167,7 +167,7 @@ def compress(settings: Settings, run_date: date) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     # A retraining's student follows the champion's, where its teacher moved on from the champion's encoder.
     trained = json.loads((out / "train.json").read_text()) if (out / "train.json").exists() else {}
-    moved_on = "warm start" in trained.get("encoder", {}).get("finetune", {}).get("started_from", "")
+    moved_on = trained.get("encoder", {}).get("finetune", {}).get("warm_start", False)
     warm = registry.champion_part(settings, STUDENT) if settings.distil_warm_epochs and moved_on else None
     report = run(engine, queries.loc[heldout, "query_text"].tolist(), queries.loc[~heldout, "query_text"].tolist(),
                  data.catalog["title"].tolist(), work, lambda e: model_ndcg(e, judgments, complete=complete),

@@ -226,7 +226,7 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
     start, steps, started_from = finetune_start(settings) if finetune_config is None else (None, 0, BASE_ENCODER)
     tuned = finetune(triplets, work_dir / "encoder", finetune_config or FinetuneConfig(seed=settings.seed, max_steps=steps),
                      base=start, distributed=distributed)
-    tuned["started_from"] = started_from
+    tuned["started_from"], tuned["warm_start"] = started_from, start is not None
     if distributed:
         import torch.distributed as dist
 

@@ -114,6 +114,7 @@ def test_a_retraining_moves_the_champions_encoder_on(built, tmp_path):
 
     settings = built["settings"]
     assert built["train"]["encoder"]["finetune"]["started_from"] == BASE_ENCODER
+    assert built["train"]["encoder"]["finetune"]["warm_start"] is False
     start, steps, started_from = finetune_start(settings)
     champion = registry.champion(settings)["tag"]
     assert champion == built["register"]["tag"] and champion in started_from and "warm start" in started_from
