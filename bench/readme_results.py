@@ -117,23 +117,33 @@ def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
                     f"{len(drift['no_drift']['runs'])} runs without drift"))
     else:
         missing.append("bench/drift_detection.py")
-    closed = _load("loop")
-    if closed:
-        ctr, served = closed["ctr"], closed["drift_to_serving_s"]
+    def change(a: float, b: float) -> str:
+        return f"{(a - b) / b:+.1%}"
 
-        def change(a: float, b: float) -> str:
-            return f"{(a - b) / b:+.1%}"
-
+    for name, command in (("loop", "`make loop`"), ("loop_default", "`shoploop loop --scale default`")):
+        closed = _load(name)
+        if not closed:
+            if name == "loop":
+                missing.append("bench/loop.py")
+            continue
+        ctr, served, challenged = closed["ctr"], closed["drift_to_serving_s"], closed.get("drift_to_challenger_s")
         stages = ", ".join(f"{s['stage']} {s['seconds']:.0f} s" for s in closed["stages"])
         reached = f"drift start to new model serving **{served / 60:.1f} min**" if served else "the new model never served"
-        out.append(("The closed loop", f"`make loop`: {closed['scale']['n_items']:,} items, drift `trend_shift` + `new_items`, "
+        if challenged:
+            reached += f" (before shoppers as the challenger after {challenged / 60:.1f} min)"
+        if served:
+            after = (f"CTR on the same {closed.get('side_by_side_sessions', 2000):,} drifted sessions: new model "
+                     f"**{ctr['drifted_fresh']}**, stale {ctr['drifted_stale']} ({change(ctr['drifted_fresh'], ctr['drifted_stale'])}); "
+                     f"before the drift {ctr['before_drift']} (new model {change(ctr['drifted_fresh'], ctr['before_drift'])})")
+        else:
+            verdict = next((m["online_evaluation"] for m in reversed(closed["monitors"]) if m.get("online_evaluation")), None) or {}
+            after = (f"shoppers' verdict on the retrained model: {verdict.get('outcome', 'none')} (lists won: challenger "
+                     f"{verdict.get('challenger_wins')}, champion {verdict.get('champion_wins')}; confidence "
+                     f"{verdict.get('confidence')}); the stale model's CTR {ctr['drifted_stale']} after the drift, "
+                     f"{ctr['before_drift']} before")
+        out.append(("The closed loop", f"{command}: {closed['scale']['n_items']:,} items, drift `trend_shift` + `new_items`, "
                     "Airflow retrains on the monitor's asset, interleaving promotes, hot swap",
-                    f"{reached} (stages: {stages}); CTR on the same {closed.get('side_by_side_sessions', 2000):,} drifted "
-                    f"sessions: new model **{ctr['drifted_fresh']}**, stale {ctr['drifted_stale']} "
-                    f"({change(ctr['drifted_fresh'], ctr['drifted_stale'])}); before the drift {ctr['before_drift']} "
-                    f"(new model {change(ctr['drifted_fresh'], ctr['before_drift'])})"))
-    else:
-        missing.append("bench/loop.py")
+                    f"{reached} (stages: {stages}); {after}"))
     for name, workers in (("search_100rps", "one worker"), ("search_100rps_2workers", "two workers")):
         steady = _load(name)
         if steady:

@@ -210,8 +210,14 @@ def run(settings: Settings, run_date: date, say=print, keep_running: bool = Fals
               f"{(monitors[-1]['online_evaluation'] or {}).get('outcome', 'no verdict')}")
     else:
         stage("interleave", f"{fresh} promoted by the shoppers' verdict and hot-swapped in", sessions=interleaved)
-    promoted = [h for h in registry.history(settings) if h["event"] == "promotion" and h["tag"] == fresh]
-    to_serving = (datetime.fromisoformat(promoted[-1]["at"]) - drift_started).total_seconds() if promoted else None
+    history = registry.history(settings)
+
+    def since_drift(event: str) -> float | None:
+        at = [h["at"] for h in history if h["event"] == event and h["tag"] == fresh]
+        return (datetime.fromisoformat(at[-1]) - drift_started).total_seconds() if at else None
+
+    # Before shoppers as the challenger (interleaved into searches), then serving alone once they promote it.
+    to_challenger, to_serving = since_drift("challenge"), since_drift("promotion")
     # Side by side, at the same moment (same features, same counters): the stale version pinned on a
     # service of its own, and the new champion, each meeting the same drifted sessions.
     old_url = start_pinned(settings, stale)
@@ -227,6 +233,7 @@ def run(settings: Settings, run_date: date, say=print, keep_running: bool = Fals
     result = {"run_date": str(run_date), "home": str(settings.home), "drift": settings.drift, "scale": {key: getattr(settings, key) for key in SCALE},
               "sessions": SESSIONS, "side_by_side_sessions": SIDE_BY_SIDE, "interleave_share": settings.interleave_share,
               "stale": stale, "fresh": fresh, "champion": champion, "stages": stages, "monitors": monitors,
+              "drift_to_challenger_s": round(to_challenger, 1) if to_challenger is not None else None,
               "drift_to_serving_s": round(to_serving, 1) if to_serving is not None and champion == fresh else None,
               **{metric: {"before_drift": pre[metric], "drift_started": drifted_stale[metric],
                           "drifted_stale": kept[metric], "drifted_fresh": after[metric]}
@@ -296,9 +303,11 @@ def write_report(settings: Settings, result: dict) -> Path:
              "", "![loop](loop.png)", "",
              "| stage | seconds | what happened |", "|---|---:|---|"]
     lines += [f"| {s['stage']} | {s['seconds']:.0f} | {s['line']} |" for s in result["stages"]]
-    served = result["drift_to_serving_s"]
+    served, challenged = result["drift_to_serving_s"], result.get("drift_to_challenger_s")
     lines += ["", "**From the drift's start to the new model serving: "
-              + (f"{served / 60:.1f} minutes**." if served is not None else "the new model never served**."), "",
+              + (f"{served / 60:.1f} minutes**" if served is not None else "the new model never served**")
+              + (f" (before shoppers as the challenger, interleaved, after {challenged / 60:.1f} minutes)."
+                 if challenged is not None else "."), "",
               "| shoppers | CTR | purchase rate | online nDCG@10 |", "|---|---:|---:|---:|"]
     names = {"before_drift": f"before the drift, old model ({SESSIONS} sessions)",
              "drift_started": f"the drift starts, old model ({SESSIONS} sessions, features before the refresh)",

@@ -12,7 +12,7 @@ def test_the_report_shows_each_stage_decision_and_promotion(tmp_path: Path):
     phases = {"before_drift": 0.22, "drift_started": 0.21, "drifted_stale": 0.19, "drifted_fresh": 0.2}
     result = {
         "run_date": "2026-11-30", "home": str(tmp_path), "drift": "trend_shift@2026-11-29", "scale": loop.SCALE,
-        "stale": "m:old", "fresh": "m:new", "champion": "m:new", "drift_to_serving_s": 953.2,
+        "stale": "m:old", "fresh": "m:new", "champion": "m:new", "drift_to_serving_s": 953.2, "drift_to_challenger_s": 720.0,
         "stages": [{"stage": "shop", "seconds": 400.0, "ended_s": 400.0, "line": "serves m:old"},
                    {"stage": "retrain", "seconds": 560.0, "ended_s": 1000.0, "line": "m:new: offline gate passed"}],
         "ctr": phases, "purchase_rate": phases, "online_ndcg": phases,
@@ -23,6 +23,6 @@ def test_the_report_shows_each_stage_decision_and_promotion(tmp_path: Path):
     path = loop.write_report(settings, result)
     text = path.read_text()
     assert "| retrain | 560 | m:new: offline gate passed |" in text
-    assert "15.9 minutes" in text and "new items: 94 arrived" in text and "**promotion** m:new" in text
+    assert "15.9 minutes" in text and "challenger, interleaved, after 12.0 minutes" in text and "new items: 94 arrived" in text and "**promotion** m:new" in text
     assert "| 0.19 |" in text and (path.parent / "loop.png").stat().st_size > 10_000
     assert (path.parent / "loop.json").exists()

@@ -286,7 +286,8 @@ def compress(engine, test_queries: list[str], train_queries: list[str], titles: 
     rows = [v.row(variants[0]) for v in variants]
     promoted, reason = gate(rows[1:])
     if promoted == "student-int8-onnx":  # half precision: a starting point, at half the bytes
-        _pretrained(student_dir, torch.float16).save_pretrained(work / STUDENT)
+        with quiet(transformers_bars=True):
+            _pretrained(student_dir, torch.float16).save_pretrained(work / STUDENT)
     shutil.rmtree(student_dir, ignore_errors=True)
     return {"rows": rows, "promoted": promoted, "reason": reason, "distil_loss_per_epoch": losses,
             "distil_started_from": "the teacher's layers" if warm_student is None else "the champion's student",
