@@ -35,6 +35,32 @@ def redis_for(purpose: str) -> str:
     return url
 
 
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie nobody has reaped yet does not)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+_ALL_THREADS: list[int] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """`make test` runs the DAG tests beside this suite (SHOPLOOP_TEST_BESIDE_PID): while they run, torch
+    here takes one thread, as they do (2 + 2 threads on 2 cores doubled a training step's time); all of
+    them again once they end."""
+    beside = os.environ.get("SHOPLOOP_TEST_BESIDE_PID")
+    if not beside:
+        return
+    import torch
+
+    if not _ALL_THREADS:
+        _ALL_THREADS.append(torch.get_num_threads())
+    torch.set_num_threads(1 if _running(int(beside)) else _ALL_THREADS[0])
+
+
 @pytest.fixture(scope="session")
 def shop_env(tmp_path_factory):
     """Environment of a throwaway home with a small shop; restored afterwards."""
