@@ -54,6 +54,14 @@ def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
                     f"({share:.0%} of the judged model's gain)"))
     else:
         missing.append("bench/label_sources.py")
+    value = _load("shopper_value")
+    if value:
+        ref = value["models"][0]
+        cells = ", ".join(f"{m['model']} {m['clicks']:.3f} ({m['clicks_vs_ref']['mean'] / ref['clicks']:+.1%})"
+                          for m in value["models"][1:])
+        out.append(("What shoppers would click", f"the simulator's click model on {value['sessions']:,} "
+                    f"{'drifted ' if value['drifted'] else ''}sessions, expected clicks per search, the same sessions for each model",
+                    f"{ref['model']} {ref['clicks']:.3f}; {cells}"))
     compression = _load("compression")
     if compression:
         by = {r["variant"]: r for r in compression["rows"]}

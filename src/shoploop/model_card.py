@@ -18,7 +18,7 @@ def write(path: Path, tag: str, promoted: bool, reason: str, metrics: dict, trai
                ["zero-shot MiniLM, dense", metrics.get("dense_zero_shot")], ["BM25", metrics.get("bm25")],
                ["BM25 after spelling correction", metrics.get("bm25_spelling_corrected")], ["random", metrics.get("random")]]
     used = train.get("labels", {})
-    weights = {key: value for key, value in used.items() if key.endswith(("_weight", "validation_ndcg@10", "validation_queries"))}
+    weights = {key: value for key, value in used.items() if key.endswith(("_weight", "validation_ndcg@10", "validation_click_ndcg@10", "validation_queries"))}
     sections = [
         f"# Model card: {tag}",
         f"**Promotion:** {'champion' if promoted else 'not promoted'} ({reason}).",
@@ -37,7 +37,7 @@ def write(path: Path, tag: str, promoted: bool, reason: str, metrics: dict, trai
             if used else "Graded judgments with click logs."),
         "## Training\n" + _table([
             ["training queries", train["train_queries"]], ["ranker rows (judgments + click logs)", train["train_rows"]],
-            ["click-log rows (inverse-propensity weighted)", train.get("click_log_rows")],
+            ["click-log rows (logged query-item pairs, target clicks per examination)", train.get("click_log_rows")],
             ["position propensities p1..p10 (from the logs)", train.get("propensities")],
             ["encoder fine-tuning", {key: train["encoder"]["finetune"][key] for key in ("started_from", "triplets", "steps", "seconds", "positives")
                                      if key in train["encoder"]["finetune"]}],

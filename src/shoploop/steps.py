@@ -222,6 +222,11 @@ def evaluate(settings: Settings, run_date: date) -> dict:
     metrics["labels"] = ("none" if judgments.empty else "complete judgments" if complete else
                          "sparse judgments" if len(data.judgments) else "implicit grades from the search logs")
     metrics["recommend"] = evaluate_recommend(engine, split(engine.bundle.user_sequences).test, popularity)
+    # Shoppers meet a query as often as they search it: the same nDCG@10 with each held-out query
+    # weighted by its logged searches (reported beside the gate's, which counts each query once).
+    traffic = data.logs.groupby("query_id")["session_id"].nunique() if complete and len(data.logs) else None
+    if traffic is not None and metrics["n_queries"]:
+        metrics["model_traffic_weighted"] = model_ndcg(engine, judgments, traffic=traffic)
     current = registry.champion(settings)
     if current and metrics["n_queries"]:
         # Champion and challenger on one test set: the champion is scored on these held-out queries too.
@@ -230,6 +235,8 @@ def evaluate(settings: Settings, run_date: date) -> dict:
         bundle = registry.load_version(settings, current["tag"])
         rival = SearchEngine(bundle, bundle.text_encoder(), engine.item_features)
         metrics["champion"] = {"tag": current["tag"], "model": model_ndcg(rival, judgments, complete=complete)}
+        if "model_traffic_weighted" in metrics:
+            metrics["champion"]["model_traffic_weighted"] = model_ndcg(rival, judgments, traffic=traffic)
     metrics["counterfactual"] = gate_record(data.logs, engine, rival if current and metrics["n_queries"] else None)
     save_metrics(metrics, out / "metrics.json")
     return metrics

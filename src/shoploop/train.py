@@ -6,9 +6,10 @@ the zero-shot MiniLM, then the catalog is re-encoded with the fine-tuned one. Ra
 every judged training query, its judged items plus the hybrid retriever's top candidates, so the
 ranker learns on the candidate distribution it will rescore when serving (an unjudged candidate is a
 full negative when judgments are complete, a weakly weighted one when they are sparse); and every
-logged impression of a training query, with its implicit grade as the target and a click weighted by
-the inverse examination propensity of its position. Label weights that no default fits every shop
-are chosen on validation queries. Item features come from Feast's point-in-time join at the moment
+logged (query, item) pair of a training query, its target the pair's attractiveness under the
+position-based click model (clicks per expected examination). Label weights that no default fits every
+shop are chosen on validation queries (beside judgments, the log rows' weight by what shoppers clicked
+among the weights that keep the judged nDCG near its best). Item features come from Feast's point-in-time join at the moment
 the labels were known.
 """
 

@@ -10,8 +10,12 @@ from shoploop.models.ranker import ITEM_FEATURES, RankerConfig
 from shoploop.models.retrieval import LexicalIndex
 from shoploop.ranker_rows import (
     JUDGED,
+    LOG_WEIGHTS,
+    LOGGED,
+    RELEVANCE_TOLERANCE,
     UNJUDGED,
     UNJUDGED_WEIGHTS,
+    RankerRows,
     choose_scale,
     judged_rows,
 )
@@ -140,6 +144,63 @@ def test_complete_judgments_make_unjudged_candidates_full_negatives():
     rows, _ = _rows(complete=True)
     scale, _ = choose_scale(rows, labels.LabelPlan(True, False, True, 60.0, "test"), RankerConfig(embedding_dim=8, epochs=2))
     assert scale[UNJUDGED] == 1.0
+
+
+def _with_logs(rows: RankerRows, seed: int = 1) -> RankerRows:
+    """The judged rows, each item's "rating" set to a quality of its own, and one logged pair per judged
+    (query, item) whose attractiveness follows the grade and that quality: judges grade relevance,
+    shoppers also click on quality."""
+    rating = ITEM_FEATURES.index("rating")
+    keys = [h.tobytes() for h in rows.hi]
+    item = np.array([{k: i for i, k in enumerate(dict.fromkeys(keys))}[k] for k in keys])
+    rows.hf[:, rating] = np.random.default_rng(seed).normal(size=item.max() + 1)[item]
+    judged = np.flatnonzero(rows.kind == JUDGED)
+    attract = 1 / (1 + np.exp(-(-2.0 + 0.8 * rows.grade[judged] + 1.5 * rows.hf[judged, rating])))
+    logged = RankerRows(hq=rows.hq[judged], hi=rows.hi[judged], hf=rows.hf[judged], target=attract.astype(np.float32),
+                        weight=np.ones(len(judged), np.float32), kind=np.full(len(judged), LOGGED),
+                        query_id=rows.query_id[judged], grade=np.full(len(judged), -1))
+    return RankerRows.concat([rows, logged])
+
+
+def test_the_log_weight_is_the_one_shoppers_clicks_favour_among_the_most_relevant():
+    # given complete judgments, and logs whose clicks also follow a quality the judges did not grade
+    rows, _ = _rows(complete=True)
+    both = _with_logs(rows)
+    # when the label weights are chosen with judgments and logs together
+    scale, report = choose_scale(both, labels.LabelPlan(True, True, True, 60.0, "test"), RankerConfig(embedding_dim=8, epochs=4))
+    ndcg, clicks = report["log_weight_validation_ndcg@10"], report["log_weight_validation_click_ndcg@10"]
+    # then both criteria are measured for every weight, the chosen one keeps judged nDCG within the
+    # tolerance of the best, and no weight within it orders the logged pairs better by clicks
+    assert set(ndcg) == set(clicks) == set(LOG_WEIGHTS)
+    assert ndcg[scale[LOGGED]] >= max(ndcg.values()) - RELEVANCE_TOLERANCE
+    assert all(clicks[w] <= clicks[scale[LOGGED]] for w in LOG_WEIGHTS if ndcg[w] >= max(ndcg.values()) - RELEVANCE_TOLERANCE)
+    # and here the quality is worth learning: a weight above 0 orders shoppers' clicks better than none
+    assert scale[LOGGED] > 0 and clicks[scale[LOGGED]] > clicks[0.0]
+
+
+def test_click_ndcg_ranks_logged_pairs_by_their_attractiveness():
+    # given one validation query's three logged pairs and a ranker that scores by the "rating" feature
+    from shoploop.models.ranker import SeedRanker
+    import torch
+
+    config = RankerConfig(embedding_dim=2)
+    ranker = SeedRanker(config)
+    with torch.no_grad():
+        ranker.theta.weight.zero_()
+        ranker.theta.weight[0, 3 * 2 + ITEM_FEATURES.index("rating")] = 1.0
+    hf = np.zeros((3, config.n_features), np.float32)
+    hf[:, ITEM_FEATURES.index("rating")] = [3.0, 2.0, 1.0]
+    rows = RankerRows(hq=np.ones((3, 2), np.float32), hi=np.ones((3, 2), np.float32), hf=hf,
+                      target=np.array([0.6, 0.3, 0.1], np.float32), weight=np.ones(3, np.float32),
+                      kind=np.full(3, LOGGED), query_id=np.array(["v"] * 3, dtype=object), grade=np.full(3, -1))
+    # then the order the shoppers' clicks favour scores 1, the reverse less, as DCG computes it
+    assert rows.validation_click_ndcg(ranker, np.array(["v"], dtype=object)) == pytest.approx(1.0)
+    rows.hf[:, ITEM_FEATURES.index("rating")] = [1.0, 2.0, 3.0]
+    d = 1 / np.log2(np.arange(2, 5))
+    assert rows.validation_click_ndcg(ranker, np.array(["v"], dtype=object)) == pytest.approx(
+        (np.array([0.1, 0.3, 0.6]) @ d) / (np.array([0.6, 0.3, 0.1]) @ d))
+    # and a query with no logged pair gives no number
+    assert np.isnan(rows.validation_click_ndcg(ranker, np.array(["w"], dtype=object)))
 
 
 def test_sparse_triplets_take_negatives_only_from_labelled_items():

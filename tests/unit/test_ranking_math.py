@@ -108,3 +108,30 @@ def test_click_ndcg_is_one_for_clicks_on_top_and_falls_as_they_sink():
     assert 1.0 > click_ndcg([1, 3]) > click_ndcg([2, 3]) > click_ndcg([9, 10]) > 0
     with pytest.raises(ValueError):
         click_ndcg([])
+
+
+class _FixedRanker:
+    """A ranker with a fixed answer per query text (model_ndcg reads item_ids and search_rows)."""
+
+    item_ids = ["a", "b", "c"]
+
+    def search_rows(self, text, k):
+        return (np.array([0, 1, 2]) if text == "good" else np.array([2, 1, 0]))[:k], None
+
+
+def test_traffic_weighted_ndcg_weighs_each_query_by_its_searches():
+    import pandas as pd
+
+    from shoploop.evaluate import model_ndcg
+
+    # given two held-out queries judged alike, one answered in the ideal order and one reversed
+    held = [q for q in (f"q{i}" for i in range(200)) if is_heldout(q)][:2]
+    judgments = pd.DataFrame([{"query_id": q, "query_text": text, "item_id": item, "grade": grade}
+                              for q, text in zip(held, ("good", "bad")) for item, grade in (("a", 3), ("b", 1), ("c", 0))])
+    good, bad = 1.0, ndcg_at_k(["c", "b", "a"], {"a": 3, "b": 1}, 10)
+    # then counted once each query weighs the same, weighted by searches the busy one decides
+    assert model_ndcg(_FixedRanker(), judgments) == pytest.approx((good + bad) / 2, abs=1e-4)
+    traffic = pd.Series({held[0]: 9, held[1]: 1})
+    assert model_ndcg(_FixedRanker(), judgments, traffic=traffic) == pytest.approx((9 * good + bad) / 10, abs=1e-4)
+    # and with no logged search of a held-out query there is no weighted figure
+    assert model_ndcg(_FixedRanker(), judgments, traffic=pd.Series({"other": 5})) is None
