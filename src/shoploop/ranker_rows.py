@@ -2,9 +2,10 @@
 
 Rows of three kinds: a judged item of a judged query (target grade / 3), a candidate the retriever
 found for that query but nobody judged (target 0; a full negative when judgments are complete, a
-weak one when sparse), and a logged (query, item) pair (target its attractiveness under the
-position-based click model, ``labels.click_model``: clicks per examination, so an item shown often is
-not a pile of negatives; weighted by its examinations, capped). Each kind's weight is scaled as one,
+weak one when sparse), and the logs: beside judgments one row per logged (query, item) pair (target
+its attractiveness under the position-based click model, ``labels.click_model``: clicks per
+examination, so an item shown often is not a pile of negatives), alone one per impression (target its
+implicit grade / 3, a click weighted by the inverse examination propensity of its position). Each kind's weight is scaled as one,
 and the scales no default fits for every shop are chosen on validation queries (``choose_scale``).
 """
 
@@ -17,6 +18,7 @@ import pandas as pd
 
 from shoploop import features, labels
 from shoploop.evaluate import ndcg_at_k
+from shoploop.models.bias import ipw_weights
 from shoploop.models.encoder import TextEncoder
 from shoploop.models.ranker import RankerConfig, SeedRanker
 from shoploop.models.retrieval import LexicalIndex, hybrid_candidates
@@ -159,42 +161,54 @@ def judged_rows(queries: pd.DataFrame, judgments: pd.DataFrame, q_emb: np.ndarra
 
 def log_rows(settings: Settings, logs: pd.DataFrame, propensities: np.ndarray, encoder: TextEncoder,
              embeddings: np.ndarray, row_of: dict[str, int], lexical: LexicalIndex, fill: np.ndarray,
-             seed: int) -> RankerRows:
-    """Ranker rows from the training queries' logs, one per logged (query, item) pair: target its
-    attractiveness under the position-based click model (``labels.click_model``: clicks per expected
-    examination, the propensities estimated from these logs), weight its examinations (at most
-    MAX_PAIR_WEIGHT), features as of its latest impression.
+             seed: int, per_pair: bool) -> RankerRows:
+    """Ranker rows from the training queries' logs, features as of the (latest) impression.
 
-    One row per impression, target its implicit grade, made every unclicked impression a negative: an
-    item shown often piled up negatives whatever its click-through, and the ranker learnt to push down
-    what the serving model favoured. Measured on a default-scale shop's warm retraining after a drift
-    (bench/shopper_value.py: the simulator's click model, 3,000 drifted sessions, expected clicks per
-    search; each ranker refitted on the same rows and encoder): per-impression rows lowered clicks as
-    their weight rose (2.381 at log weight 0, 2.334 at 0.05, 2.290 at 0.1; validation nDCG@10 0.83 at
-    1); per-pair rows raised them (2.346 at 0, 2.345 at 0.3, 2.377 at 1; validation nDCG@10 0.941,
-    0.945, 0.944), against 2.326 for the champion the shoppers preferred to the per-impression one."""
-    pairs = labels.click_model(logs, propensities)
-    seen = logs.groupby(["query_id", "item_id"], as_index=False)["event_timestamp"].max()
-    pairs = pairs.merge(seen, on=["query_id", "item_id"], how="left")
-    if len(pairs) > MAX_LOG_ROWS:
-        pairs = pairs.sample(MAX_LOG_ROWS, random_state=seed)
-    pairs = pairs.reset_index(drop=True)
-    texts = pairs["query_text"].drop_duplicates().tolist()
+    ``per_pair`` (beside judgments): one row per logged (query, item) pair, target its attractiveness
+    under the position-based click model (``labels.click_model``: clicks per expected examination, the
+    propensities estimated from these logs), weight its examinations (at most MAX_PAIR_WEIGHT). The
+    judged rows teach relevance; these teach what shoppers choose among what they were shown.
+    Otherwise (logs alone): one row per impression, target its implicit grade / 3, a click weighted by
+    the inverse propensity of its position: the unclicked impressions are the only negatives there are.
+
+    Beside judgments, rows per impression made every unclicked impression a negative: an item shown often
+    piled up negatives whatever its click-through, and the ranker learnt to push down what the serving
+    model favoured. Measured on a default-scale shop's warm retraining after a drift (bench/shopper_value.py:
+    the simulator's click model, 3,000 drifted sessions, expected clicks per search; each ranker refitted
+    on the same rows and encoder): per-impression rows lowered clicks as their weight rose (2.381 at log
+    weight 0, 2.334 at 0.05, 2.290 at 0.1; validation nDCG@10 0.83 at 1); per-pair rows raised them
+    (2.346 at 0, 2.345 at 0.3, 2.377 at 1; validation nDCG@10 0.941, 0.945, 0.944), against 2.326 for
+    the champion shoppers preferred to the per-impression one. Alone, per-pair rows fell far below
+    (held-out nDCG@10 0.733 against 0.875, bench/label_sources.py): without judged negatives, the skipped
+    impressions are what teaches relevance."""
+    if per_pair:
+        frame = labels.click_model(logs, propensities).merge(
+            logs.groupby(["query_id", "item_id"], as_index=False)["event_timestamp"].max(), on=["query_id", "item_id"])
+    else:
+        frame = logs
+    if len(frame) > MAX_LOG_ROWS:
+        frame = frame.sample(MAX_LOG_ROWS, random_state=seed)
+    frame = frame.reset_index(drop=True)
+    texts = frame["query_text"].drop_duplicates().tolist()
     served = [lexical.correct(t) for t in texts]  # the query as the serving path ranks it
     q_of = dict(zip(texts, encoder.encode(served)))
     bm25_of = {t: scaled_bm25(lexical.scores(c)) for t, c in zip(texts, served)}
     coverage_of = {t: lexical.coverage(c) for t, c in zip(texts, served)}
-    rows = pairs["item_id"].map(row_of).to_numpy()
-    hq = np.stack([q_of[t] for t in pairs["query_text"]])
+    rows = frame["item_id"].map(row_of).to_numpy()
+    hq = np.stack([q_of[t] for t in frame["query_text"]])
     hi = embeddings[rows]
-    bm25 = np.array([bm25_of[t][r] for t, r in zip(pairs["query_text"], rows)], dtype=np.float32)
-    budgets = np.array([price_bound(t) or np.nan for t in pairs["query_text"]])
-    coverage = np.array([coverage_of[t][r] for t, r in zip(pairs["query_text"], rows)], dtype=np.float32)
-    feats = ranking_features(point_in_time_rows(settings, pairs), fill, bm25, (hq * hi).sum(1), budgets, coverage)
-    return RankerRows(hq=hq, hi=hi, hf=feats, target=pairs["attractiveness"].to_numpy(np.float32),
-                      weight=np.minimum(pairs["examinations"].to_numpy(np.float32), MAX_PAIR_WEIGHT),
-                      kind=np.full(len(pairs), LOGGED), query_id=pairs["query_id"].to_numpy(object),
-                      grade=np.full(len(pairs), -1))
+    bm25 = np.array([bm25_of[t][r] for t, r in zip(frame["query_text"], rows)], dtype=np.float32)
+    budgets = np.array([price_bound(t) or np.nan for t in frame["query_text"]])
+    coverage = np.array([coverage_of[t][r] for t, r in zip(frame["query_text"], rows)], dtype=np.float32)
+    feats = ranking_features(point_in_time_rows(settings, frame), fill, bm25, (hq * hi).sum(1), budgets, coverage)
+    if per_pair:
+        target = frame["attractiveness"].to_numpy(np.float32)
+        weight = np.minimum(frame["examinations"].to_numpy(np.float32), MAX_PAIR_WEIGHT)
+    else:
+        target = (labels.implicit_grades(frame) / 3.0).astype(np.float32)
+        weight = ipw_weights(frame["position"].to_numpy(), frame["clicked"].to_numpy(), propensities).astype(np.float32)
+    return RankerRows(hq=hq, hi=hi, hf=feats, target=target, weight=weight, kind=np.full(len(frame), LOGGED),
+                      query_id=frame["query_id"].to_numpy(object), grade=np.full(len(frame), -1))
 
 
 def choose_scale(rows: RankerRows, plan: labels.LabelPlan, config: RankerConfig) -> tuple[tuple[float, float, float], dict]:

@@ -5,9 +5,11 @@ The encoder is fine-tuned first (see shoploop.models.finetune): its hard negativ
 the zero-shot MiniLM, then the catalog is re-encoded with the fine-tuned one. Ranker rows are, for
 every judged training query, its judged items plus the hybrid retriever's top candidates, so the
 ranker learns on the candidate distribution it will rescore when serving (an unjudged candidate is a
-full negative when judgments are complete, a weakly weighted one when they are sparse); and every
-logged (query, item) pair of a training query, its target the pair's attractiveness under the
-position-based click model (clicks per expected examination). Label weights that no default fits every
+full negative when judgments are complete, a weakly weighted one when they are sparse); and the
+training queries' logs: beside judgments one row per logged (query, item) pair, its target the pair's
+attractiveness under the position-based click model (clicks per expected examination); alone one row
+per impression, its implicit grade the target, a click weighted by the inverse examination
+propensity of its position. Label weights that no default fits every
 shop are chosen on validation queries (beside judgments, the log rows' weight by what shoppers clicked
 among the weights that keep the judged nDCG near its best). Item features come from Feast's point-in-time join at the moment
 the labels were known.
@@ -257,7 +259,8 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
         parts.append(judged_rows(judged_queries, judgments, q_emb, embeddings, item_feats, fill, row_of, lexical,
                                  plan.judgments_complete))
     if plan.use_logs:
-        parts.append(log_rows(settings, logs, propensities, encoder, embeddings, row_of, lexical, fill, settings.seed))
+        parts.append(log_rows(settings, logs, propensities, encoder, embeddings, row_of, lexical, fill, settings.seed,
+                              per_pair=plan.use_judgments))
     rows = RankerRows.concat(parts)
     timings["ranker_rows_s"], mark = round(time.perf_counter() - mark, 1), time.perf_counter()
     config = RankerConfig(embedding_dim=encoder.dim, seed=settings.seed)
