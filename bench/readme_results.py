@@ -60,7 +60,8 @@ def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
         cells = ", ".join(f"{m['model']} {m['clicks']:.3f} ({m['clicks_vs_ref']['mean'] / ref['clicks']:+.1%})"
                           for m in value["models"][1:])
         out.append(("What shoppers would click", f"the simulator's click model on {value['sessions']:,} "
-                    f"{'drifted ' if value['drifted'] else ''}sessions, expected clicks per search, the same sessions for each model",
+                    f"{'drifted ' if value['drifted'] else ''}sessions, expected clicks per search, the same sessions for each model"
+                    + (f" ({value['note']})" if value.get("note") else ""),
                     f"{ref['model']} {ref['clicks']:.3f}; {cells}"))
     compression = _load("compression")
     if compression:

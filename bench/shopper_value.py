@@ -103,6 +103,7 @@ def main() -> None:
     ap.add_argument("--loop", choices=("small", "default"), help="the home is a `shoploop loop --scale` home")
     ap.add_argument("--drifted", action="store_true", help="the drift scenarios have started")
     ap.add_argument("--sessions", type=int, default=3000)
+    ap.add_argument("--note", default="", help="what the models are, saved with the result (the README's table shows it)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "shopper_value.json")
     args = ap.parse_args()
 
@@ -134,7 +135,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                     "machine": platform.node(), "home": str(args.home), "date": args.date.isoformat(),
-                                    "drifted": args.drifted, "sessions": args.sessions, "models": table}, indent=2))
+                                    "drifted": args.drifted, "sessions": args.sessions, "note": args.note, "models": table}, indent=2))
     print(f"saved {args.out}")
 
 
