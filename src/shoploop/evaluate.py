@@ -259,24 +259,30 @@ def evaluate_recommend(engine: SearchEngine, test: tuple[list[str], list[list[in
     }
 
 
-def model_ndcg(engine: SearchEngine, judgments: pd.DataFrame, k: int = 10, complete: bool = True,
-               traffic: pd.Series | None = None) -> float | None:
-    """Mean nDCG@k of the engine alone on the held-out queries (what compression must preserve and a
-    challenger must not lose): of its served top k over the catalog when judgments are complete, of its
-    order of each query's judged pool when they are sparse. ``traffic`` (searches per query_id, from the
-    logs; complete judgments): each query weighs its searches, as shoppers meet it (None where none of
-    the held-out queries was searched)."""
+def query_ndcg(engine: SearchEngine, judgments: pd.DataFrame, k: int = 10) -> pd.Series:
+    """nDCG@k of the engine's served top k over the catalog, per held-out query_id (complete judgments)."""
     test = judgments[judgments["query_id"].map(is_heldout)]
     item_ids = np.array(engine.item_ids)
+    return pd.Series({query_id: ndcg_at_k(list(item_ids[engine.search_rows(text, k)[0]]),
+                                          dict(zip(rows["item_id"], rows["grade"])), k)
+                      for (query_id, text), rows in test.groupby(["query_id", "query_text"]) if rows["grade"].max() > 0},
+                     dtype=float)
+
+
+def traffic_weighted(scores: pd.Series, traffic: pd.Series) -> float | None:
+    """Per-query scores averaged with each query weighted by its searches (``traffic``: searches per
+    query_id, from the logs), as shoppers meet it; None where none of the queries was searched."""
+    weight = traffic.reindex(scores.index).fillna(0.0).to_numpy(float)
+    return round(float(weight @ scores.to_numpy() / weight.sum()), 4) if weight.sum() > 0 else None
+
+
+def model_ndcg(engine: SearchEngine, judgments: pd.DataFrame, k: int = 10, complete: bool = True) -> float:
+    """Mean nDCG@k of the engine alone on the held-out queries (what compression must preserve and a
+    challenger must not lose): of its served top k over the catalog when judgments are complete, of its
+    order of each query's judged pool when they are sparse."""
     if complete:
-        groups = [(query_id, text, rows) for (query_id, text), rows in test.groupby(["query_id", "query_text"])
-                  if rows["grade"].max() > 0]
-        scores = [ndcg_at_k(list(item_ids[engine.search_rows(text, k)[0]]), dict(zip(rows["item_id"], rows["grade"])), k)
-                  for _, text, rows in groups]
-        if traffic is None:
-            return round(float(np.mean(scores)), 4)
-        weight = np.array([float(traffic.get(query_id, 0.0)) for query_id, _, _ in groups])
-        return round(float(weight @ np.array(scores) / weight.sum()), 4) if weight.sum() > 0 else None
+        return round(float(query_ndcg(engine, judgments, k).mean()), 4)
+    test = judgments[judgments["query_id"].map(is_heldout)]
     from shoploop.text import price_bound
 
     row_of = {item_id: r for r, item_id in enumerate(engine.item_ids)}

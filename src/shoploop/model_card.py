@@ -37,7 +37,7 @@ def write(path: Path, tag: str, promoted: bool, reason: str, metrics: dict, trai
             if used else "Graded judgments with click logs."),
         "## Training\n" + _table([
             ["training queries", train["train_queries"]], ["ranker rows (judgments + click logs)", train["train_rows"]],
-            ["click-log rows (logged query-item pairs, target clicks per examination)", train.get("click_log_rows")],
+            ["click-log rows (beside judgments one per logged query-item pair, target its clicks per examination; alone one per impression)", train.get("click_log_rows")],
             ["position propensities p1..p10 (from the logs)", train.get("propensities")],
             ["encoder fine-tuning", {key: train["encoder"]["finetune"][key] for key in ("started_from", "triplets", "steps", "seconds", "positives")
                                      if key in train["encoder"]["finetune"]}],

@@ -107,7 +107,7 @@ class RankerRows:
                                       "gain": self.target[rows]}).groupby("query_id", sort=False):
             if len(group) < 2:
                 continue
-            gain = group["gain"].to_numpy()
+            gain = group["gain"].to_numpy()  # linear: an attractiveness is a click chance (ndcg_at_k's 2^g - 1 is for grades)
             got = gain[np.argsort(-group["logit"].to_numpy(), kind="stable")][:k]
             best = np.sort(gain)[::-1][:k]
             scores.append(float(got @ discount[:len(got)]) / max(float(best @ discount[:len(best)]), 1e-12))
@@ -161,12 +161,13 @@ def judged_rows(queries: pd.DataFrame, judgments: pd.DataFrame, q_emb: np.ndarra
 
 def log_rows(settings: Settings, logs: pd.DataFrame, propensities: np.ndarray, encoder: TextEncoder,
              embeddings: np.ndarray, row_of: dict[str, int], lexical: LexicalIndex, fill: np.ndarray,
-             seed: int, per_pair: bool) -> RankerRows:
+             seed: int, pairs: pd.DataFrame | None = None) -> RankerRows:
     """Ranker rows from the training queries' logs, features as of the (latest) impression.
 
-    ``per_pair`` (beside judgments): one row per logged (query, item) pair, target its attractiveness
-    under the position-based click model (``labels.click_model``: clicks per expected examination, the
-    propensities estimated from these logs), weight its examinations (at most MAX_PAIR_WEIGHT). The
+    ``pairs`` (beside judgments; ``labels.click_model`` of these logs): one row per logged (query, item)
+    pair, target its attractiveness under the position-based click model (clicks per expected
+    examination, the propensities estimated from these logs), weight its examinations (at most
+    MAX_PAIR_WEIGHT). The
     judged rows teach relevance; these teach what shoppers choose among what they were shown.
     Otherwise (logs alone): one row per impression, target its implicit grade / 3, a click weighted by
     the inverse propensity of its position: the unclicked impressions are the only negatives there are.
@@ -181,11 +182,9 @@ def log_rows(settings: Settings, logs: pd.DataFrame, propensities: np.ndarray, e
     the champion shoppers preferred to the per-impression one. Alone, per-pair rows fell far below
     (held-out nDCG@10 0.733 against 0.875, bench/label_sources.py): without judged negatives, the skipped
     impressions are what teaches relevance."""
-    if per_pair:
-        frame = labels.click_model(logs, propensities).merge(
-            logs.groupby(["query_id", "item_id"], as_index=False)["event_timestamp"].max(), on=["query_id", "item_id"])
-    else:
-        frame = logs
+    per_pair = pairs is not None
+    frame = pairs.merge(logs.groupby(["query_id", "item_id"], as_index=False)["event_timestamp"].max(),
+                        on=["query_id", "item_id"]) if per_pair else logs
     if len(frame) > MAX_LOG_ROWS:
         frame = frame.sample(MAX_LOG_ROWS, random_state=seed)
     frame = frame.reset_index(drop=True)

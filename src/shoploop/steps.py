@@ -193,7 +193,7 @@ def evaluate(settings: Settings, run_date: date) -> dict:
     from shoploop import labels
     from shoploop.counterfactual import gate_record
     from shoploop.evaluate import (encode_heldout_once, evaluate_pool, evaluate_recommend, evaluate_search, model_ndcg,
-                                   save_metrics, zero_shot_baseline)
+                                   query_ndcg, save_metrics, traffic_weighted, zero_shot_baseline)
     from shoploop.models.ranker import ITEM_FEATURES
     from shoploop.models.recommender import split
 
@@ -226,7 +226,7 @@ def evaluate(settings: Settings, run_date: date) -> dict:
     # weighted by its logged searches (reported beside the gate's, which counts each query once).
     traffic = data.logs.groupby("query_id")["session_id"].nunique() if complete and len(data.logs) else None
     if traffic is not None and metrics["n_queries"]:
-        metrics["model_traffic_weighted"] = model_ndcg(engine, judgments, traffic=traffic)
+        metrics["model_traffic_weighted"] = traffic_weighted(query_ndcg(engine, judgments), traffic)
     current = registry.champion(settings)
     if current and metrics["n_queries"]:
         # Champion and challenger on one test set: the champion is scored on these held-out queries too.
@@ -234,9 +234,12 @@ def evaluate(settings: Settings, run_date: date) -> dict:
 
         bundle = registry.load_version(settings, current["tag"])
         rival = SearchEngine(bundle, bundle.text_encoder(), engine.item_features)
-        metrics["champion"] = {"tag": current["tag"], "model": model_ndcg(rival, judgments, complete=complete)}
-        if "model_traffic_weighted" in metrics:
-            metrics["champion"]["model_traffic_weighted"] = model_ndcg(rival, judgments, traffic=traffic)
+        if "model_traffic_weighted" in metrics:  # complete judgments: one pass gives both
+            scores = query_ndcg(rival, judgments)
+            metrics["champion"] = {"tag": current["tag"], "model": round(float(scores.mean()), 4),
+                                   "model_traffic_weighted": traffic_weighted(scores, traffic)}
+        else:
+            metrics["champion"] = {"tag": current["tag"], "model": model_ndcg(rival, judgments, complete=complete)}
     metrics["counterfactual"] = gate_record(data.logs, engine, rival if current and metrics["n_queries"] else None)
     save_metrics(metrics, out / "metrics.json")
     return metrics

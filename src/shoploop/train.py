@@ -201,7 +201,8 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
 
     # The logs as a position-based click model reads them: confident positives and examined skips.
     propensities = estimate_propensities(logs) if len(logs) else None
-    positives, skips = (labels.confident_labels(labels.click_model(logs, propensities)) if len(logs) else
+    pairs = labels.click_model(logs, propensities) if len(logs) else None
+    positives, skips = (labels.confident_labels(pairs) if pairs is not None else
                         (judgments.iloc[:0], pd.DataFrame(columns=["query_id", "item_id"])))
     # The encoder learns from the judged queries' best items, else from what shoppers carted and bought
     # (confident clicks too where those are few: labels.encoder_positives).
@@ -260,7 +261,7 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
                                  plan.judgments_complete))
     if plan.use_logs:
         parts.append(log_rows(settings, logs, propensities, encoder, embeddings, row_of, lexical, fill, settings.seed,
-                              per_pair=plan.use_judgments))
+                              pairs=pairs if plan.use_judgments else None))
     rows = RankerRows.concat(parts)
     timings["ranker_rows_s"], mark = round(time.perf_counter() - mark, 1), time.perf_counter()
     config = RankerConfig(embedding_dim=encoder.dim, seed=settings.seed)

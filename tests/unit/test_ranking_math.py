@@ -122,7 +122,7 @@ class _FixedRanker:
 def test_traffic_weighted_ndcg_weighs_each_query_by_its_searches():
     import pandas as pd
 
-    from shoploop.evaluate import model_ndcg
+    from shoploop.evaluate import model_ndcg, query_ndcg, traffic_weighted
 
     # given two held-out queries judged alike, one answered in the ideal order and one reversed
     held = [q for q in (f"q{i}" for i in range(200)) if is_heldout(q)][:2]
@@ -132,6 +132,6 @@ def test_traffic_weighted_ndcg_weighs_each_query_by_its_searches():
     # then counted once each query weighs the same, weighted by searches the busy one decides
     assert model_ndcg(_FixedRanker(), judgments) == pytest.approx((good + bad) / 2, abs=1e-4)
     traffic = pd.Series({held[0]: 9, held[1]: 1})
-    assert model_ndcg(_FixedRanker(), judgments, traffic=traffic) == pytest.approx((9 * good + bad) / 10, abs=1e-4)
+    assert traffic_weighted(query_ndcg(_FixedRanker(), judgments), traffic) == pytest.approx((9 * good + bad) / 10, abs=1e-4)
     # and with no logged search of a held-out query there is no weighted figure
-    assert model_ndcg(_FixedRanker(), judgments, traffic=pd.Series({"other": 5})) is None
+    assert traffic_weighted(query_ndcg(_FixedRanker(), judgments), pd.Series({"other": 5})) is None
