@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -164,8 +163,9 @@ def run_dbt(settings: Settings, *args: str) -> dict[str, int]:
     # Progress lines go to the log file; the console gets warnings and failures only.
     cli = [*args, "--log-level", "warn", "--log-level-file", "info", "--project-dir", str(settings.dbt_dir), "--profiles-dir", str(settings.dbt_dir),
            "--target", settings.warehouse_engine, "--target-path", str(target_dir), "--log-path", str(settings.home / "dbt" / "logs")]
-    if not sys.stdout.isatty():  # a log file, an Airflow task's log, CI: warnings without ANSI colour codes
-        cli.append("--no-use-colors")
+    # No ANSI colour codes: dbt writes them into the message text itself, so they reached its log file even
+    # from a terminal, and log files, Airflow task logs and CI off one (the console shows warnings only).
+    cli.append("--no-use-colors")
     if spark and args[0] in ("build", "test"):
         # The models' logic is unit-tested on DuckDB (the same SQL, where the engines differ a dispatched macro).
         cli += ["--exclude", "test_type:unit"]
