@@ -116,3 +116,33 @@ def test_a_wave_of_new_items_does_not_exist_before_it_starts_and_the_shop_is_the
     both = before["items"].merge(after["items"], on="item_id")
     assert len(both) == len(before["items"])
     assert (both["title_x"] == both["title_y"]).all() and (both["price_x"] == both["price_y"]).all()
+
+
+def test_a_daily_run_lands_the_new_day_alone_and_the_logs_already_landed_stay(tmp_path):
+    from datetime import timedelta
+
+    from shoploop.data import simulate
+    from shoploop.settings import Settings
+
+    def landed() -> pd.DataFrame:
+        return pd.concat([pd.read_parquet(f) for f in sorted((tmp_path / "landing" / "events").rglob("*.parquet"))])
+
+    settings = Settings(home=tmp_path, seed=3, n_items=300, n_users=100, n_days=5, sessions_per_day=40)
+    day = date(2026, 11, 29)
+    # given a home holding the window before the day
+    assert simulate(settings, day - timedelta(days=1))["event_days"] == 5
+    before = landed()
+    # when the day's run lands, then only its new day has sessions, under ids never landed before
+    counts = simulate(settings, day)
+    after = landed()
+    new = after[after["ts"].dt.date == day - timedelta(days=1)]
+    assert counts["event_days"] == 1 and counts["events"] == len(new) > 0
+    assert after["event_id"].is_unique and not set(new["session_id"]) & set(before["session_id"])
+    # and every event landed before is there, unchanged
+    pd.testing.assert_frame_equal(after[after["ts"].dt.date < day - timedelta(days=1)].sort_values("event_id", ignore_index=True),
+                                  before.sort_values("event_id", ignore_index=True))
+    # and the new day's shoppers are not a replay of the window's first day
+    first = before[before["ts"].dt.date == before["ts"].dt.date.min()]
+    assert first.groupby("session_id")["query_id"].first().tolist() != new.groupby("session_id")["query_id"].first().tolist()
+    # and running the same day again lands no events twice
+    assert simulate(settings, day)["events"] == 0 and len(landed()) == len(after)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+import json
+from datetime import date, timedelta
 
 import pandas as pd
 
@@ -14,13 +15,21 @@ from shoploop.settings import Settings
 
 def simulate(settings: Settings, run_date: date, policy: LoggingPolicy | None = None) -> dict[str, int]:
     """Simulate the shop for the days before ``run_date`` and land every table; returns row counts.
-    ``policy`` ranks the slates (default: the lexical ranker a shop has before any model)."""
+    ``policy`` ranks the slates (default: the lexical ranker a shop has before any model).
+
+    Logs are history: the days whose sessions this home landed already keep them (a daily run lands
+    the new day alone, its slates from today's policy); the catalog, shoppers, reviews and judgments
+    land as they stand on the run date. ``event_days`` in the counts: the days of sessions landed now."""
     sim = MarketSimulator(settings.seed, settings.n_items, settings.n_users, settings.n_days, settings.sessions_per_day,
                           parse_drifts(settings.drift))
-    tables = sim.run(run_date, policy=policy)
-    # The simulator's truth about query types stays beside the landing zone, not in it.
+    # The simulator's truth (query types, the last day of sessions landed) stays beside the landing zone, not in it.
     truth = settings.home / "simulator"
     truth.mkdir(parents=True, exist_ok=True)
+    marker = truth / "events.json"
+    opens = run_date - timedelta(days=settings.n_days)
+    landed = date.fromisoformat(json.loads(marker.read_text())["through"]) if marker.exists() else None
+    first_day = 0 if landed is None else min(max(0, (landed - opens).days + 1), settings.n_days)
+    tables = sim.run(run_date, policy=policy, first_day=first_day)
     tables.pop("query_types").to_parquet(truth / "query_types.parquet", index=False)
     # The simulator rejects nothing, but the day's quarantine partition exists like any source's.
     tables["quarantine"] = pd.DataFrame(columns=list(landing.CONTRACT["quarantine"]))
@@ -33,6 +42,9 @@ def simulate(settings: Settings, run_date: date, policy: LoggingPolicy | None = 
         else:
             landing.write_partition(settings.landing, name, run_date, frame)
         counts[name] = len(frame)
+    counts["event_days"] = settings.n_days - first_day
+    if first_day < settings.n_days:
+        marker.write_text(json.dumps({"through": (run_date - timedelta(days=1)).isoformat()}))
     return counts
 
 

@@ -64,6 +64,13 @@ def trend_shifted(taste: np.ndarray) -> np.ndarray:
     return shifted
 
 
+def session_ids(start: datetime, day: np.ndarray, seed: int) -> np.ndarray:
+    """'s<YYYYMMDD>-<n>-<seed>' for each session: its day's date, then its number in the run."""
+    dates = np.char.replace((np.datetime64(start.date()) + day.astype("timedelta64[D]")).astype(str), "-", "")
+    return np.char.add(np.char.add(np.char.add("s", dates), np.char.add("-", np.char.zfill(np.arange(len(day)).astype(str), 6))),
+                       f"-{seed}")
+
+
 def pick_queries(rng: np.random.Generator, taste: np.ndarray, pool: pd.DataFrame) -> np.ndarray:
     """One query (a row of the pool) per session: a category from the shopper's taste, then Zipf-like
     popularity inside it (head queries repeat, the tail is long)."""
@@ -229,10 +236,15 @@ class MarketSimulator:
 
     # --- behaviour -------------------------------------------------------------------------------
     def sessions(self, catalog: Catalog, users: pd.DataFrame, taste: np.ndarray, pool: pd.DataFrame,
-                 start: datetime, policy: LoggingPolicy | None = None) -> pd.DataFrame:
+                 start: datetime, policy: LoggingPolicy | None = None, first_day: int = 0) -> pd.DataFrame:
+        """The window's sessions from day ``first_day`` on (the days before it were landed already: their
+        logs stay as they were). Those days draw from a stream of their own, so they are new shoppers'
+        visits, not a replay of the window's first days."""
+        if first_day:
+            self.rng = np.random.default_rng([self.seed, (start + timedelta(days=first_day)).toordinal()])
         rng = self.rng
-        n_sessions = self.n_days * self.sessions_per_day
-        day = np.repeat(np.arange(self.n_days), self.sessions_per_day)
+        day = np.repeat(np.arange(first_day, self.n_days), self.sessions_per_day)
+        n_sessions = len(day)
         user = rng.choice(len(users), n_sessions, p=(a := users["activity"].to_numpy()) / a.sum())
         taste_s = taste[user].copy()
         if (trend := self.drift_day("trend_shift", start)) is not None:
@@ -243,6 +255,7 @@ class MarketSimulator:
             shifted = (day >= vocab_day) & (rng.random(n_sessions) < 0.6)
         bot = np.zeros(n_sessions, bool)
         if (bot_day := self.drift_day("bots", start)) is not None and bot_day < self.n_days:
+            bot_day = max(bot_day, first_day)
             n_bot = int(0.3 * self.sessions_per_day * (self.n_days - bot_day))
             day = np.concatenate([day, rng.integers(bot_day, self.n_days, n_bot)])
             user = np.concatenate([user, rng.integers(0, 5, n_bot)])
@@ -285,7 +298,8 @@ class MarketSimulator:
         user_ids = np.where(bot, np.char.add("bot-", np.char.zfill(user.astype(str), 5)),
                             users["user_id"].to_numpy()[np.minimum(user, len(users) - 1)])
         base = pd.DataFrame({
-            "session_id": np.char.add(np.char.add("s", np.char.zfill(sess.astype(str), 7)), f"-{self.seed}"),
+            # Named by its day: sessions landed on different runs never share an id (nor their events).
+            "session_id": session_ids(start, day, self.seed)[sess],
             "user_id": user_ids[sess], "item_id": catalog.frame["item_id"].to_numpy()[item],
             "query_id": [query_id_for(t) for t in texts[sess]] if shifted.any() else pool["query_id"].to_numpy()[query[sess]],
             "query_text": texts[sess], "position": pos, "surface": "search", "model_version": policy.name,
@@ -342,9 +356,12 @@ class MarketSimulator:
         pool = self.query_pool(n_queries or int(np.clip(self.n_items // 5, 400, 5000)))
         return start, catalog, users, taste, pool
 
-    def run(self, run_date: date, n_queries: int | None = None, policy: LoggingPolicy | None = None) -> dict[str, pd.DataFrame]:
+    def run(self, run_date: date, n_queries: int | None = None, policy: LoggingPolicy | None = None,
+            first_day: int = 0) -> dict[str, pd.DataFrame]:
+        """Every table of the shop on the run date; events for the window's days from ``first_day`` on."""
         start, catalog, users, taste, pool = self.truth(run_date, n_queries)
-        events = self.sessions(catalog, users, taste, pool, start, policy)
+        events = (self.sessions(catalog, users, taste, pool, start, policy, first_day) if first_day < self.n_days
+                  else pd.DataFrame(columns=["ts"]).astype({"ts": "datetime64[ns]"}))
         items = catalog.frame
         if self.drift_day("price_shock", start) is not None:  # the landed catalog shows today's prices
             electronics = catalog.category == CATEGORIES.index("Electronics")
