@@ -222,8 +222,9 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
     triplets = training_triplets(encoder_queries, grades_of, skips_of, data.item_text, lexical,
                                  base_vectors(data.item_text, settings.base_vectors),
                                  base.encode(encoder_queries["query_text"].tolist()),
-                                 settings.seed, min_grade=min_grade, unlabelled_negatives=plan.judgments_complete,
-                                 clicked_of=clicked_of)
+                                 settings.seed, min_grade=min_grade,
+                                 unlabelled_negatives=plan.use_judgments and plan.judgments_complete,
+                                 clicked_of=clicked_of, top_only=plan.use_judgments)
     timings = {"labels_s": round(time.perf_counter() - started, 1)}
     mark = time.perf_counter()
     # An explicit config (benchmarks, equivalence tests) always starts from the base MiniLM.

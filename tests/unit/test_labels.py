@@ -222,6 +222,22 @@ def test_logs_only_triplets_learn_from_clicks_against_examined_skips():
     triplets = training_triplets(queries, {"q": {0: 3, 3: 1}}, {"q": [4]}, ITEMS, LexicalIndex.build(ITEMS), embeddings,
                                  embeddings[:1], 7, min_grade=labels.CLICK, unlabelled_negatives=False)
     assert [(t[1], t[2]) for t in triplets] == [(ITEMS[0], ITEMS[4])]
+    # implicit grades (top_only False): the click is a positive too, both against the skip alone, although
+    # the zero-shot retriever ranks other red kettles' neighbours high (unlogged: unknown, never a negative)
+    triplets = training_triplets(queries, {"q": {0: 3, 3: 1}}, {"q": [4]}, ITEMS, LexicalIndex.build(ITEMS), embeddings,
+                                 embeddings[:1], 7, min_grade=labels.CLICK, unlabelled_negatives=False, top_only=False)
+    assert sorted((t[1], t[2]) for t in triplets) == sorted([(ITEMS[0], ITEMS[4]), (ITEMS[3], ITEMS[4])])
+
+
+def test_a_query_with_no_known_negative_learns_against_random_items():
+    embeddings = np.eye(len(ITEMS), dtype=np.float32)
+    queries = pd.DataFrame({"query_id": ["q"], "query_text": ["red kettle"]})
+    # given a purchase and a cart and no examined skip / when the triplets are built
+    triplets = training_triplets(queries, {"q": {0: 3, 6: 2}}, {}, ITEMS, LexicalIndex.build(ITEMS), embeddings,
+                                 embeddings[:1], 7, min_grade=labels.CLICK, unlabelled_negatives=False, top_only=False)
+    # then both positives train, each against a catalog item the logs did not make a positive
+    assert {t[1] for t in triplets} == {ITEMS[0], ITEMS[6]}
+    assert all(t[2] in ITEMS and t[2] not in (ITEMS[0], ITEMS[6]) for t in triplets)
 
 
 def test_the_encoder_learns_from_carts_and_purchases_once_enough_queries_have_them():

@@ -45,15 +45,18 @@ class FinetuneConfig:
 def training_triplets(queries: pd.DataFrame, grades_of: dict[str, dict[int, int]], skips_of: dict[str, list[int]],
                       item_text: list[str], lexical, embeddings: np.ndarray, query_embeddings: np.ndarray,
                       seed: int, min_grade: int = 2, unlabelled_negatives: bool = True,
-                      clicked_of: dict[str, list[int]] | None = None) -> list[tuple[str, str, str]]:
+                      clicked_of: dict[str, list[int]] | None = None, top_only: bool = True) -> list[tuple[str, str, str]]:
     """(query, positive item text, hard negative item text) for every training query.
 
     queries: query_id, query_text (row i <-> query_embeddings[i]); grades_of: query_id -> {item row:
     grade} (human judgments, or implicit grades from the logs); skips_of: query_id -> rows shoppers
-    examined and passed over. Positives are a query's best-graded items (at least ``min_grade``);
-    negatives are its skips first, then the zero-shot retriever's top mistakes (any low-graded item
-    when labels are complete; only labelled ones otherwise, ``unlabelled_negatives`` False, since an
-    unjudged item the retriever ranks high is often relevant), then its other low-graded items.
+    examined and passed over. Positives are a query's best-graded items (at least ``min_grade``), or
+    with ``top_only`` False every item graded ``min_grade`` or more (implicit grades: a cart is as sure
+    a positive as a purchase); negatives are its skips first, then the zero-shot retriever's top
+    mistakes (any low-graded item when labels are complete; only labelled ones otherwise,
+    ``unlabelled_negatives`` False, since an unjudged item the retriever ranks high is often relevant),
+    then its other low-graded items. A query with no known negative takes random catalog items (a
+    random item is hardly ever relevant: one in 40 at most in the simulated shop).
     ``clicked_of``: clicked rows that add positives where the judgments grade them 2 or more
     (judgments and logs together).
     """
@@ -63,7 +66,7 @@ def training_triplets(queries: pd.DataFrame, grades_of: dict[str, dict[int, int]
     for (query_id, text), qv in zip(queries[["query_id", "query_text"]].itertuples(index=False), query_embeddings):
         grades = grades_of.get(query_id, {})
         top = max(grades.values(), default=0)
-        best = [r for r, g in grades.items() if g == top and g >= min_grade]
+        best = [r for r, g in grades.items() if (g == top or not top_only) and g >= min_grade]
         positives = list(rng.permutation(best)[:POSITIVES_PER_QUERY])
         # A click on an item judged irrelevant is noise, not a label.
         positives += [r for r in rng.permutation(clicked_of.get(query_id, []))[:CLICKS_PER_QUERY]
@@ -74,6 +77,8 @@ def training_triplets(queries: pd.DataFrame, grades_of: dict[str, dict[int, int]
         # Judged-low items the retriever did not rank high come last: a simulator's are random easy ones.
         judged_low = [r for r, g in grades.items() if g < min_grade]
         negatives = [r for r in dict.fromkeys(skipped + low + judged_low) if r not in positives]
+        if not negatives:
+            negatives = [r for r in rng.choice(len(item_text), min(5, len(item_text)), replace=False) if r not in grades]
         if not positives or not negatives:
             continue
         for k, pos in enumerate(positives):
