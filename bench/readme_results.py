@@ -51,7 +51,9 @@ def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
         share = (logs["model"] - logs["bm25"]) / max(both["model"] - both["bm25"], 1e-9)
         out.append(("Learning from logs alone", "simulated shop, judgments withheld from training, nDCG@10",
                     f"logs only **{logs['model']:.3f}**, judgments + logs {both['model']:.3f}, BM25 {logs['bm25']:.3f} "
-                    f"({share:.0%} of the judged model's gain)"))
+                    f"({share:.0%} of the judged model's gain)"
+                    + (f"; after one turn of the loop (half the logs from a logs-only model's slates) "
+                       f"{labels['results']['logs-loop']['metrics']['model']:.3f}" if "logs-loop" in labels["results"] else "")))
     else:
         missing.append("bench/label_sources.py")
     value = _load("shopper_value")
