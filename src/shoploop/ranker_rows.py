@@ -86,9 +86,7 @@ class RankerRows:
         """A ranker fitted on the rows (``keep``: a mask), each kind's weight scaled by ``scale``."""
         weight = self.weight * np.asarray(scale, dtype=np.float32)[self.kind]
         use = (weight > 0) & (True if keep is None else keep)
-        ranker = SeedRanker(config)
-        ranker.losses = ranker.fit(self.hq[use], self.hi[use], self.hf[use], self.target[use], weight[use])
-        return ranker
+        return SeedRanker.fit_averaged(config, self.hq[use], self.hi[use], self.hf[use], self.target[use], weight[use])
 
     def validation_click_ndcg(self, ranker: SeedRanker, queries: np.ndarray, k: int = 10) -> float:
         """Mean nDCG@k over the given queries' logged pairs ranked by the ranker, each pair's gain its

@@ -135,3 +135,32 @@ def test_traffic_weighted_ndcg_weighs_each_query_by_its_searches():
     assert traffic_weighted(query_ndcg(_FixedRanker(), judgments), traffic) == pytest.approx((9 * good + bad) / 10, abs=1e-4)
     # and with no logged search of a held-out query there is no weighted figure
     assert traffic_weighted(query_ndcg(_FixedRanker(), judgments), pd.Series({"other": 5})) is None
+
+
+def test_the_ranker_is_the_mean_of_its_seeded_fits_and_the_same_whatever_ran_before():
+    import torch
+
+    from shoploop.models.ranker import RankerConfig, SeedRanker
+
+    rng = np.random.default_rng(5)
+    n = 400
+    q, i, f = (rng.normal(size=(n, 8)).astype(np.float32), rng.normal(size=(n, 8)).astype(np.float32),
+               rng.normal(size=(n, 5)))
+    target = (f[:, 0] + rng.normal(0, 0.5, n) > 0).astype(np.float32)
+    config = RankerConfig(embedding_dim=8, n_features=5, epochs=2, batch_size=64, averaged_fits=3)
+    # given the same rows / when fitted twice, the global random state moved between / then the same weights
+    first = SeedRanker.fit_averaged(config, q, i, f, target)
+    torch.rand(10)
+    again = SeedRanker.fit_averaged(config, q, i, f, target)
+    torch.testing.assert_close(first.theta.weight, again.theta.weight)
+    # and they are the mean of the fits from seeds 7, 8 and 9
+    singles = []
+    for seed in (7, 8, 9):
+        single = SeedRanker(RankerConfig(embedding_dim=8, n_features=5, epochs=2, batch_size=64, seed=seed))
+        single.fit(q, i, f, target)
+        singles.append(single.theta.weight)
+    torch.testing.assert_close(first.theta.weight, torch.stack(singles).mean(0))
+    assert len(first.losses) == 2 and all(isinstance(x, float) for x in first.losses)
+    # and the averaged ranker still learnt the signal: the informative feature ranks the positives higher
+    scores = first.score(q[0], i, f)
+    assert scores[target == 1].mean() > scores[target == 0].mean()
