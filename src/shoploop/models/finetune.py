@@ -56,7 +56,7 @@ def training_triplets(queries: pd.DataFrame, grades_of: dict[str, dict[int, int]
     mistakes (any low-graded item when labels are complete; only labelled ones otherwise,
     ``unlabelled_negatives`` False, since an unjudged item the retriever ranks high is often relevant),
     then its other low-graded items. A query with no known negative takes random catalog items (a
-    random item is hardly ever relevant: one in 40 at most in the simulated shop).
+    random item is hardly ever relevant: about one in 40 on average in the simulated shop).
     ``clicked_of``: clicked rows that add positives where the judgments grade them 2 or more
     (judgments and logs together).
     """
