@@ -2,7 +2,8 @@
 ### The shoploop loop, in three DAGs
 
 - **shoploop_refresh** (daily): land the shop's data (the simulator, or a real dataset:
-  SHOPLOOP_SOURCE), build the warehouse with dbt, refresh Feast.
+  SHOPLOOP_SOURCE), build the warehouse with dbt, refresh Feast, then bring the serving version to
+  the current catalog (`reindex`: new items searchable, prices current, hot-swapped in).
 - **shoploop_monitor** (hourly): drift and online quality, ending in a decision (`none`, `retrain`,
   `rollback`; a rollback is carried out by the step itself). On `retrain` it emits an event of the
   asset `shoploop://model/retrain` through the alias `shoploop-retrain-requests`, with the reasons;
@@ -29,7 +30,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 # The ML venv's CLI; override with SHOPLOOP_CLI where the venv lives elsewhere.
 SHOPLOOP = os.environ.get("SHOPLOOP_CLI", str(PROJECT_DIR / ".venv" / "bin" / "shoploop"))
-REFRESH = ["land", "transform", "features"]
+REFRESH = ["land", "transform", "features", "reindex"]
 RETRAIN = ["train", "compress", "evaluate", "register", "deploy"]
 RETRAIN_ASSET = Asset(name="shoploop_retrain", uri="shoploop://model/retrain")
 RETRAIN_REQUESTS = AssetAlias("shoploop-retrain-requests")

@@ -94,6 +94,12 @@ def features(run_date: str = RunDate):
 
 
 @app.command()
+def reindex(run_date: str = RunDate):
+    """The serving version over the current catalog: new items indexed, titles and prices refreshed, hot-swapped in."""
+    _show(steps.reindex(get_settings(), _run_date(run_date)))
+
+
+@app.command()
 def train(run_date: str = RunDate):
     """Fine-tune the encoder, encode the catalog, build BM25 + ANN, fit the ranker on point-in-time features."""
     _show(steps.train(get_settings(), _run_date(run_date)))

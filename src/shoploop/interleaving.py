@@ -28,6 +28,14 @@ import pandas as pd
 # Confidence a verdict needs, and the fewest lists with a winner before one is given.
 CONFIDENCE = 0.95
 MIN_LISTS = 30
+# The experiment's budget: once this many lists have a winner and neither model is better at CONFIDENCE,
+# it ends on non-inferiority (a fixed horizon, so shoppers never wait on an even split forever, nor does
+# anything queued behind a challenger): the challenger, trained on fresher data, serves if its share of
+# the won lists is above 1/2 - NON_INFERIORITY_MARGIN at CONFIDENCE (one-sided), else it is rejected.
+# 620 lists give 80% power to show an equally good challenger non-inferior at a 5-point margin
+# (n = ((z_0.95 + z_0.8) * 0.5 / 0.05)^2).
+MAX_LISTS = 620
+NON_INFERIORITY_MARGIN = 0.05
 
 
 def team_draft(first: list[str], second: list[str], k: int, seed: int) -> list[tuple[str, int]]:
@@ -77,6 +85,7 @@ class Verdict:
     ties: int
     p_value: float        # two-sided sign test over the lists with a winner
     winner: str | None    # "challenger", "champion", or None while undecided
+    rule: str = "better"  # "better" (the sign test), or "not worse" (the budget spent: non-inferiority)
 
     @property
     def confidence(self) -> float:
@@ -95,11 +104,17 @@ class Verdict:
         said = (f"interleaving over {self.lists} lists ({self.clicked_lists} clicked): challenger won "
                 f"{self.challenger_wins}, champion {self.champion_wins}, ties {self.ties}; "
                 f"confidence {self.confidence:.1%}")
+        if self.rule == "not worse":
+            won = self.challenger_wins / max(self.challenger_wins + self.champion_wins, 1)
+            return said + (f"; budget of {MAX_LISTS} won lists spent with neither better: the challenger won "
+                           f"{won:.1%} of them, " + ("not worse than the champion by " if self.winner == "challenger"
+                                                     else "not shown within ") + f"{NON_INFERIORITY_MARGIN:.0%} "
+                           f"(one-sided, {CONFIDENCE:.0%}) -> the {self.winner} serves")
         return said + (f" -> the {self.winner} is better" if self.winner else " -> undecided")
 
 
 def verdict(events: pd.DataFrame, champion: str, challenger: str, confidence: float = CONFIDENCE,
-            min_lists: int = MIN_LISTS) -> Verdict:
+            min_lists: int = MIN_LISTS, max_lists: int = MAX_LISTS) -> Verdict:
     """Credit each click of the interleaved lists in ``events`` (session_id, query_id, item_id, event_type,
     surface, model_version; one row per event) to the team that placed the item, and decide."""
     from scipy.stats import binomtest
@@ -117,8 +132,12 @@ def verdict(events: pd.DataFrame, champion: str, challenger: str, confidence: fl
     wins_b, wins_a = int((theirs > ours).sum()), int((ours > theirs).sum())
     decided = wins_a + wins_b
     p = binomtest(wins_b, decided, 0.5).pvalue if decided else 1.0
-    winner = None
+    winner, rule = None, "better"
     if decided >= min_lists and p < 1 - confidence:
         winner = "challenger" if wins_b > wins_a else "champion"
+    elif decided >= max_lists:
+        rule = "not worse"
+        not_worse = binomtest(wins_b, decided, 0.5 - NON_INFERIORITY_MARGIN, alternative="greater").pvalue
+        winner = "challenger" if not_worse < 1 - confidence else "champion"
     return Verdict(champion, challenger, len(interleaved), len(per_list), wins_b, wins_a,
-                   int(len(per_list) - decided), float(p), winner)
+                   int(len(per_list) - decided), float(p), winner, rule)

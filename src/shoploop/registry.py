@@ -242,6 +242,22 @@ def rollback(settings: Settings, tag: str, reason: str) -> None:
                       "rolled_back_from": current and current["tag"]}, "rollback", reason)
 
 
+def lineage(settings: Settings, tag: str) -> dict:
+    return dict(_bentoml(settings).models.get(tag).info.metadata.get("lineage", {}))
+
+
+def reindexed(settings: Settings, tag: str, reason: str) -> None:
+    """Make ``tag``, the champion's model over the shop's current catalog (``ModelBundle.with_catalog``),
+    the champion. No gate: its learnt parts are the champion's. Its predecessor is the version it
+    refreshes, so if shoppers click it less by the rollback margin the monitor rolls the refresh back."""
+    current = champion(settings)
+    refreshed = lineage(settings, tag).get("reindexed_from")
+    if current is None or current["tag"] != refreshed:
+        raise ValueError(f"{tag} refreshes {refreshed}, which no longer serves "
+                         f"({current['tag'] if current else 'nothing'} does): not crowned")
+    _crown(settings, {"tag": tag, "metrics": current.get("metrics", {}), "previous": current["tag"]}, "reindex", reason)
+
+
 def champion_part(settings: Settings, part: str) -> tuple[str, Path] | None:
     """A folder of the champion's version (its files checked against the registration), where one
     serves and holds it: a retraining starts from the champion's ``encoder`` and its distilled

@@ -128,6 +128,48 @@ def first_answer(settings: Settings, run_date: date) -> dict:
     return {"tag": tag, "promoted": promoted, "reason": reason, "seconds": report["seconds"]}
 
 
+def reindex(settings: Settings, run_date: date) -> dict:
+    """Bring the serving version to the shop's current catalog (the item_text mart): new items searchable
+    and recommendable, known items' titles and prices as they are now, the same model weights. Without
+    it a new product stays invisible until a retrained version wins the gate and the shoppers' verdict.
+    Registered as a new version whose lineage names the one it refreshes, made champion and hot-swapped
+    into a running service. Waits while a challenger is before shoppers (the verdict compares the two)."""
+    import pandas as pd
+
+    from shoploop.models.bundle import CATALOG_COLUMNS
+    from shoploop.models.encoder import TextEncoder
+
+    current = registry.champion(settings)
+    if current is None:
+        return {"skipped": "no version serves yet: the first answer indexes the catalog"}
+    if settings.model_tag:
+        return {"skipped": f"the service is pinned to {settings.model_tag} (SHOPLOOP_MODEL_TAG)"}
+    rival = registry.challenger(settings)
+    if rival:
+        return {"skipped": f"{rival['tag']} is before shoppers against {current['tag']}: the catalog is "
+                           "refreshed after their verdict"}
+    tag, bundle = registry.load_champion(settings)
+    items = pd.read_parquet(settings.marts / "item_text.parquet").sort_values("item_id", ignore_index=True)
+    refreshed, change = bundle.with_catalog(items[CATALOG_COLUMNS], items["item_text"].tolist(),
+                                            TextEncoder(bundle.encoder_dir))
+    if refreshed is bundle:
+        return {"skipped": f"{tag} already serves the current catalog ({change['items']:,} items)", **change}
+    out = artifacts(settings, run_date) / "reindex"
+    shutil.rmtree(out, ignore_errors=True)
+    refreshed.save(out / "bundle")
+    lineage = {**registry.lineage(settings, tag), "reindexed_from": tag, "catalog_as_of": run_date.isoformat(), **change}
+    lineage.pop("git_sha", None)
+    new_tag = registry.register(settings, out / "bundle", current.get("metrics", {}), lineage)
+    reason = (f"catalog refresh of {tag}: {change['new_items']:,} new items, {change['changed_items']:,} with "
+              f"changed title, brand, category or price ({change['items']:,} in all)")
+    registry.reindexed(settings, new_tag, reason)
+    shutil.rmtree(out / "bundle")
+    result = {"tag": new_tag, "reindexed_from": tag, "reason": reason, **change}
+    if any(processes.running(settings, name) is not None for name, _ in replicas(settings)):
+        result["deploy"] = deploy(settings, run_date)
+    return result
+
+
 def offline_engine(settings: Settings, bundle_dir: Path):
     """The serving code path over point-in-time features as of the label date (for evaluation)."""
     from shoploop.models.bundle import ModelBundle
@@ -273,11 +315,15 @@ def register(settings: Settings, run_date: date) -> dict:
 
 
 def served_shoppers(settings: Settings, tag: str) -> bool:
-    """Has this version served shoppers (any search feedback naming it in the event log)?"""
+    """Has this version served shoppers (any search feedback naming it in the event log)? A catalog
+    refresh (``reindex``) of a version that served them counts: the same model, over more items."""
     from shoploop.monitor import feedback_events
 
+    models = [tag]
+    while len(models) < 50 and (refreshed := registry.lineage(settings, models[-1]).get("reindexed_from")):
+        models.append(refreshed)
     events = feedback_events(settings)
-    return bool(((events["model_version"] == tag) & (events["surface"] == "search")).any())
+    return bool((events["model_version"].isin(models) & (events["surface"] == "search")).any())
 
 
 def bin_of(tool: str, venv: str = ".venv") -> str:

@@ -5,7 +5,7 @@ from airflow.dag_processing.dagbag import DagBag
 
 from conftest import PROJECT_DIR
 
-REFRESH = ["land", "transform", "features"]
+REFRESH = ["land", "transform", "features", "reindex"]
 RETRAIN = ["train", "compress", "evaluate", "register", "deploy"]
 DAGS = ["shoploop_refresh", "shoploop_monitor", "shoploop_retrain"]
 

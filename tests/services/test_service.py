@@ -749,3 +749,55 @@ def test_a_challenger_interleaved_into_live_searches_is_promoted_by_shoppers_cli
         assert processes.running(settings, "service") == pid  # swapped in place, never restarted
     finally:
         registry.rollback(settings, champion, "test: the trained model serves again")
+
+
+@pytest.mark.slow
+def test_a_new_product_is_searchable_after_reindex_without_retraining(built, served):
+    # given the trained champion serving / when a new product lands in the catalog mart and a known item's
+    # price changes / then `reindex` registers the champion's model over the current catalog, crowns it
+    # with its reason, hot-swaps it in (no restart), the new product is found by its name with its price,
+    # the changed price shows, shoppers' histories still recommend, and a second run changes nothing
+    import pandas as pd
+
+    from conftest import RUN_DATE
+    from shoploop import processes, registry, steps
+
+    settings = built["settings"]
+    if processes.running(settings, "service") is None:
+        steps.deploy(settings)
+    pid = processes.running(settings, "service")
+    champion = registry.champion(settings)["tag"]
+    mart = settings.marts / "item_text.parquet"
+    saved = pd.read_parquet(mart)
+    items = saved.copy()
+    known = items.iloc[0]
+    new = {**known.to_dict(), "item_id": "i-new-zorblax", "title": "Zorblax titanium espresso tamper",
+           "brand": "Zorblax", "price": 42.5,
+           "item_text": "Zorblax titanium espresso tamper | Zorblax | Kitchen > Coffee | A titanium tamper for espresso."}
+    items = pd.concat([items, pd.DataFrame([new])], ignore_index=True)
+    items.loc[items["item_id"] == known["item_id"], "price"] = 1234.5
+    items.to_parquet(mart, index=False)
+    try:
+        done = steps.reindex(settings, RUN_DATE)
+        assert (done["new_items"], done["changed_items"], done["reindexed_from"]) == (1, 1, champion)
+        assert done["deploy"]["how"] == "hot swap" and done["deploy"]["model_version"] == done["tag"]
+        last = registry.history(settings)[-1]
+        assert (last["event"], last["tag"], last["replaced"]) == ("reindex", done["tag"], champion)
+        assert "1 new items" in last["reason"]
+        assert registry.lineage(settings, done["tag"])["reindexed_from"] == champion
+        answer = httpx.post(served + "/search", json={"query": "zorblax espresso tamper", "k": 5}, timeout=30).json()
+        assert answer["model_version"] == done["tag"]
+        assert (answer["items"][0]["item_id"], answer["items"][0]["price"]) == ("i-new-zorblax", 42.5)
+        similar = httpx.post(served + "/similar", json={"item_id": known["item_id"], "k": 3}, timeout=30)
+        assert similar.status_code == 200  # a known item's row is where it was
+        shown = httpx.post(served + "/search", json={"query": known["title"], "k": 20}, timeout=30).json()["items"]
+        assert [h["price"] for h in shown if h["item_id"] == known["item_id"]] == [1234.5]
+        recommended = httpx.post(served + "/recommend", json={"user_id": "u000001", "k": 4}, timeout=30)
+        assert recommended.status_code == 200 and len(recommended.json()["items"]) == 4
+        assert processes.running(settings, "service") == pid
+        again = steps.reindex(settings, RUN_DATE)
+        assert "already serves the current catalog" in again["skipped"]
+    finally:
+        saved.to_parquet(mart, index=False)
+        registry.rollback(settings, champion, "test: the trained model over the original catalog serves again")
+        steps.deploy(settings)

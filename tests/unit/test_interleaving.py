@@ -69,6 +69,22 @@ def test_no_verdict_on_few_lists_or_an_even_split():
     assert interleaving.verdict(pd.DataFrame(worse), A, B).winner == "champion"
 
 
+def test_a_spent_budget_ends_on_non_inferiority():
+    # given an even split past the budget / then the fresher challenger serves (not worse by the margin);
+    # given a split slightly against it (47.3%, not significant as worse) past the budget / then it is rejected
+    placed = {"x": A, "y": B}
+    n = interleaving.MAX_LISTS
+    even = [e for i in range(n) for e in _list(i, placed, ["y"] if i % 2 else ["x"])]
+    verdict = interleaving.verdict(pd.DataFrame(even), A, B)
+    assert (verdict.winner, verdict.rule) == ("challenger", "not worse") and verdict.p_value > 0.05
+    assert "not worse than the champion by 5%" in verdict.reason()
+    short = [e for i in range(n - 10) for e in _list(i, placed, ["y"] if i % 2 else ["x"])]
+    assert interleaving.verdict(pd.DataFrame(short), A, B).winner is None  # within the budget: undecided
+    behind = [e for i in range(n) for e in _list(i, placed, ["y"] if i < 293 else ["x"])]  # 47.3%
+    verdict = interleaving.verdict(pd.DataFrame(behind), A, B)
+    assert verdict.p_value > 0.05 and (verdict.winner, verdict.rule) == ("champion", "not worse")
+
+
 def _verdict(winner: str | None) -> interleaving.Verdict:
     return interleaving.Verdict(A, B, 100, 80, 60 if winner == "challenger" else 10,
                                 10 if winner == "challenger" else 60, 10, 1e-6, winner)

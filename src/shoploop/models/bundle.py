@@ -50,6 +50,51 @@ class ModelBundle:
             return OnnxTextEncoder(self.query_encoder_dir)
         return TextEncoder(self.encoder_dir)
 
+    def with_catalog(self, catalog: pd.DataFrame, item_text: list[str], encoder) -> tuple["ModelBundle", dict]:
+        """This version over the shop's current catalog (``catalog``: CATALOG_COLUMNS, ``item_text`` row
+        for row), the learnt parts unchanged: items the version has not seen are added after its rows
+        (their vectors from ``encoder``, the version's own fine-tuned item encoder; in the ANN graph, the
+        BM25 index; in the recommender with no history of their own, as SASRec's text-only item vectors
+        and the co-occurrence model's unseen items), and every known item's shown fields (title, brand,
+        category, price) and BM25 text are the current ones. Rows keep their numbers, so the shoppers'
+        histories and the popular list stay valid. An item gone from the catalog keeps its row with no
+        text for BM25 (the marts keep delisted items, so this is rare). Returns the new bundle and what
+        changed: new items, known items whose shown fields changed."""
+        import copy
+
+        current = catalog.drop_duplicates("item_id").set_index("item_id")
+        text_of = dict(zip(catalog["item_id"], item_text))
+        known = self.catalog["item_id"].tolist()
+        new_ids = [i for i in current.index if i not in set(known)]
+        fields = [c for c in CATALOG_COLUMNS if c != "item_id"]
+        kept = self.catalog.set_index("item_id")
+        present = kept.index.intersection(current.index)
+        before, now = kept.loc[present, fields], current.loc[present, fields]
+        changed = int((~((before == now) | (before.isna() & now.isna()))).any(axis=1).sum())
+        if not new_ids and not changed:
+            return self, {"new_items": 0, "changed_items": 0, "items": len(known)}
+        kept.loc[present, fields] = now
+        merged = pd.concat([kept.reset_index(), current.loc[new_ids, fields].reset_index()], ignore_index=True)
+        vectors = encoder.encode([text_of[i] for i in new_ids]) if new_ids else np.zeros((0, self.item_embeddings.shape[1]), np.float32)
+        embeddings = np.vstack([self.item_embeddings, vectors.astype(np.float32)])
+        lexical = LexicalIndex.build([text_of.get(i, "") for i in merged["item_id"]])
+        lexical.shopper_words = set(self.lexical.shopper_words)
+        sasrec = None
+        if self.sasrec is not None:
+            sasrec = SASRec(embeddings, self.sasrec.config)
+            weights = {k: v for k, v in self.sasrec.state_dict().items() if k != "text"}
+            grown = torch.zeros((len(embeddings) + 1, weights["correction.weight"].shape[1]))
+            grown[:len(weights["correction.weight"])] = weights["correction.weight"]
+            weights["correction.weight"] = grown  # a new item: its text alone, as SASRec's first phase learns it
+            sasrec.load_state_dict(weights, strict=False)
+            sasrec.eval()
+        bundle = copy.copy(self)
+        bundle.catalog, bundle.item_embeddings, bundle.lexical = merged[CATALOG_COLUMNS], embeddings, lexical
+        bundle.dense = self.dense.extended(vectors) if new_ids else self.dense
+        bundle.sasrec = sasrec
+        bundle.cooccurrence = self.cooccurrence.extended(len(merged)) if self.cooccurrence is not None else None
+        return bundle, {"new_items": len(new_ids), "changed_items": changed, "items": len(merged)}
+
     def save(self, path: Path) -> None:
         import shutil
 

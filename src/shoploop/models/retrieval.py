@@ -122,6 +122,21 @@ class DenseIndex:
             faiss.omp_set_num_threads(threads)
         return cls(index)
 
+    def extended(self, embeddings: np.ndarray) -> "DenseIndex":
+        """A copy with these items added after the existing rows (their rows continue the numbering);
+        the graph of the existing items is kept, not rebuilt (one thread, as ``build``)."""
+        import faiss
+
+        index = faiss.clone_index(self.index)
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            index.add(np.ascontiguousarray(embeddings, dtype=np.float32))
+        finally:
+            faiss.omp_set_num_threads(threads)
+        index.hnsw.efSearch = self.index.hnsw.efSearch
+        return DenseIndex(index)
+
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> np.ndarray:
         """Item rows of the (approximately) k nearest items, nearest first; ``allowed``: a mask of the
         rows that may be returned (faiss skips the others during the graph search)."""

@@ -185,6 +185,14 @@ class CoOccurrence:
         pairs = sparse.coo_matrix((weights, (rows, cols)), shape=(n_items, n_items), dtype=np.float64)
         return cls(pairs.tocsr(), popularity_scores(histories, targets, n_items))
 
+    def extended(self, n_items: int) -> "CoOccurrence":
+        """The same counts over a catalog grown to ``n_items`` (the new items: never seen with any)."""
+        grow = n_items - self.n_items
+        pairs = sparse.csr_matrix((self.pairs.data, self.pairs.indices,
+                                   np.concatenate([self.pairs.indptr, np.full(grow, self.pairs.indptr[-1])])),
+                                  shape=(n_items, n_items))
+        return CoOccurrence(pairs, np.concatenate([self.popularity, np.zeros(grow)]))
+
     def counts(self, histories: list[list[int]]) -> np.ndarray:
         """[n, n_items] recency-weighted co-occurrence with each history (0: never seen together)."""
         rows = [r for r, h in enumerate(histories) for _ in h]
