@@ -155,7 +155,9 @@ def run(settings: Settings, run_date: date, say=print, keep_running: bool = Fals
     stage("airflow", f"{airflow_url} up (DAGs unpaused; its daily refresh runs at once)")
     # The daily refresh lands the drifted day: Airflow starts its latest interval at once (else: trigger it).
     refresh = airflow.wait("shoploop_refresh", None, say, 1200, since)
-    stage("refresh", f"Airflow shoploop_refresh {refresh['dag_run_id']}: land (simulator, drifted day), dbt, Feast")
+    refreshed = [h for h in registry.history(settings) if h["event"] == "reindex" and h["replaced"] == stale]
+    stage("refresh", f"Airflow shoploop_refresh {refresh['dag_run_id']}: land (simulator, drifted day), dbt, Feast, "
+          + (f"reindex ({refreshed[-1]['reason']})" if refreshed else "reindex (nothing to add)"))
 
     monitors: list[dict] = []
 
