@@ -64,8 +64,8 @@ class ModelBundle:
 
         current = catalog.drop_duplicates("item_id").set_index("item_id")
         text_of = dict(zip(catalog["item_id"], item_text))
-        known = self.catalog["item_id"].tolist()
-        new_ids = [i for i in current.index if i not in set(known)]
+        known = set(self.catalog["item_id"])
+        new_ids = [i for i in current.index if i not in known]
         fields = [c for c in CATALOG_COLUMNS if c != "item_id"]
         kept = self.catalog.set_index("item_id")
         present = kept.index.intersection(current.index)
