@@ -11,13 +11,13 @@ and the scales no default fits for every shop are chosen on validation queries (
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from shoploop import features, labels
-from shoploop.evaluate import ndcg_at_k
+from shoploop.evaluate import ndcg_at_k, spearman
 from shoploop.models.bias import ipw_weights
 from shoploop.models.encoder import TextEncoder
 from shoploop.models.ranker import RankerConfig, SeedRanker
@@ -34,7 +34,9 @@ MAX_LOG_ROWS = 40_000
 # evidence, but a handful of head pairs must not outweigh the rest.
 MAX_PAIR_WEIGHT = 5.0
 # Weights no default fits for every shop, each chosen on the validation queries (labels.VALIDATION_SHARE)
-# by the nDCG@10 of a ranker fitted on the other training queries:
+# by the nDCG@10 of a ranker fitted on the other training queries (by the mean per-query Spearman correlation
+# with the grades where judgments are sparse: a small, mostly relevant judged pool's nDCG barely separates
+# rankers; on Home Depot the unjudged weights' validation nDCG@10 spanned 0.918-0.919):
 # sparse judgments: an unjudged candidate's weight as a negative (0: the judged pools alone);
 UNJUDGED_WEIGHTS = (0.0, 0.1, 0.3)
 # judgments and logs together: the log rows' weight against the judged rows. Judgments grade relevance;
@@ -129,6 +131,19 @@ class RankerRows:
                 scores.append(ndcg_at_k(list(group["row"].to_numpy()[order]), grades, k))
         return float(np.mean(scores)) if scores else float("nan")
 
+    def validation_spearman(self, ranker: SeedRanker, queries: np.ndarray) -> float:
+        """Mean per-query Spearman correlation of the ranker's scores with the grades over the given judged
+        queries' judged pools (queries whose pool is graded all alike say nothing and are left out)."""
+        import torch
+
+        rows = np.flatnonzero((self.kind == JUDGED) & np.isin(self.query_id, queries))
+        with torch.inference_mode():
+            logits = ranker(*(torch.from_numpy(a[rows]) for a in (self.hq, self.hi, self.hf))).numpy()
+        frame = pd.DataFrame({"query_id": self.query_id[rows], "logit": logits, "grade": self.grade[rows]})
+        rhos = [rho for _, group in frame.groupby("query_id", sort=False)
+                if (rho := spearman(group["logit"].to_numpy(), group["grade"].to_numpy())) is not None]
+        return float(np.mean(rhos)) if rhos else float("nan")
+
 
 def judged_rows(queries: pd.DataFrame, judgments: pd.DataFrame, q_emb: np.ndarray, embeddings: np.ndarray,
                 item_feats: np.ndarray, fill: np.ndarray, row_of: dict[str, int], lexical: LexicalIndex,
@@ -208,21 +223,32 @@ def log_rows(settings: Settings, logs: pd.DataFrame, propensities: np.ndarray, e
                       query_id=frame["query_id"].to_numpy(object), grade=np.full(len(frame), -1))
 
 
-def choose_scale(rows: RankerRows, plan: labels.LabelPlan, config: RankerConfig) -> tuple[tuple[float, float, float], dict]:
-    """Each kind's weight: judged 1; unjudged 1 when judgments are complete, else the best of
-    UNJUDGED_WEIGHTS by judged nDCG; logged 1 alone, else, beside judgments, the one of LOG_WEIGHTS whose
-    ranker orders the validation queries' logged pairs best by shoppers' clicks (``validation_click_ndcg``)
-    among those within RELEVANCE_TOLERANCE of the best judged nDCG. The candidates are compared on
-    validation queries by a ranker fitted on the other training queries."""
+def choose_scale(rows: RankerRows, plan: labels.LabelPlan,
+                 config: RankerConfig) -> tuple[tuple[float, float, float], RankerConfig, dict]:
+    """Each kind's weight, and the ranker's config: judged 1; unjudged 1 when judgments are complete, else
+    the best of UNJUDGED_WEIGHTS by the judged pools' Spearman; logged 1 alone, else, beside judgments, the
+    one of LOG_WEIGHTS whose ranker orders the validation queries' logged pairs best by shoppers' clicks
+    (``validation_click_ndcg``) among those within RELEVANCE_TOLERANCE of the best judged nDCG. With sparse
+    judgments, whether the ranker weighs the text at all (``RankerConfig.text``) is chosen the same way: the
+    validation queries are then kept out of the encoder's fine-tuning (train.train), so the text weights
+    are measured on queries neither model has seen. The candidates are compared on validation queries by a
+    ranker fitted on the other training queries."""
+    sparse = plan.use_judgments and not plan.judgments_complete
     scale = [1.0, 1.0 if plan.judgments_complete else UNJUDGED_WEIGHTS[1], 1.0 if not plan.use_judgments else LOG_WEIGHTS[1]]
     judged = np.unique(rows.query_id[rows.kind == JUDGED])
     validation = np.array([q for q in judged if labels.in_validation(q)], dtype=object)
-    sweeps = [(UNJUDGED, UNJUDGED_WEIGHTS)] if plan.use_judgments and not plan.judgments_complete else []
+    sweeps = [(UNJUDGED, UNJUDGED_WEIGHTS)] if sparse else []
     sweeps += [(LOGGED, LOG_WEIGHTS)] if plan.use_judgments and plan.use_logs else []
     report: dict = {"validation_queries": len(validation)}
     if sweeps and len(validation) < MIN_VALIDATION_QUERIES:
         report["note"] = f"defaults kept: {len(validation)} validation queries (< {MIN_VALIDATION_QUERIES}) cannot choose"
         sweeps = []
+
+    def judged_order(ranker: SeedRanker) -> float:
+        return rows.validation_spearman(ranker, validation) if sparse else \
+            rows.validation_ndcg(ranker, validation, plan.judgments_complete)
+
+    metric = "spearman" if sparse else "ndcg@10"
     keep = ~np.isin(rows.query_id, validation)
     for kind, candidates in sweeps:
         measured, clicked = {}, {}
@@ -230,7 +256,7 @@ def choose_scale(rows: RankerRows, plan: labels.LabelPlan, config: RankerConfig)
             trial = list(scale)
             trial[kind] = value
             ranker = rows.fit(tuple(trial), config, keep)
-            measured[value] = round(rows.validation_ndcg(ranker, validation, plan.judgments_complete), 4)
+            measured[value] = round(judged_order(ranker), 4)
             if kind == LOGGED:
                 clicked[value] = round(rows.validation_click_ndcg(ranker, validation), 4)
         if kind == LOGGED and not any(np.isnan(v) for v in clicked.values()):
@@ -239,7 +265,12 @@ def choose_scale(rows: RankerRows, plan: labels.LabelPlan, config: RankerConfig)
             report["log_weight_validation_click_ndcg@10"] = clicked
         else:  # ties: the smaller weight
             scale[kind] = max(measured, key=lambda v: (measured[v], -v))
-        report[("unjudged" if kind == UNJUDGED else "log") + "_weight_validation_ndcg@10"] = measured
+        report[("unjudged" if kind == UNJUDGED else "log") + f"_weight_validation_{metric}"] = measured
+    if sparse and sweeps:
+        measured = {text: round(judged_order(rows.fit(tuple(scale), replace(config, text=text), keep)), 4)
+                    for text in (True, False)}
+        config = replace(config, text=measured[True] > measured[False])  # ties: the features alone, the simpler
+        report["text_validation_spearman"] = {"with text": measured[True], "features alone": measured[False]}
     report.update(unjudged_weight=scale[UNJUDGED] if plan.use_judgments else None,
-                  log_weight=scale[LOGGED] if plan.use_logs else None)
-    return tuple(scale), report
+                  log_weight=scale[LOGGED] if plan.use_logs else None, ranker_text=config.text)
+    return tuple(scale), config, report

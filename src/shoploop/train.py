@@ -208,6 +208,9 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
     # (confident clicks too where those are few: labels.encoder_positives).
     if plan.use_judgments:
         signal, min_grade, learned_from = judgments, 2, "judged items graded 2 or more"
+        if not plan.judgments_complete:  # the ranker's text weights are judged on queries the encoder never saw
+            signal = signal[~signal["query_id"].map(labels.in_validation)]
+            learned_from += " (validation queries left out)"
     else:
         (signal, learned_from), min_grade = labels.encoder_positives(positives), labels.CLICK
     signal = signal[signal["item_id"].isin(set(row_of))]
@@ -266,7 +269,7 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
     rows = RankerRows.concat(parts)
     timings["ranker_rows_s"], mark = round(time.perf_counter() - mark, 1), time.perf_counter()
     config = RankerConfig(embedding_dim=encoder.dim, seed=settings.seed)
-    scale, weights = choose_scale(rows, plan, config)
+    scale, config, weights = choose_scale(rows, plan, config)
     ranker = rows.fit(scale, config)
     timings["ranker_fit_s"], mark = round(time.perf_counter() - mark, 1), time.perf_counter()
     popularity = pit["popularity"].reindex(item_ids).fillna(0).to_numpy()

@@ -6,7 +6,7 @@ import pytest
 
 from shoploop import labels
 from shoploop.models.finetune import training_triplets
-from shoploop.models.ranker import ITEM_FEATURES, RankerConfig
+from shoploop.models.ranker import ITEM_FEATURES, RankerConfig, SeedRanker
 from shoploop.models.retrieval import LexicalIndex
 from shoploop.ranker_rows import (
     JUDGED,
@@ -130,20 +130,35 @@ def test_sparse_judgments_never_make_an_unjudged_item_a_full_negative():
     # given sparse judgments (two judged items a query) / when the ranker rows and weights are built
     rows, judged = _rows(complete=False)
     plan = labels.LabelPlan(True, False, False, 2.0, "test")
-    scale, report = choose_scale(rows, plan, RankerConfig(embedding_dim=8, epochs=2))
+    scale, config, report = choose_scale(rows, plan, RankerConfig(embedding_dim=8, epochs=2))
     # then every judged pair is a row with its grade, every other row is unjudged with target 0,
     # and an unjudged row weighs at most the largest weak weight tried, measured on validation queries
+    # (by the judged pools' Spearman), as is whether the ranker weighs the text
     assert (rows.kind == JUDGED).sum() == len(judged)
     assert set(rows.kind) == {JUDGED, UNJUDGED}
     assert (rows.target[rows.kind == UNJUDGED] == 0).all()
     assert scale[UNJUDGED] in UNJUDGED_WEIGHTS and scale[UNJUDGED] < 1.0
-    assert report["validation_queries"] >= 10 and len(report["unjudged_weight_validation_ndcg@10"]) == len(UNJUDGED_WEIGHTS)
+    assert report["validation_queries"] >= 10 and len(report["unjudged_weight_validation_spearman"]) == len(UNJUDGED_WEIGHTS)
+    with_text, alone = report["text_validation_spearman"].values()
+    assert config.text == (with_text > alone) == report["ranker_text"]
+
+
+def test_a_ranker_without_text_weighs_the_features_alone():
+    # given rows whose target follows one feature / when a ranker is fitted with text off
+    rng = np.random.default_rng(3)
+    hq, hi, hf = (rng.normal(size=(400, n)).astype(np.float32) for n in (8, 8, len(ITEM_FEATURES) + 4))
+    target = (hf[:, 0] > 0).astype(np.float32)
+    ranker = SeedRanker.fit_averaged(RankerConfig(embedding_dim=8, epochs=20, batch_size=50, lr=0.05, text=False, averaged_fits=2), hq, hi, hf, target)
+    # then its text weights are exactly zero, and it learnt the feature
+    weight = ranker.theta.weight.detach().numpy()[0]
+    assert (weight[:24] == 0).all() and weight[24] > 0.5
+    assert RankerConfig(**ranker.state()["config"]).text is False
 
 
 def test_complete_judgments_make_unjudged_candidates_full_negatives():
     rows, _ = _rows(complete=True)
-    scale, _ = choose_scale(rows, labels.LabelPlan(True, False, True, 60.0, "test"), RankerConfig(embedding_dim=8, epochs=2))
-    assert scale[UNJUDGED] == 1.0
+    scale, config, _ = choose_scale(rows, labels.LabelPlan(True, False, True, 60.0, "test"), RankerConfig(embedding_dim=8, epochs=2))
+    assert scale[UNJUDGED] == 1.0 and config.text  # complete judgments: the text is always weighed
 
 
 def _with_logs(rows: RankerRows, seed: int = 1) -> RankerRows:
@@ -167,7 +182,7 @@ def test_the_log_weight_is_the_one_shoppers_clicks_favour_among_the_most_relevan
     rows, _ = _rows(complete=True)
     both = _with_logs(rows)
     # when the label weights are chosen with judgments and logs together
-    scale, report = choose_scale(both, labels.LabelPlan(True, True, True, 60.0, "test"), RankerConfig(embedding_dim=8, epochs=4))
+    scale, _, report = choose_scale(both, labels.LabelPlan(True, True, True, 60.0, "test"), RankerConfig(embedding_dim=8, epochs=4))
     ndcg, clicks = report["log_weight_validation_ndcg@10"], report["log_weight_validation_click_ndcg@10"]
     # then both criteria are measured for every weight, the chosen one keeps judged nDCG within the
     # tolerance of the best, and no weight within it orders the logged pairs better by clicks
