@@ -269,7 +269,8 @@ def choose_scale(rows: RankerRows, plan: labels.LabelPlan,
     if sparse and sweeps:
         measured = {text: round(judged_order(rows.fit(tuple(scale), replace(config, text=text), keep)), 4)
                     for text in (True, False)}
-        config = replace(config, text=measured[True] > measured[False])  # ties: the features alone, the simpler
+        if not any(np.isnan(v) for v in measured.values()):  # no pool with two grades: nothing to choose by
+            config = replace(config, text=measured[True] > measured[False])  # ties: the features alone, the simpler
         report["text_validation_spearman"] = {"with text": measured[True], "features alone": measured[False]}
     report.update(unjudged_weight=scale[UNJUDGED] if plan.use_judgments else None,
                   log_weight=scale[LOGGED] if plan.use_logs else None, ranker_text=config.text)
