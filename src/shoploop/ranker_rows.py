@@ -267,11 +267,12 @@ def choose_scale(rows: RankerRows, plan: labels.LabelPlan,
             scale[kind] = max(measured, key=lambda v: (measured[v], -v))
         report[("unjudged" if kind == UNJUDGED else "log") + f"_weight_validation_{metric}"] = measured
     if sparse and sweeps:
-        measured = {text: round(judged_order(rows.fit(tuple(scale), replace(config, text=text), keep)), 4)
-                    for text in (True, False)}
-        if not any(np.isnan(v) for v in measured.values()):  # no pool with two grades: nothing to choose by
-            config = replace(config, text=measured[True] > measured[False])  # ties: the features alone, the simpler
-        report["text_validation_spearman"] = {"with text": measured[True], "features alone": measured[False]}
+        # with text: the last sweep already measured the ranker at the chosen scale
+        with_text = measured[scale[sweeps[-1][0]]]
+        alone = round(judged_order(rows.fit(tuple(scale), replace(config, text=False), keep)), 4)
+        if not (np.isnan(with_text) or np.isnan(alone)):  # no pool with two grades: nothing to choose by
+            config = replace(config, text=with_text > alone)  # ties: the features alone, the simpler
+        report["text_validation_spearman"] = {"with text": with_text, "features alone": alone}
     report.update(unjudged_weight=scale[UNJUDGED] if plan.use_judgments else None,
                   log_weight=scale[LOGGED] if plan.use_logs else None, ranker_text=config.text)
     return tuple(scale), config, report
