@@ -40,17 +40,20 @@ demo: setup ## the main job: simulate -> dbt -> Feast -> train -> evaluate -> re
 loop: setup ## the closed loop, shown on a small shop of its own: drift, Airflow retrains, interleaving promotes, hot swap; report with plots
 	$(VENV)/bin/shoploop loop
 
-# The DAG tests (the Airflow venv) run beside the rest, their report printed after it: both keep one
-# core busy for most of their time (service and `airflow dags test` subprocesses), so together they fill
-# the machine's 2 cores (measured: the DAG tests alone 248 s, 61% of 2 cores; the service tests 65%).
-# While both train, each takes one torch thread: two processes of 2 threads each on 2 cores ran a MiniLM
-# training step in 2.7-2.85 s, of 1 thread each in 1.34-1.47 s (alone, 2 threads: 0.88 s). The main
-# suite goes back to all threads once the DAG tests end (SHOPLOOP_TEST_BESIDE_PID, tests/conftest.py).
-test: setup ## every test: library, data, model, service over HTTP, DAG integrity and an airflow dags test
-	@dags_log=$$(mktemp); OMP_NUM_THREADS=1 $(AFVENV)/bin/pytest tests/dags --durations=5 > $$dags_log 2>&1 & dags=$$!; \
-	SHOPLOOP_TEST_BESIDE_PID=$$dags $(VENV)/bin/pytest tests --ignore=tests/dags --durations=20; main=$$?; \
-	wait $$dags; dags_rc=$$?; echo "== tests/dags (Airflow venv), run beside the tests above: exit $$dags_rc =="; \
-	cat $$dags_log; rm -f $$dags_log; test $$main -eq 0 && test $$dags_rc -eq 0
+# The DAG tests (the Airflow venv), then the scale profile's (Airflow on Celery, dbt on Spark, Feast on
+# Spark and Redis), run beside the rest, their report printed after it: all of them spend most of their
+# time waiting on servers and subprocesses (`airflow dags test`, Celery workers, Spark's JVMs), so beside
+# the main suite they fill the machine's 2 cores (measured: the DAG tests alone 248 s, 61% of 2 cores; the
+# service tests 65%). While both train, each takes one torch thread: two processes of 2 threads each on 2
+# cores ran a MiniLM training step in 2.7-2.85 s, of 1 thread each in 1.34-1.47 s (alone, 2 threads:
+# 0.88 s). The main suite goes back to all threads once the side ends (SHOPLOOP_TEST_BESIDE_PID, tests/conftest.py).
+test: setup ## every test: library, data, model, service over HTTP, scale profile, DAG integrity and an airflow dags test
+	@side_log=$$(mktemp); ( rc=0; export OMP_NUM_THREADS=1; echo "== tests/dags (Airflow venv) =="; \
+	  $(AFVENV)/bin/pytest tests/dags --durations=5 || rc=1; echo "== tests/scale (scale profile) =="; \
+	  $(VENV)/bin/pytest tests/scale --durations=5 || rc=1; exit $$rc ) > $$side_log 2>&1 & side=$$!; \
+	SHOPLOOP_TEST_BESIDE_PID=$$side $(VENV)/bin/pytest tests --ignore=tests/dags --ignore=tests/scale --durations=20; main=$$?; \
+	wait $$side; side_rc=$$?; echo "== run beside the tests above: tests/dags, then tests/scale: exit $$side_rc =="; \
+	cat $$side_log; rm -f $$side_log; test $$main -eq 0 && test $$side_rc -eq 0
 
 stop: ## stop everything `make demo` started (by process group)
 	@if [ -x $(VENV)/bin/shoploop ]; then $(VENV)/bin/shoploop stop; fi

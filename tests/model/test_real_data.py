@@ -33,7 +33,9 @@ def _own_environment():
 def _home(tmp_path: Path, **overrides):
     from shoploop.settings import Settings
 
-    return Settings(home=tmp_path / "home", pseudonym_key="real-data-test-key-0123456789", **overrides)
+    # a short fine-tuning: the loop on real data is under test, its quality is bench/relevance_quality.py's
+    return Settings(home=tmp_path / "home", pseudonym_key="real-data-test-key-0123456789", finetune_max_steps=10,
+                    **overrides)
 
 
 def _build(settings) -> tuple[dict, dict, dict]:
