@@ -18,7 +18,9 @@ def write(path: Path, tag: str, promoted: bool, reason: str, metrics: dict, trai
                ["zero-shot MiniLM, dense", metrics.get("dense_zero_shot")], ["BM25", metrics.get("bm25")],
                ["BM25 after spelling correction", metrics.get("bm25_spelling_corrected")], ["random", metrics.get("random")]]
     used = train.get("labels", {})
-    weights = {key: value for key, value in used.items() if key.endswith(("_weight", "validation_ndcg@10", "validation_click_ndcg@10", "validation_queries"))}
+    # the label weights and ranker inputs chosen on validation queries, with what each candidate measured there
+    chosen = ("_weight", "validation_ndcg@10", "validation_click_ndcg@10", "validation_spearman", "validation_queries", "ranker_text")
+    weights = {key: value for key, value in used.items() if key.endswith(chosen)}
     sections = [
         f"# Model card: {tag}",
         f"**Promotion:** {'champion' if promoted else 'not promoted'} ({reason}).",

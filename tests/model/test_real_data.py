@@ -108,6 +108,8 @@ def test_real_relevance_labels_train_as_sparse_judgments_and_serve_the_real_cata
     labels = report["labels"]
     assert labels["mode"] == "judgments" and labels["judgments"] == "sparse"
     assert labels["unjudged_weight"] < 1.0 and labels["validation_queries"] >= 10
+    card = Path(registered["model_card"]).read_text()  # with what each candidate measured on validation queries
+    assert "unjudged_weight_validation_spearman" in card and "text_validation_spearman" in card and "ranker_text" in card
     assert report["recommender"]["sasrec"].startswith("not trained")  # no histories: said, not crashed
     # the compression step ran on it, within its bound
     from shoploop import steps
