@@ -19,7 +19,8 @@ def write(path: Path, tag: str, promoted: bool, reason: str, metrics: dict, trai
                ["BM25 after spelling correction", metrics.get("bm25_spelling_corrected")], ["random", metrics.get("random")]]
     used = train.get("labels", {})
     # the label weights and ranker inputs chosen on validation queries, with what each candidate measured there
-    chosen = ("_weight", "validation_ndcg@10", "validation_click_ndcg@10", "validation_spearman", "validation_queries", "ranker_text")
+    chosen = ("_weight", "validation_ndcg@10", "validation_click_ndcg@10", "validation_spearman", "validation_queries", "ranker_text",
+              "ranker_fixed")
     weights = {key: value for key, value in used.items() if key.endswith(chosen)}
     sections = [
         f"# Model card: {tag}",

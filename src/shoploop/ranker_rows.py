@@ -86,6 +86,8 @@ class RankerRows:
 
     def fit(self, scale: tuple[float, float, float], config: RankerConfig, keep: np.ndarray | None = None) -> SeedRanker:
         """A ranker fitted on the rows (``keep``: a mask), each kind's weight scaled by ``scale``."""
+        if config.fixed:  # nothing to fit
+            return SeedRanker.matching(config)
         weight = self.weight * np.asarray(scale, dtype=np.float32)[self.kind]
         use = (weight > 0) & (True if keep is None else keep)
         return SeedRanker.fit_averaged(config, self.hq[use], self.hi[use], self.hf[use], self.target[use], weight[use])
@@ -273,6 +275,13 @@ def choose_scale(rows: RankerRows, plan: labels.LabelPlan,
         if not (np.isnan(with_text) or np.isnan(alone)):  # no pool with two grades: nothing to choose by
             config = replace(config, text=with_text > alone)  # ties: the features alone, the simpler
         report["text_validation_spearman"] = {"with text": with_text, "features alone": alone}
+        # and the fitted ranker must order the pools better than the fine-tuned encoder it sits on, or the encoder serves
+        fitted = with_text if config.text else alone
+        encoder = round(judged_order(SeedRanker.matching(replace(config, fixed=("cosine",)))), 4)
+        if not (np.isnan(fitted) or np.isnan(encoder)) and encoder > fitted:
+            config = replace(config, fixed=("cosine",))
+        report["encoder_alone_validation_spearman"] = {"fitted ranker": fitted, "encoder alone": encoder}
     report.update(unjudged_weight=scale[UNJUDGED] if plan.use_judgments else None,
-                  log_weight=scale[LOGGED] if plan.use_logs else None, ranker_text=config.text)
+                  log_weight=scale[LOGGED] if plan.use_logs else None, ranker_text=config.text,
+                  ranker_fixed=list(config.fixed) or None)
     return tuple(scale), config, report

@@ -141,6 +141,11 @@ def test_sparse_judgments_never_make_an_unjudged_item_a_full_negative():
     assert report["validation_queries"] >= 10 and len(report["unjudged_weight_validation_spearman"]) == len(UNJUDGED_WEIGHTS)
     with_text, alone = report["text_validation_spearman"].values()
     assert config.text == (with_text > alone) == report["ranker_text"]
+    # and the fitted ranker serves only where it orders the pools better than the encoder alone
+    fitted, encoder = report["encoder_alone_validation_spearman"].values()
+    assert fitted == (with_text if config.text else alone)
+    assert config.fixed == (("cosine",) if encoder > fitted else ()) and report["ranker_fixed"] == (list(config.fixed) or None)
+    assert (rows.fit(scale, config).losses == []) == bool(config.fixed)
 
 
 def test_a_ranker_without_text_weighs_the_features_alone():
@@ -153,6 +158,18 @@ def test_a_ranker_without_text_weighs_the_features_alone():
     weight = ranker.theta.weight.detach().numpy()[0]
     assert (weight[:24] == 0).all() and weight[24] > 0.5
     assert RankerConfig(**ranker.state()["config"]).text is False
+
+
+def test_the_encoder_alone_orders_by_the_cosine_and_is_saved_as_such():
+    # given a ranker that weighs the cosine alone / when it scores candidates, saved and loaded again
+    rng = np.random.default_rng(4)
+    hq, hi = rng.normal(size=8).astype(np.float32), rng.normal(size=(30, 8)).astype(np.float32)
+    hf = rng.normal(size=(30, len(ITEM_FEATURES) + 4)).astype(np.float32)
+    ranker = SeedRanker.from_state(SeedRanker.matching(RankerConfig(embedding_dim=8, fixed=("cosine",))).state())
+    # then its order is the cosine's, whatever the other features say
+    cosine = hf[:, len(ITEM_FEATURES) + 1]
+    assert ranker.config.fixed == ("cosine",)
+    assert (np.argsort(-ranker.score(hq, hi, hf), kind="stable") == np.argsort(-cosine, kind="stable")).all()
 
 
 def test_complete_judgments_make_unjudged_candidates_full_negatives():

@@ -51,6 +51,11 @@ class RankerConfig:
     # encoder had been tuned on, ordered held-out pools worse than the features alone (bench/relevance_quality.py,
     # seed 7, judged pools only: per-query Spearman 0.163 with text, 0.172 without).
     text: bool = True
+    # Match signals (MATCH_FEATURES) weighed 1 each, every other weight 0, instead of fitted weights; empty:
+    # fitted. ("bm25", "cosine") is the zero-shot ranker; ("cosine",) the fine-tuned encoder alone, which
+    # serves where it orders the validation queries' judged pools better than any fitted ranker
+    # (ranker_rows.choose_scale, sparse judgments).
+    fixed: tuple[str, ...] = ()
 
 
 class SeedRanker(nn.Module):
@@ -139,24 +144,29 @@ class SeedRanker(nn.Module):
         return mean.eval()
 
     @classmethod
-    def zero_shot(cls, config: RankerConfig) -> "SeedRanker":
-        """The ranker a shop with no search labels serves: the sum of the scaled BM25 and the cosine,
-        every other weight zero (nothing has taught it what else matters)."""
+    def matching(cls, config: RankerConfig) -> "SeedRanker":
+        """The sum of the match signals ``config.fixed`` names, every other weight zero."""
         model = cls(config)
         with torch.no_grad():
             model.theta.weight.zero_()
             model.theta.bias.zero_()
             offset = 3 * config.embedding_dim + len(ITEM_FEATURES)
-            for name in ("bm25", "cosine"):
+            for name in config.fixed:
                 model.theta.weight[0, offset + MATCH_FEATURES.index(name)] = 1.0
         model.losses = []
         return model.eval()
+
+    @classmethod
+    def zero_shot(cls, config: RankerConfig) -> "SeedRanker":
+        """The ranker a shop with no search labels serves: the sum of the scaled BM25 and the cosine,
+        every other weight zero (nothing has taught it what else matters)."""
+        return cls.matching(replace(config, fixed=("bm25", "cosine")))
 
     def state(self) -> dict:
         return {"config": asdict(self.config), "weights": self.state_dict()}
 
     @classmethod
     def from_state(cls, state: dict) -> "SeedRanker":
-        model = cls(RankerConfig(**state["config"]))
+        model = cls(RankerConfig(**{**state["config"], "fixed": tuple(state["config"].get("fixed", ()))}))
         model.load_state_dict(state["weights"])
         return model.eval()
