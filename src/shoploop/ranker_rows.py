@@ -233,8 +233,9 @@ def choose_scale(rows: RankerRows, plan: labels.LabelPlan,
     (``validation_click_ndcg``) among those within RELEVANCE_TOLERANCE of the best judged nDCG. With sparse
     judgments, whether the ranker weighs the text at all (``RankerConfig.text``) is chosen the same way: the
     validation queries are then kept out of the encoder's fine-tuning (train.train), so the text weights
-    are measured on queries neither model has seen. The candidates are compared on validation queries by a
-    ranker fitted on the other training queries."""
+    are measured on queries neither model has seen; and a fitted ranker serves only where it orders those pools
+    better than the fine-tuned encoder's cosine alone (``RankerConfig.fixed``). The candidates are compared on
+    validation queries by a ranker fitted on the other training queries."""
     sparse = plan.use_judgments and not plan.judgments_complete
     scale = [1.0, 1.0 if plan.judgments_complete else UNJUDGED_WEIGHTS[1], 1.0 if not plan.use_judgments else LOG_WEIGHTS[1]]
     judged = np.unique(rows.query_id[rows.kind == JUDGED])
