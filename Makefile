@@ -41,12 +41,12 @@ loop: setup ## the closed loop, shown on a small shop of its own: drift, Airflow
 	$(VENV)/bin/shoploop loop
 
 # The DAG tests (the Airflow venv), then the scale profile's (Airflow on Celery, dbt on Spark, Feast on
-# Spark and Redis), run beside the rest, their report printed after it: all of them spend most of their
-# time waiting on servers and subprocesses (`airflow dags test`, Celery workers, Spark's JVMs), so beside
-# the main suite they fill the machine's 2 cores (measured: the DAG tests alone 248 s, 61% of 2 cores; the
-# service tests 65%). While both train, each takes one torch thread: two processes of 2 threads each on 2
-# cores ran a MiniLM training step in 2.7-2.85 s, of 1 thread each in 1.34-1.47 s (alone, 2 threads:
-# 0.88 s). The main suite goes back to all threads once the side ends (SHOPLOOP_TEST_BESIDE_PID, tests/conftest.py).
+# Spark and Redis), run beside the rest, their report printed after it (measured: the DAG tests alone 248 s,
+# 61% of 2 cores; the service tests 65%). The scale tests are not idle beside it: under them the torchrun
+# test took 281-381 s (87 s before) and the compression test 174-256 s (55 s); .ci/run took 1,599 s in all.
+# While both train, each takes one torch thread: two processes of 2 threads each on 2 cores ran a MiniLM
+# training step in 2.7-2.85 s, of 1 thread each in 1.34-1.47 s (alone, 2 threads: 0.88 s). The main suite
+# goes back to all threads once the side ends (SHOPLOOP_TEST_BESIDE_PID, tests/conftest.py).
 test: setup ## every test: library, data, model, service over HTTP, scale profile, DAG integrity and an airflow dags test
 	@side_log=$$(mktemp); ( rc=0; export OMP_NUM_THREADS=1; echo "== tests/dags (Airflow venv) =="; \
 	  $(AFVENV)/bin/pytest tests/dags --durations=5 || rc=1; echo "== tests/scale (scale profile) =="; \
