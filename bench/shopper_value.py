@@ -38,8 +38,8 @@ def engine(settings, bundle_dir: Path, latest):
     return SearchEngine(bundle, bundle.text_encoder(), frame_lookup(latest))
 
 
-def sessions(shoppers, n: int, drifted: bool) -> list[tuple[int, int, np.ndarray]]:
-    """(user row, query row, taste) of sessions 0..n-1, drawn as MarketShoppers.run draws them."""
+def sessions(shoppers, n: int, drifted: bool) -> list[tuple[int, int, np.ndarray, str]]:
+    """(user row, query row, taste, query text) of sessions 0..n-1, drawn as MarketShoppers.run draws them."""
     from shoploop.data.simulator import pick_queries, trend_shifted
 
     out = []
@@ -49,7 +49,11 @@ def sessions(shoppers, n: int, drifted: bool) -> list[tuple[int, int, np.ndarray
         taste = shoppers.taste[user:user + 1]
         if drifted and "trend_shift" in shoppers.drifts:
             taste = trend_shifted(taste)
-        out.append((user, int(pick_queries(rng, taste, shoppers.pool)[0]), taste[0]))
+        q = int(pick_queries(rng, taste, shoppers.pool)[0])
+        text = shoppers.pool["query_text"].iloc[q]
+        if drifted and "vocab_shift" in shoppers.drifts and rng.random() < 0.6:
+            text = shoppers.pool["shifted_text"].iloc[q]
+        out.append((user, q, taste[0], text))
     return out
 
 
@@ -61,8 +65,7 @@ def expected(shoppers, eng, drawn) -> dict[str, np.ndarray]:
     exam = (1.0 / np.arange(1, K + 1)) ** 0.9
     rows_of_text: dict[str, np.ndarray] = {}
     out = {name: np.zeros(len(drawn)) for name in ("clicks", "purchases", "grade", "quality", "taste", "pain", "exact")}
-    for n, (user, q, taste) in enumerate(drawn):
-        text = shoppers.pool["query_text"].iloc[q]
+    for n, (user, q, taste, text) in enumerate(drawn):
         if text not in rows_of_text:
             found, _ = eng.search_rows(text, K)
             rows_of_text[text] = np.array([shoppers.row.get(eng.item_ids[r], -1) for r in found], dtype=np.int64)

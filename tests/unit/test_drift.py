@@ -51,6 +51,20 @@ def test_vocab_shift_brings_new_query_words():
     assert unseen.mean() > 0.3
 
 
+def test_shifted_query_forms_are_judged_only_once_shoppers_type_them():
+    started = _events("vocab_shift@2026-11-25")
+    before, after = _before_after(started["events"])
+    new_words = set(after["query_text"].dropna()) - set(before["query_text"].dropna())
+    judged = set(started["judgments"]["query_text"])
+    assert new_words and len(new_words & judged) > 0.9 * len(new_words)
+    simulator = lambda: MarketSimulator(5, 600, 300, 8, 150, parse_drifts("vocab_shift@2026-12-05"))  # noqa: E731
+    pool = simulator().truth(RUN_DATE)[4]
+    tomorrow = set(pool["shifted_text"].dropna()) - set(pool["query_text"])
+    judged_ahead = set(simulator().run(RUN_DATE)["judgments"]["query_text"])
+    assert tomorrow and not judged_ahead & tomorrow  # tomorrow's words are not judged today
+    assert judged_ahead <= set(pool["query_text"])
+
+
 def test_bots_click_blind_to_position():
     events = _events("bots@2026-11-25")["events"]
     bots = events[events["user_id"].str.startswith("bot-")]

@@ -330,10 +330,12 @@ class MarketSimulator:
             "ts": (start - pd.to_timedelta(rng.uniform(0, 300, len(row)), unit="D")).floor("s"),
         })
 
-    def judgments(self, catalog: Catalog, pool: pd.DataFrame) -> pd.DataFrame:
-        """Graded labels for every pool query (and its shifted form): the relevant items, exact ones
-        first, up to MAX_JUDGED, plus 20 sampled irrelevant ones."""
+    def judgments(self, catalog: Catalog, pool: pd.DataFrame, shifted: bool = True) -> pd.DataFrame:
+        """Graded labels for every pool query (and its shifted form where ``shifted``: once shoppers type
+        it): the relevant items, exact ones first, up to MAX_JUDGED, plus 20 sampled irrelevant ones."""
         rng, ids, frames = self.rng, catalog.frame["item_id"].to_numpy(), []
+        if not shifted:
+            pool = pool.assign(shifted_text=None)
         for q in pool.itertuples():
             g = catalog.grades(q.intent)
             relevant = np.flatnonzero(g > 0)
@@ -370,7 +372,10 @@ class MarketSimulator:
             "items": items.drop(columns=["type", "type_idx", "colour", "material", "quality"]),
             "users": users[["user_id", "signup_ts", "attributes"]],
             "reviews": self.reviews(catalog, users, start), "events": events,
-            "judgments": self.judgments(catalog, pool),
+            # A shop's labellers grade the queries its shoppers type: a shifted form only once the
+            # vocabulary shift has begun (judged before it, the model would know tomorrow's words).
+            "judgments": self.judgments(catalog, pool, shifted=(vocab := self.drift_day("vocab_shift", start)) is not None
+                                        and vocab < self.n_days),
             "query_types": self.query_types(pool),
         }
 
