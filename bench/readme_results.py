@@ -215,7 +215,9 @@ def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
                     "profile's one service against the scale profile's 2 replicas (Redis stream and online store)",
                     f"16 clients: 1 replica {one['16 clients']['requests_per_s']:g} req/s, 2 replicas "
                     f"{two['16 clients']['requests_per_s']:g} req/s (**x{serving['scale_over_embedded']['16 clients']:g}**, "
-                    "one machine's 2 cores shared)"))
+                    f"one machine's 2 cores shared); 1 client p50 {one['1 client']['p50_ms']:g} / "
+                    f"{two['1 client']['p50_ms']:g} ms; ready after {serving['embedded, 1 replica']['ready_s']:g} / "
+                    f"{serving['scale, 2 replicas']['ready_s']:g} s"))
     else:
         missing.append("bench/scale_serving.py")
     recommend = _load("recommend_quality")
