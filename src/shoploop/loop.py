@@ -1,8 +1,9 @@
 """`shoploop loop` (`make loop`): the closed loop, shown end to end on a small simulated shop of its own.
 
 The service serves a model trained before the drift; the simulator's shoppers drive it over HTTP
-(shoploop.data.live.MarketShoppers). Then a drift scenario starts (trend shift plus a wave of new items,
-on the day before the run date): the shoppers' tastes move, the new items exist. Airflow starts with
+(shoploop.data.live.MarketShoppers). Then a drift scenario starts (trend shift, a wave of new items and
+new words for the same needs, on the day before the run date): the shoppers' tastes move, the new items
+exist, six searches in ten use the new words (which the shop's labellers judge from that day on). Airflow starts with
 the loop's settings; its daily refresh lands the drifted day (simulator → dbt → Feast); the monitor DAG
 detects the drift and emits the retrain asset; the retrain DAG that the asset schedules trains, gates
 and registers the new version, which goes before shoppers as the challenger (team-draft interleaving);
@@ -32,7 +33,7 @@ SESSIONS = 1000         # shopper sessions before the drift, and right after it
 SIDE_BY_SIDE = 2000     # the same drifted sessions on the new model and on the stale one, at the end
 BATCH = 250             # interleaved sessions between two monitor runs
 MAX_BATCHES = 10        # the verdict's budget: 2,500 sessions
-DRIFT = ("trend_shift", "new_items")
+DRIFT = ("trend_shift", "new_items", "vocab_shift")
 
 
 def loop_settings(settings: Settings, run_date: date, scale: str = "small") -> Settings:
