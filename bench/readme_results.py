@@ -152,7 +152,8 @@ def rows() -> tuple[list[tuple[str, str, str]], list[str]]:
                      f"{verdict.get('challenger_wins')}, champion {verdict.get('champion_wins')}; confidence "
                      f"{verdict.get('confidence')}); the stale model's CTR {ctr['drifted_stale']} after the drift, "
                      f"{ctr['before_drift']} before")
-        out.append(("The closed loop", f"{command}: {closed['scale']['n_items']:,} items, drift `trend_shift` + `new_items`, "
+        out.append(("The closed loop", f"{command}: {closed['scale']['n_items']:,} items, drift "
+                    + " + ".join(f"`{d.partition('@')[0]}`" for d in closed["drift"].split(",")) + ", "
                     "Airflow retrains on the monitor's asset, interleaving promotes, hot swap",
                     f"{reached} (stages: {stages}); {after}"))
     for name, workers in (("search_100rps", "one worker"), ("search_100rps_2workers", "two workers")):
