@@ -40,21 +40,7 @@ def engine(settings, bundle_dir: Path, latest):
 
 def sessions(shoppers, n: int, drifted: bool) -> list[tuple[int, int, np.ndarray, str]]:
     """(user row, query row, taste, query text) of sessions 0..n-1, drawn as MarketShoppers.run draws them."""
-    from shoploop.data.simulator import pick_queries, trend_shifted
-
-    out = []
-    for s in range(n):
-        rng = np.random.default_rng([shoppers.seed, 7919, s])
-        user = int(rng.choice(len(shoppers.users), p=shoppers.activity))
-        taste = shoppers.taste[user:user + 1]
-        if drifted and "trend_shift" in shoppers.drifts:
-            taste = trend_shifted(taste)
-        q = int(pick_queries(rng, taste, shoppers.pool)[0])
-        text = shoppers.pool["query_text"].iloc[q]
-        if drifted and "vocab_shift" in shoppers.drifts and rng.random() < 0.6:
-            text = shoppers.pool["shifted_text"].iloc[q]
-        out.append((user, q, taste[0], text))
-    return out
+    return [shoppers.draw(s, drifted)[1:] for s in range(n)]
 
 
 def expected(shoppers, eng, drawn) -> dict[str, np.ndarray]:

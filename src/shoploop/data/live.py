@@ -88,12 +88,28 @@ class MarketShoppers:
             self._grades[query] = self.catalog.grades(self.pool["intent"].iloc[query])
         return self._grades[query]
 
+    def draw(self, s: int, drifted: bool) -> tuple[np.random.Generator, int, int, np.ndarray, str]:
+        """Session ``s``'s stream and its first draws: (rng, user row, query row, taste, query text). The
+        same session is the same shopper and query whoever serves it (and in bench/shopper_value.py)."""
+        from shoploop.data.simulator import pick_queries, trend_shifted
+
+        rng = np.random.default_rng([self.seed, 7919, s])
+        user = int(rng.choice(len(self.users), p=self.activity))
+        taste = self.taste[user:user + 1]
+        if drifted and "trend_shift" in self.drifts:
+            taste = trend_shifted(taste)
+        q = int(pick_queries(rng, taste, self.pool)[0])
+        text = self.pool["query_text"].iloc[q]
+        if drifted and "vocab_shift" in self.drifts and rng.random() < 0.6:
+            text = self.pool["shifted_text"].iloc[q]
+        return rng, user, q, taste[0], text
+
     def run(self, base_url: str, n_sessions: int, drifted: bool, first: int = 0, k: int = 10,
             transport: httpx.BaseTransport | None = None) -> dict:
         """Sessions ``first`` .. ``first + n_sessions - 1``, as fast as the service answers; ``drifted``:
         the drift scenarios have started. Returns what was shown, clicked and bought (per model version
         under ``by_model``: an interleaved list credits each hit to the model that placed it)."""
-        from shoploop.data.simulator import attraction, pick_queries, price_pain, trend_shifted
+        from shoploop.data.simulator import attraction, price_pain
         from shoploop.evaluate import click_ndcg
 
         started = time.monotonic()
@@ -101,15 +117,7 @@ class MarketShoppers:
         gains: list[float] = []
         with httpx.Client(base_url=base_url, timeout=30.0, transport=transport) as client:
             for s in range(first, first + n_sessions):
-                rng = np.random.default_rng([self.seed, 7919, s])
-                user = int(rng.choice(len(self.users), p=self.activity))
-                taste = self.taste[user:user + 1]
-                if drifted and "trend_shift" in self.drifts:
-                    taste = trend_shifted(taste)
-                q = int(pick_queries(rng, taste, self.pool)[0])
-                text = self.pool["query_text"].iloc[q]
-                if drifted and "vocab_shift" in self.drifts and rng.random() < 0.6:
-                    text = self.pool["shifted_text"].iloc[q]
+                rng, user, q, taste, text = self.draw(s, drifted)
                 # The draws of a session are fixed before the answer: the same luck whatever is shown.
                 examine, attract_u, cart_u, buy_u = rng.random((4, k))
                 user_id = self.users["user_id"].iloc[user]
@@ -123,7 +131,7 @@ class MarketShoppers:
                 known = rows >= 0
                 g = np.where(known, self.grades(q)[np.maximum(rows, 0)], 0)
                 quality = np.where(known, self.catalog.quality[np.maximum(rows, 0)], 0.0)
-                cat_taste = np.where(known, taste[0, self.catalog.category[np.maximum(rows, 0)]], 0.0)
+                cat_taste = np.where(known, taste[self.catalog.category[np.maximum(rows, 0)]], 0.0)
                 price = np.array([h.get("price") or 0.0 for h in hits], dtype=float)
                 pain = np.where(known & (price > 0), price_pain(float(self.users["price_sensitivity"].iloc[user]),
                                                                 np.where(price > 0, price, 1.0),

@@ -330,7 +330,7 @@ class MarketSimulator:
             "ts": (start - pd.to_timedelta(rng.uniform(0, 300, len(row)), unit="D")).floor("s"),
         })
 
-    def judgments(self, catalog: Catalog, pool: pd.DataFrame, shifted: bool = True) -> pd.DataFrame:
+    def judgments(self, catalog: Catalog, pool: pd.DataFrame, shifted: bool) -> pd.DataFrame:
         """Graded labels for every pool query (and its shifted form where ``shifted``: once shoppers type
         it): the relevant items, exact ones first, up to MAX_JUDGED, plus 20 sampled irrelevant ones."""
         rng, ids, frames = self.rng, catalog.frame["item_id"].to_numpy(), []
@@ -364,7 +364,7 @@ class MarketSimulator:
         start, catalog, users, taste, pool = self.truth(run_date, n_queries)
         events = (self.sessions(catalog, users, taste, pool, start, policy, first_day) if first_day < self.n_days
                   else pd.DataFrame(columns=["ts"]).astype({"ts": "datetime64[ns]"}))
-        items = catalog.frame
+        items, vocab_day = catalog.frame, self.drift_day("vocab_shift", start)
         if self.drift_day("price_shock", start) is not None:  # the landed catalog shows today's prices
             electronics = catalog.category == CATEGORIES.index("Electronics")
             items = items.assign(price=np.where(electronics, (items["price"] * 1.6).round(2), items["price"]))
@@ -374,8 +374,7 @@ class MarketSimulator:
             "reviews": self.reviews(catalog, users, start), "events": events,
             # A shop's labellers grade the queries its shoppers type: a shifted form only once the
             # vocabulary shift has begun (judged before it, the model would know tomorrow's words).
-            "judgments": self.judgments(catalog, pool, shifted=(vocab := self.drift_day("vocab_shift", start)) is not None
-                                        and vocab < self.n_days),
+            "judgments": self.judgments(catalog, pool, shifted=vocab_day is not None and vocab_day < self.n_days),
             "query_types": self.query_types(pool),
         }
 
