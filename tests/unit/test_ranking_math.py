@@ -164,3 +164,23 @@ def test_the_ranker_is_the_mean_of_its_seeded_fits_and_the_same_whatever_ran_bef
     # and the averaged ranker still learnt the signal: the informative feature ranks the positives higher
     scores = first.score(q[0], i, f)
     assert scores[target == 1].mean() > scores[target == 0].mean()
+
+
+def test_small_fits_run_on_one_thread_and_give_the_count_back_even_on_error():
+    import torch
+
+    from shoploop.models import one_thread
+
+    torch.set_num_threads(2)
+    seen = []
+
+    @one_thread()
+    def fit(fail: bool):
+        seen.append(torch.get_num_threads())
+        if fail:
+            raise ValueError("bad rows")
+
+    fit(False)
+    with pytest.raises(ValueError):
+        fit(True)
+    assert seen == [1, 1] and torch.get_num_threads() == 2

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from shoploop.models import one_thread
+
 # The Feast features the ranker reads (feature service ranker_v1), in this order: the daily snapshot,
 # then the real-time counters the service pushes (read as log(1 + count); missing = 0, no events).
 COUNTERS = ["impressions_24h", "clicks_24h", "purchases_24h"]
@@ -88,6 +90,7 @@ class SeedRanker(nn.Module):
                   + feats @ w[3 * d:] + float(self.theta.bias.detach().numpy()[0]))
         return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
 
+    @one_thread()
     def fit(self, h_query: np.ndarray, h_item: np.ndarray, h_features: np.ndarray, target: np.ndarray,
             weight: np.ndarray | None = None) -> list[float]:
         """Weighted binary cross-entropy against targets in [0, 1] (graded labels / 3, or clicks with

@@ -21,6 +21,8 @@ import torch
 from scipy import sparse
 from torch import nn
 
+from shoploop.models import one_thread
+
 
 @dataclass(frozen=True)
 class SASRecConfig:
@@ -104,6 +106,7 @@ class SASRec(nn.Module):
         self.eval()
         return losses
 
+    @one_thread()
     def fit(self, histories: list[list[int]], targets: list[int], validation: tuple[list[list[int]], list[int]]) -> dict:
         """Two phases, each stopped early on NDCG@10 of the validation rows (never the test set):
         text-only item vectors first, then per-item corrections under strong weight decay."""
