@@ -171,6 +171,7 @@ def test_small_fits_run_on_one_thread_and_give_the_count_back_even_on_error():
 
     from shoploop.models import one_thread
 
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
     seen = []
 
@@ -180,7 +181,10 @@ def test_small_fits_run_on_one_thread_and_give_the_count_back_even_on_error():
         if fail:
             raise ValueError("bad rows")
 
-    fit(False)
-    with pytest.raises(ValueError):
-        fit(True)
-    assert seen == [1, 1] and torch.get_num_threads() == 2
+    try:
+        fit(False)
+        with pytest.raises(ValueError):
+            fit(True)
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)  # the tests after this one run as they would have
