@@ -32,7 +32,7 @@ def _settings(home: Path):
 
 
 def simulator_and_dbt(home: Path, scale: int | None = None) -> dict:
-    from shoploop import steps
+    from shoploop.pipeline import steps
 
     settings = _settings(home)
     if scale:  # the same growth rule as `shoploop simulate --scale`
@@ -48,8 +48,8 @@ def simulator_and_dbt(home: Path, scale: int | None = None) -> dict:
 
 
 def real_dataset(fmt: str, folder: str, home: Path) -> dict:
-    from shoploop import steps
     from shoploop.data import ingest
+    from shoploop.pipeline import steps
 
     settings = _settings(home)
     started = time.perf_counter()

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def first_answer_tag(settings) -> str:
     """The home's first answer: the registered version whose lineage says so."""
-    from shoploop import registry
+    from shoploop.models import registry
 
     for model in registry._bentoml(settings).models.list(settings.model_name):
         if "first answer" in model.info.metadata.get("lineage", {}).get("labels", ""):
@@ -39,10 +39,11 @@ def first_answer_tag(settings) -> str:
 
 
 def run(settings, champion: str, challenger: str, sessions: int, step: int, seed: int) -> dict:
-    from shoploop import interleaving, registry
     from shoploop.data import landing
     from shoploop.data.live import run_shoppers
-    from shoploop.monitor import feedback_events
+    from shoploop.models import registry
+    from shoploop.monitoring.monitor import feedback_events
+    from shoploop.serving import interleaving
 
     registry.challenge(settings, challenger, {}, "bench: interleaving power")
     since = registry.challenger(settings)["since"]
@@ -69,7 +70,8 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=100, help="sessions between verdicts")
     args = parser.parse_args()
 
-    from shoploop import processes, registry, steps
+    from shoploop.models import registry
+    from shoploop.pipeline import processes, steps
     from shoploop.settings import Settings, get_settings
 
     home = get_settings()

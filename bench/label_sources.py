@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("SHOPLOOP_HOME", str(ROOT / ".shoploop-bench" / "labels"))
 
-from shoploop import steps  # noqa: E402
+from shoploop.pipeline import steps  # noqa: E402
 from shoploop.settings import Settings  # noqa: E402
 
 RUN_DATE = date(2026, 11, 29)

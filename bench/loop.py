@@ -16,7 +16,7 @@ import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
-from shoploop import loop
+from shoploop.pipeline import loop
 from shoploop.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[1]

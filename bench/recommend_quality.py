@@ -49,7 +49,7 @@ def load(split: str) -> tuple[list[list[int]], list[int]]:
 def item_texts() -> list[str]:
     """Title, brand, categories and the cleaned head of the description, in item-index order."""
     from shoploop.data.adapters import unisrec
-    from shoploop.text import clean_text
+    from shoploop.data.text import clean_text
 
     items = unisrec(DATA, datetime(2026, 11, 29)).tables["items"]
     items = items.assign(index=items["item_id"].astype(int)).set_index("index").sort_index()
@@ -79,7 +79,7 @@ def served_engine(texts: list[str], embeddings: np.ndarray, sasrec, cooccurrence
     from shoploop.models.bundle import ModelBundle
     from shoploop.models.ranker import ITEM_FEATURES
     from shoploop.models.retrieval import DenseIndex, LexicalIndex
-    from shoploop.predict import SearchEngine, frame_lookup
+    from shoploop.serving.predict import SearchEngine, frame_lookup
 
     item_ids = [str(i) for i in range(len(texts))]
     catalog = pd.DataFrame({"item_id": item_ids, "title": texts, "brand": None, "category_path": "", "price": np.nan})
@@ -96,7 +96,12 @@ def main() -> None:
     from shoploop.models.encoder import TextEncoder
     from shoploop.models.recommender import RERANK_FEATURES, fit_reranker
     from shoploop.models.sequence import (
-        SASRec, SASRecConfig, CoOccurrence, popularity_scores, ranking_metrics, top_k_coverage,
+        CoOccurrence,
+        SASRec,
+        SASRecConfig,
+        popularity_scores,
+        ranking_metrics,
+        top_k_coverage,
     )
 
     bench_started = time.perf_counter()

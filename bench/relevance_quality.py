@@ -51,8 +51,8 @@ def human_relevance() -> dict[tuple[str, str], float]:
 
 def scored_pools(engine, judgments: pd.DataFrame, item_text: list[str], truth: dict, seed: int) -> pd.DataFrame:
     """One row per judged (query, item) in the catalog: query_id, the human relevance, each system's score."""
-    from shoploop.evaluate import pool_scores
     from shoploop.models.encoder import TextEncoder
+    from shoploop.models.evaluate import pool_scores
 
     row_of = {item_id: r for r, item_id in enumerate(engine.item_ids)}
     pairs = judgments[judgments["item_id"].isin(row_of)].copy()
@@ -74,7 +74,7 @@ def scored_pools(engine, judgments: pd.DataFrame, item_text: list[str], truth: d
 def measure(train: pd.DataFrame, test: pd.DataFrame) -> dict:
     from sklearn.isotonic import IsotonicRegression
 
-    from shoploop.evaluate import ndcg_at_k, spearman
+    from shoploop.models.evaluate import ndcg_at_k, spearman
 
     out = {"mean_predictor": {"rmse": round(float(np.sqrt(((test["relevance"] - train["relevance"].mean()) ** 2).mean())), 4)}}
     for name in SYSTEMS:
@@ -101,8 +101,8 @@ def main() -> None:
                         "product judged for it; 1 keeps all (about 30 minutes a seed on 2 cores)")
     args = parser.parse_args()
     os.environ["SHOPLOOP_HOME"] = str(HOME)
-    from shoploop import steps
-    from shoploop.evaluate import is_heldout
+    from shoploop.models.evaluate import is_heldout
+    from shoploop.pipeline import steps
     from shoploop.settings import Settings
 
     source = DATA

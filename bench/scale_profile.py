@@ -34,7 +34,8 @@ def percentiles(seconds: list[float]) -> dict:
 def measure(settings, repeats: int, rng: np.random.Generator) -> dict:
     import pandas as pd
 
-    from shoploop import counters, features
+    from shoploop import features
+    from shoploop.features import counters
 
     store = features.store(settings)
     service = store.get_feature_service(settings.feature_service)

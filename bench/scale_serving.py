@@ -48,7 +48,8 @@ def timed(label: str, work):
 
 def build(settings) -> dict:
     """The shop up to a champion, embedded profile; skipped where the home already has one."""
-    from shoploop import registry, steps
+    from shoploop.models import registry
+    from shoploop.pipeline import steps
 
     if registry.champion(settings) is not None:
         print(f"reusing the built shop in {settings.home}", flush=True)
@@ -64,7 +65,7 @@ def build(settings) -> dict:
 
 
 def serve_and_measure(settings, requests: int, label: str) -> dict:
-    from shoploop import demo, steps
+    from shoploop.pipeline import demo, steps
 
     print(f"{label}:", flush=True)
     if settings.online_store != "embedded":

@@ -43,9 +43,10 @@ def main() -> None:
     parser.add_argument("--join-rows", type=int, default=200_000, help="entity rows of the point-in-time join")
     args = parser.parse_args()
 
-    from shoploop import features, spark, steps
+    from shoploop import features
+    from shoploop.pipeline import steps
     from shoploop.settings import Settings
-    from shoploop.warehouse import mart_fingerprints
+    from shoploop.warehouse import mart_fingerprints, spark
 
     saved_env = dict(os.environ)
     # the same growth rule as `shoploop simulate --scale`

@@ -63,8 +63,9 @@ def queries(settings) -> list[str]:
 
 
 def in_process(settings, texts: list[str], repeats: int) -> dict:
-    from shoploop import features, registry
-    from shoploop.predict import CANDIDATES, SearchEngine
+    from shoploop import features
+    from shoploop.models import registry
+    from shoploop.serving.predict import CANDIDATES, SearchEngine
 
     fs = features.store(settings)
     service = fs.get_feature_service(settings.feature_service)
@@ -106,7 +107,7 @@ def search_under_load(bundle, lookup, texts: list[str], repeats: int, threads: i
     from ``threads`` threads at once (a worker's request threads), the encoder plain against batching,
     alternated twice; searches per second and latency."""
     from shoploop.models.encoder import BatchingEncoder
-    from shoploop.predict import SearchEngine
+    from shoploop.serving.predict import SearchEngine
 
     plain = bundle.text_encoder()
     engines = {"encoder one query a pass": SearchEngine(bundle, plain, lookup),
@@ -278,10 +279,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=600, help="requests per HTTP measurement")
     args = parser.parse_args()
 
-    from shoploop import processes
+    from shoploop.models import registry
+    from shoploop.pipeline import processes
     from shoploop.settings import get_settings
-
-    from shoploop import registry
 
     settings = get_settings()
     if registry.champion(settings) is None:
@@ -291,7 +291,7 @@ def main() -> None:
               "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
               "calibration_s": calibration(),
               "in_process": in_process(settings, texts, args.repeats)}
-    from shoploop import steps
+    from shoploop.pipeline import steps
 
     urls = [f"http://{settings.host}:{port}" for name, port in steps.replicas(settings)
             if processes.running(settings, name) is not None and processes.answers(f"http://{settings.host}:{port}/readyz")]

@@ -5,7 +5,7 @@ Interleaving and the loop's side-by-side runs measure this online, over HTTP, wi
 bench asks the same question offline and without the noise of drawing, so two models that differ a
 little can be told apart in seconds, and where the difference comes from can be read off (relevance of
 the top ten against the quality, taste and price of what is shown). It is a diagnostic for the
-simulator only: a real shop has no click model to ask, and uses interleaving (shoploop.interleaving).
+simulator only: a real shop has no click model to ask, and uses interleaving (shoploop.serving.interleaving).
 
 For session s (the same stream as shoploop.data.live.MarketShoppers): a shopper drawn by activity,
 their query drawn by taste (moved if the trend shift has started), each model's top ten; an item at
@@ -32,7 +32,7 @@ K = 10
 
 def engine(settings, bundle_dir: Path, latest):
     from shoploop.models.bundle import ModelBundle
-    from shoploop.predict import SearchEngine, frame_lookup
+    from shoploop.serving.predict import SearchEngine, frame_lookup
 
     bundle = ModelBundle.load(bundle_dir)
     return SearchEngine(bundle, bundle.text_encoder(), frame_lookup(latest))
@@ -82,7 +82,7 @@ def paired(a: np.ndarray, b: np.ndarray, seed: int = 7, draws: int = 2000) -> tu
 def main() -> None:
     from shoploop import features
     from shoploop.data.live import MarketShoppers
-    from shoploop.loop import loop_settings
+    from shoploop.pipeline.loop import loop_settings
     from shoploop.settings import Settings
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -62,7 +62,7 @@ def service_memory_mb(settings) -> float:
     """Resident memory of every process carrying the service's tag (its parent, workers, children)."""
     import psutil
 
-    from shoploop import processes
+    from shoploop.pipeline import processes
 
     total = 0
     for process in processes.tagged(settings, "service"):
@@ -144,10 +144,12 @@ def main() -> None:
     args = parser.parse_args()
 
     import httpx
+    from serving import (  # bench/serving.py: the shop's own query texts, the machine's speed
+        calibration,
+        queries,
+    )
 
-    from serving import calibration, queries  # bench/serving.py: the shop's own query texts, the machine's speed
-
-    from shoploop import processes
+    from shoploop.pipeline import processes
     from shoploop.settings import get_settings
 
     settings = get_settings()

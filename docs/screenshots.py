@@ -82,7 +82,7 @@ def evidently(b, url: str) -> None:
 
 
 def main() -> None:
-    from shoploop.demo import airflow_password
+    from shoploop.pipeline.demo import airflow_password
     from shoploop.settings import get_settings
 
     settings = get_settings()

@@ -19,7 +19,9 @@ def mart_source(name: str, mart: str):
     pairs with (DuckDB reads a FileSource, Feast's Spark offline store only a SparkSource)."""
     path = os.path.join(MARTS, f"{mart}.parquet")
     if os.environ.get("SHOPLOOP_WAREHOUSE_ENGINE") == "spark":
-        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import (
+            SparkSource,
+        )
 
         return SparkSource(name=name, path=path, file_format="parquet", timestamp_field="event_timestamp")
     return FileSource(name=name, path=path, timestamp_field="event_timestamp")
@@ -28,7 +30,7 @@ def mart_source(name: str, mart: str):
 # Why: every item feature and ranking row is keyed by the catalog's item id.
 item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING, description="A catalog item")
 
-# Why: shoppers are keyed by the pseudonymised user_key, never the raw id (see shoploop.privacy).
+# Why: shoppers are keyed by the pseudonymised user_key, never the raw id (see shoploop.warehouse.privacy).
 user = Entity(name="user", join_keys=["user_key"], value_type=ValueType.STRING, description="A pseudonymised shopper")
 
 # Why: the item_features mart holds daily point-in-time snapshots written by dbt.

@@ -1,7 +1,7 @@
 """The shoploop REST service: /search, /similar, /recommend, /feedback, and the storefront page at
 /shop/ (BentoML 1.4, class-based).
 
-Thin by design: every answer comes from shoploop.predict; the item features are held per worker and
+Thin by design: every answer comes from shoploop.serving.predict; the item features are held per worker and
 the real-time counters read from the Feast online store per request (features.ServedItemFeatures);
 feedback goes to the durable event log with group commit (stream.EventLog), and the first worker's
 counters feeder turns it into the counters every worker reads. Inputs are pydantic models that forbid
@@ -22,18 +22,21 @@ from typing import Literal
 
 import bentoml
 import prometheus_client
+from contract import ClearErrors
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.warnings import PydanticDeprecationWarning
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic.warnings import PydanticDeprecationWarning
 
-from contract import ClearErrors
-from shoploop import features, interleaving, registry, stream
+from shoploop import features
+from shoploop.features import stream
+from shoploop.models import registry
 from shoploop.models.encoder import BatchingEncoder
-from shoploop.predict import CANDIDATES, Filters, Hit, SearchEngine
-from shoploop.privacy import pseudonymise
+from shoploop.serving import interleaving
+from shoploop.serving.predict import CANDIDATES, Filters, Hit, SearchEngine
 from shoploop.settings import get_settings
+from shoploop.warehouse.privacy import pseudonymise
 
 MAX_K = 100
 # An event's ts must be recent: a client may send what it buffered offline for up to a week, and its
@@ -49,6 +52,7 @@ logger = logging.getLogger("shoploop.service")
 # request; __get_pydantic_core_schema__): warnings only BentoML can act on. (Feast puts its own "once" rule
 # for every DeprecationWarning in front of the filters when it is imported: imported first, so this one wins.)
 import feast  # noqa: E402,F401
+
 warnings.filterwarnings("ignore", category=PydanticDeprecationWarning, module=r"_bentoml_(impl|sdk)")
 
 

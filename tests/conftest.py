@@ -89,7 +89,7 @@ def settings(shop_env):
 def built(settings):
     """The loop up to a registered champion, as the demo runs it: simulate, dbt build, Feast, the
     untrained first answer as champion, then train, evaluate (against it) and register."""
-    from shoploop import steps
+    from shoploop.pipeline import steps
 
     steps.simulate(settings, RUN_DATE)
     steps.transform(settings, RUN_DATE)
@@ -103,7 +103,7 @@ def built(settings):
 
 @pytest.fixture(scope="session")
 def engine(built):
-    from shoploop import steps
+    from shoploop.pipeline import steps
 
     engine, _ = steps.offline_engine(built["settings"], steps.artifacts(built["settings"], RUN_DATE) / "bundle")
     return engine

@@ -7,8 +7,8 @@ from datetime import date, datetime, timezone
 
 import typer
 
-from shoploop import steps
 from shoploop.data.simulator import DRIFTS
+from shoploop.pipeline import steps
 from shoploop.settings import get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -147,7 +147,7 @@ def monitor(run_date: str = RunDate):
 @app.command()
 def history():
     """Every promotion and rollback of the champion, with its reason."""
-    from shoploop import registry
+    from shoploop.models import registry
 
     for entry in registry.history(get_settings()):
         typer.echo(f"{entry['at']}  {entry['event']:<9}  {entry['tag']}  ({'against' if entry['event'] == 'challenge' else 'replaced'} {entry['replaced'] or 'nothing'}): "
@@ -174,7 +174,7 @@ def report(what: str = typer.Argument("data", help="the report to write (data)")
     """Write a report with plots: `data` covers catalog mix, prices, popularity, position bias and drift."""
     if what != "data":
         raise typer.BadParameter(f"unknown report {what!r}: the one report so far is 'data'")
-    from shoploop.report import data_report
+    from shoploop.warehouse.report import data_report
 
     typer.echo(data_report(get_settings(), _run_date(run_date)))
 
@@ -184,7 +184,7 @@ def demo(run_date: str = RunDate,
          source: str = typer.Option(None, help="'simulator' (default) or a real dataset, 'FORMAT:PATH' (an ingest "
                                                 "format, e.g. 'homedepot:../shared/datasets/homedepot_search')")):
     """The main job: the whole loop, then the service, Airflow and Evidently UIs left running."""
-    from shoploop import demo as run
+    from shoploop.pipeline import demo as run
 
     settings = get_settings()
     if source:
@@ -199,7 +199,7 @@ def loop(keep_running: bool = typer.Option(False, help="leave the loop's service
     """The closed loop, shown: drift starts under live shoppers, Airflow retrains, interleaving promotes,
     the service hot-swaps, click-through measured side by side; a report with plots (about 30 minutes).
     Runs on today's date (UTC): Airflow's runs are today's."""
-    from shoploop import loop as run
+    from shoploop.pipeline import loop as run
 
     if scale not in ("small", "default"):
         raise typer.BadParameter(f"scale {scale!r}: 'small' or 'default'")
@@ -210,7 +210,7 @@ def loop(keep_running: bool = typer.Option(False, help="leave the loop's service
 @app.command()
 def airflow():
     """Start this home's Airflow (standalone, or the scale profile's Celery cluster) and leave it running."""
-    from shoploop import orchestration
+    from shoploop.pipeline import orchestration
 
     settings = get_settings()
     url = orchestration.start_airflow(settings, say=typer.echo)
@@ -221,7 +221,7 @@ def airflow():
 @app.command()
 def stop():
     """Stop every server `shoploop demo` started (by process group)."""
-    from shoploop import demo as run
+    from shoploop.pipeline import demo as run
 
     stopped = run.stop_all(get_settings())
     typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")

@@ -42,11 +42,11 @@ class Settings(BaseSettings):
     # machine would run), sharing the online store and the event stream.
     service_replicas: int = 1
     # Online evaluation: the share of searches a challenger is interleaved into with the champion
-    # (shoploop.interleaving); 0 promotes on the offline gate alone.
+    # (shoploop.serving.interleaving); 0 promotes on the offline gate alone.
     interleave_share: float = Field(default=0.25, ge=0, le=1)
     # The event stream /feedback writes to: "embedded" (the landing zone's durable log, group commit) or a
     # Redis URL ("redis://127.0.0.1:6379/0": Redis Streams, for replicas on several machines), with its
-    # keys under stream_prefix (see shoploop.stream and shoploop.redis_stream).
+    # keys under stream_prefix (see shoploop.features.stream and shoploop.features.redis_stream).
     event_stream: str = "embedded"
     # Feast's online store: "embedded" (SQLite in the home) or a Redis URL, where the features and the
     # real-time counters of this home live under the Feast project named stream_prefix.
@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     # The engine dbt builds the marts on: "duckdb" (in-process, the home's warehouse.duckdb) or "spark" (a
     # Spark standalone cluster: spark_master, or unset, one master and one worker this project starts on
-    # spark_port; see shoploop.spark). The same dbt project and the same parquet marts either way.
+    # spark_port; see shoploop.warehouse.spark). The same dbt project and the same parquet marts either way.
     warehouse_engine: Literal["duckdb", "spark"] = "duckdb"
     spark_master: str = ""
     # Where the cluster's executors reach this process's driver: unset, host (one machine); on a cluster
@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     # Airflow: 0 Celery workers runs `airflow standalone` (SQLite metadata in the home); N > 0 runs every
     # component as a process of its own with the CeleryExecutor and N workers, the broker on redis_url's
     # Redis (keys under stream_prefix) and the metadata on airflow_database (unset: the PostgreSQL on
-    # this machine, a database named after stream_prefix; see shoploop.orchestration).
+    # this machine, a database named after stream_prefix; see shoploop.pipeline.orchestration).
     airflow_workers: int = Field(default=0, ge=0)
     airflow_database: str = ""
     evidently_port: int = 8000
@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     model_tag: str | None = None
     feature_service: str = "ranker_v1"
     # What trains the ranker and the encoder: 'auto' (whatever the data holds: judgments, search logs
-    # or both), or 'judgments', 'logs', 'both' to insist (see shoploop.labels).
+    # or both), or 'judgments', 'logs', 'both' to insist (see shoploop.models.labels).
     train_labels: str = "auto"
     # Bounds on training time whatever the catalog: fine-tuning steps per epoch (a random sample of the
     # triplets past it) and the texts the compressed query encoder distils on (a random sample past it).

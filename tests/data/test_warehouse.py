@@ -6,8 +6,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from shoploop import steps
 from shoploop.data import landing
+from shoploop.pipeline import steps
 
 pytestmark = pytest.mark.slow
 
@@ -135,7 +135,7 @@ def test_staging_cleans_markup_out_of_item_text(built):
 
 
 def test_data_report_is_written_with_its_plots(built):
-    from shoploop.report import data_report
+    from shoploop.warehouse.report import data_report
 
     path = data_report(built["settings"], date(2026, 11, 29))
     text = path.read_text()
@@ -232,7 +232,7 @@ def test_counters_mart_holds_what_the_service_counts_live(built):
     # hour (offline = online: both drop engagement without an impression and repeated clicks)
     from datetime import timedelta
 
-    from shoploop.counters import LiveCounters
+    from shoploop.features.counters import LiveCounters
 
     settings = built["settings"]
     mart = pd.read_parquet(settings.marts / "item_counters.parquet").dropna(subset=["item_id"])
@@ -420,7 +420,8 @@ def test_the_served_counters_are_what_feast_reads_with_the_views_ttl(built):
 
     import numpy as np
 
-    from shoploop import counters, features
+    from shoploop import features
+    from shoploop.features import counters
 
     settings = built["settings"]
     store = features.store(settings)
@@ -470,9 +471,10 @@ def test_the_redis_online_store_serves_what_the_embedded_one_does(built):
 
     import numpy as np
     import redis
-
     from conftest import redis_for
-    from shoploop import counters, features
+
+    from shoploop import features
+    from shoploop.features import counters
     from shoploop.settings import Settings
 
     url = redis_for("the scale profile's online store is Redis")

@@ -16,7 +16,7 @@ TEXTS = ["red frying pan", "Ferro cast iron skillet, 28 cm", "waterproof hiking 
 
 @pytest.fixture(scope="module")
 def teacher_dir(built):
-    from shoploop import steps
+    from shoploop.pipeline import steps
 
     return steps.artifacts(built["settings"], date(2026, 11, 29)) / "bundle" / "encoder"
 
@@ -50,8 +50,8 @@ def test_gate_promotes_the_smallest_variant_within_budget():
 
 
 def test_compress_step_measures_every_variant_and_the_bundle_serves_its_pick(built):
-    from shoploop import steps
     from shoploop.models.bundle import ModelBundle
+    from shoploop.pipeline import steps
 
     settings = built["settings"]
     report = steps.compress(settings, date(2026, 11, 29))
@@ -77,9 +77,9 @@ def test_a_kept_student_starts_a_distillation_far_nearer_its_teacher(built, teac
     # student needs fewer epochs
     from transformers import AutoTokenizer
 
-    from shoploop import steps
     from shoploop.models.compress import _pretrained, distil, make_student
     from shoploop.models.encoder import TextEncoder
+    from shoploop.pipeline import steps
 
     kept = steps.artifacts(built["settings"], date(2026, 11, 29)) / "bundle" / STUDENT
     assert (kept / "config.json").exists(), "the small shop's compression promoted no student"

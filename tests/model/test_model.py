@@ -77,7 +77,7 @@ def test_recommender_finds_held_out_next_items(built, engine):
 
 
 def test_registered_version_carries_metrics_and_lineage(built):
-    from shoploop import registry
+    from shoploop.models import registry
 
     settings = built["settings"]
     assert built["register"]["promoted"], built["register"]["reason"]
@@ -90,7 +90,8 @@ def test_registered_version_carries_metrics_and_lineage(built):
 def test_the_first_answer_serves_until_the_trained_model_beats_it(built):
     # given a shop where nothing served / when its data landed / then an untrained first version
     # became champion at once, and the trained version replaced it only by beating it on the same queries
-    from shoploop import registry, steps
+    from shoploop.models import registry
+    from shoploop.pipeline import steps
 
     settings, first = built["settings"], built["first"]
     assert first["promoted"] and first["tag"] != built["register"]["tag"]
@@ -107,10 +108,10 @@ def test_a_retraining_moves_the_champions_encoder_on(built, tmp_path):
     # from the base MiniLM)
     from safetensors.torch import load_file
 
-    from shoploop import registry
+    from shoploop.models import registry
     from shoploop.models.encoder import default_model_path
     from shoploop.models.finetune import FinetuneConfig, finetune
-    from shoploop.train import BASE_ENCODER, finetune_start
+    from shoploop.models.train import BASE_ENCODER, finetune_start
 
     settings = built["settings"]
     assert built["train"]["encoder"]["finetune"]["started_from"] == BASE_ENCODER
@@ -132,7 +133,8 @@ def test_a_retraining_moves_the_champions_encoder_on(built, tmp_path):
 
 
 def test_a_version_whose_files_changed_after_registration_is_never_loaded(built, tmp_path):
-    from shoploop import registry, steps
+    from shoploop.models import registry
+    from shoploop.pipeline import steps
 
     settings = built["settings"]
     tag = registry.register(settings, steps.artifacts(settings, date(2026, 11, 29)) / "bundle", {}, {})
@@ -161,8 +163,8 @@ def test_loading_a_bundle_never_runs_pickled_code(built, tmp_path):
 
     import torch
 
-    from shoploop import steps
     from shoploop.models.bundle import ModelBundle
+    from shoploop.pipeline import steps
 
     folder = tmp_path / "bundle"
     shutil.copytree(steps.artifacts(built["settings"], date(2026, 11, 29)) / "bundle", folder)
@@ -221,7 +223,8 @@ def test_evaluation_breaks_quality_down_and_the_card_shows_it(built):
 
 
 def test_a_new_evaluation_scores_the_champion_on_the_same_queries(built):
-    from shoploop import registry, steps
+    from shoploop.models import registry
+    from shoploop.pipeline import steps
 
     settings = built["settings"]
     metrics = steps.evaluate(settings, date(2026, 11, 29))
@@ -241,7 +244,7 @@ def test_a_registration_killed_midway_never_promotes_a_partial_version(built):
     import sys
     import time
 
-    from shoploop import registry
+    from shoploop.models import registry
 
     settings = built["settings"]
     pointer, log = registry.champion_file(settings), registry.history_file(settings)
@@ -280,7 +283,7 @@ def test_a_registration_killed_midway_never_promotes_a_partial_version(built):
 def test_the_monitor_measures_online_quality_and_decides_with_reasons(built):
     import json
 
-    from shoploop import steps
+    from shoploop.pipeline import steps
 
     settings = built["settings"]
     summary = steps.monitor(settings, date(2026, 11, 29))
@@ -288,7 +291,7 @@ def test_the_monitor_measures_online_quality_and_decides_with_reasons(built):
     search = [v["search"] for window in summary["online"].values() for v in window.values() if "search" in v]
     assert search and all(0 <= s["ctr"] <= 1 and 0 <= s["long_tail_exposure"] <= 1 for s in search)
     # the Evidently project's dashboard plots drift and the online quality of each run over time
-    from shoploop.monitor import ONLINE, evidently_project
+    from shoploop.monitoring.monitor import ONLINE, evidently_project
 
     _, project = evidently_project(settings)
     plotted = {m.metric_labels.get("column") for panel in project.dashboard.model().panels for m in panel.values}
@@ -300,7 +303,7 @@ def test_the_monitor_measures_online_quality_and_decides_with_reasons(built):
 
 
 def test_a_rollback_restores_the_predecessor_and_is_recorded(built):
-    from shoploop import registry
+    from shoploop.models import registry
 
     settings = built["settings"]
     pointer, log = registry.champion_file(settings), registry.history_file(settings)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import RUN_DATE
 
 pytestmark = pytest.mark.slow
@@ -39,7 +38,7 @@ def _home(tmp_path: Path, **overrides):
 
 
 def _build(settings) -> tuple[dict, dict, dict]:
-    from shoploop import steps
+    from shoploop.pipeline import steps
 
     steps.land(settings, RUN_DATE)
     steps.transform(settings, RUN_DATE, full_refresh=True)
@@ -58,7 +57,7 @@ def _real_loop(tmp_path: Path, fmt: str, make_slice) -> tuple:
 
 
 def _served(settings):
-    from shoploop import steps
+    from shoploop.pipeline import steps
 
     return steps.served_engine(settings)[1]
 
@@ -68,7 +67,7 @@ def test_a_shop_with_logs_and_no_judgments_trains_and_serves(tmp_path):
     from shoploop.data import landing
 
     settings = _home(tmp_path, n_items=300, n_users=200, n_days=4, sessions_per_day=150)
-    from shoploop import steps
+    from shoploop.pipeline import steps
 
     steps.land(settings, RUN_DATE)
     landing.write_partition(settings.landing, "judgments", RUN_DATE, pd.DataFrame(columns=list(landing.CONTRACT["judgments"])))
@@ -112,7 +111,7 @@ def test_real_relevance_labels_train_as_sparse_judgments_and_serve_the_real_cata
     assert "unjudged_weight_validation_spearman" in card and "text_validation_spearman" in card and "ranker_text" in card
     assert report["recommender"]["sasrec"].startswith("not trained")  # no histories: said, not crashed
     # the compression step ran on it, within its bound
-    from shoploop import steps
+    from shoploop.pipeline import steps
 
     compressed = json.loads((steps.artifacts(settings, RUN_DATE) / "compression.json").read_text())
     assert compressed["distil_texts"] == 256 and compressed["rows"]

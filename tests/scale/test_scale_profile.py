@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import need
 
 pytestmark = pytest.mark.slow
@@ -42,9 +41,10 @@ def scale_run(tmp_path_factory):
     Redis); every server it started is stopped and its database and keys dropped afterwards."""
     import redis
 
-    from shoploop import orchestration, spark
-    from shoploop.loop import Airflow
+    from shoploop.pipeline import orchestration
+    from shoploop.pipeline.loop import Airflow
     from shoploop.settings import Settings
+    from shoploop.warehouse import spark
 
     need(_answers("127.0.0.1", 5432), "no PostgreSQL at 127.0.0.1:5432: the scale profile keeps Airflow's metadata there")
     need(_answers("127.0.0.1", 6379), "no Redis at 127.0.0.1:6379: the scale profile's Celery broker and online store")
@@ -114,9 +114,9 @@ def test_the_refresh_dag_runs_on_celery_workers_with_postgres_metadata(scale_run
 def _trained_ndcg(settings, label: str) -> float:
     """A version trained on this home (a short fine-tuning: the engines, not the model, are under test)
     and its nDCG@10 on the held-out queries."""
-    from shoploop import steps
     from shoploop.models.finetune import FinetuneConfig
-    from shoploop.train import train
+    from shoploop.models.train import train
+    from shoploop.pipeline import steps
 
     out = steps.artifacts(settings, RUN_DATE)
     bundle, report = train(settings, out / f"training-{label}", FinetuneConfig(max_steps=2))
@@ -125,7 +125,8 @@ def _trained_ndcg(settings, label: str) -> float:
 
 
 def test_the_scale_profile_gives_the_embedded_profiles_marts_training_set_and_model(scale_run, tmp_path):
-    from shoploop import features, steps
+    from shoploop import features
+    from shoploop.pipeline import steps
     from shoploop.settings import Settings
     from shoploop.warehouse import mart_fingerprints
 

@@ -72,7 +72,7 @@ def test_service_class_answers_directly(built):
 # --- level 3: a real `bentoml serve` over HTTP ------------------------------------------------
 @pytest.fixture(scope="module")
 def served(built):
-    from shoploop import processes, steps
+    from shoploop.pipeline import processes, steps
 
     url = steps.deploy(built["settings"])["url"]
     yield url
@@ -201,7 +201,7 @@ def test_search_filters_pages_and_more_like_this_over_http(served):
 def test_the_monitor_reads_zero_results_and_latency_from_the_service(built, served):
     # given the running service / when a search finds nothing (an empty price range) / then its
     # Prometheus metrics, as the monitor reads them, count one more search and one more without a result
-    from shoploop import monitor
+    from shoploop.monitoring import monitor
 
     settings = built["settings"]
     tag = httpx.post(served + "/search", json={"query": "desk lamp"}, timeout=30).json()["model_version"]
@@ -221,8 +221,8 @@ def test_concurrent_feedback_shares_commits_and_loses_nothing(built, served):
     from concurrent.futures import ThreadPoolExecutor
     from datetime import datetime, timezone
 
-    from shoploop import stream
     from shoploop.data import landing
+    from shoploop.features import stream
 
     settings = built["settings"]
     day = datetime.now(timezone.utc).date()
@@ -244,8 +244,8 @@ def test_concurrent_feedback_shares_commits_and_loses_nothing(built, served):
 
 @pytest.mark.slow
 def test_feedback_is_durable_across_a_restart(built, served):
-    from shoploop import processes, steps
     from shoploop.data import landing
+    from shoploop.pipeline import processes, steps
 
     settings = built["settings"]
     event = {"event_id": "durable-test-1", "session_id": "t-2", "event_type": "purchase", "item_id": "i000001",
@@ -275,7 +275,7 @@ def test_admin_reload_needs_the_token(built, served):
 def test_a_reload_that_cannot_load_keeps_the_old_model_serving(built, served):
     import json
 
-    from shoploop import registry
+    from shoploop.models import registry
 
     settings, tag = built["settings"], built["register"]["tag"]
     record = registry.digest_file(settings, tag)
@@ -331,7 +331,7 @@ def test_a_deploy_hot_swaps_without_dropping_a_request(built, served):
     # into the running service and not one request fails
     import threading
 
-    from shoploop import steps
+    from shoploop.pipeline import steps
 
     outcomes, done = [], threading.Event()
 
@@ -358,7 +358,7 @@ def test_a_deploy_hot_swaps_without_dropping_a_request(built, served):
 
 
 def _worker(settings):
-    from shoploop import processes
+    from shoploop.pipeline import processes
 
     leader = processes.running(settings, "service")
     return [p for p in processes.tagged(settings, "service") if p.pid != leader and "worker" in " ".join(p.cmdline())]
@@ -369,8 +369,8 @@ def test_a_killed_worker_is_replaced_and_loses_no_acknowledged_event(built, serv
     import signal
     import time
 
-    from shoploop import processes
     from shoploop.data import landing
+    from shoploop.pipeline import processes
 
     settings = built["settings"]
     event = {"event_id": "before-kill-9", "session_id": "k-1", "event_type": "impression", "item_id": "i000002"}
@@ -391,7 +391,7 @@ def test_make_stop_ends_the_worker_even_after_its_parent_was_killed(built, serve
     import signal
     import time
 
-    from shoploop import processes, steps
+    from shoploop.pipeline import processes, steps
 
     settings = built["settings"]
     leader = processes.running(settings, "service")
@@ -500,8 +500,8 @@ def test_two_workers_share_the_counters_and_the_event_log(built, served):
     import os
     from concurrent.futures import ThreadPoolExecutor
 
-    from shoploop import processes, steps
     from shoploop.data import landing
+    from shoploop.pipeline import processes, steps
 
     settings = built["settings"]
     processes.stop(settings, "service")
@@ -539,8 +539,8 @@ def test_a_worker_killed_mid_load_loses_nothing_and_counts_every_event_once(buil
     import signal
     import time
 
-    from shoploop import processes, steps
     from shoploop.data import landing
+    from shoploop.pipeline import processes, steps
 
     settings = built["settings"]
     if processes.running(settings, "service") is None:  # an earlier test stopped it
@@ -601,7 +601,8 @@ def _online_counters_against_the_log(settings, item: str, within_s: float = 5) -
     whole event log counts): the store is polled for up to ``within_s`` while the feeder catches up."""
     import time
 
-    from shoploop import counters, features
+    from shoploop import features
+    from shoploop.features import counters
 
     truth = counters.from_log(settings).values([item]).iloc[0]
     expected = (int(truth.impressions_24h), int(truth.clicks_24h))
@@ -629,10 +630,12 @@ def test_two_replicas_on_a_redis_stream_land_and_count_every_event_once_through_
     import uuid
 
     import redis
-
     from conftest import RUN_DATE, redis_for
-    from shoploop import features, processes, redis_stream, steps
+
+    from shoploop import features
     from shoploop.data import landing
+    from shoploop.features import redis_stream
+    from shoploop.pipeline import processes, steps
     from shoploop.settings import Settings
 
     url = redis_for("the replicas share a Redis stream and online store")
@@ -705,9 +708,12 @@ def test_a_challenger_interleaved_into_live_searches_is_promoted_by_shoppers_cli
     import time
 
     from conftest import RUN_DATE
-    from shoploop import interleaving, processes, registry, steps
+
     from shoploop.data import landing
-    from shoploop.predict import Filters
+    from shoploop.models import registry
+    from shoploop.pipeline import processes, steps
+    from shoploop.serving import interleaving
+    from shoploop.serving.predict import Filters
 
     settings = built["settings"]
     if processes.running(settings, "service") is None:
@@ -758,9 +764,10 @@ def test_a_new_product_is_searchable_after_reindex_without_retraining(built, ser
     # with its reason, hot-swaps it in (no restart), the new product is found by its name with its price,
     # the changed price shows, shoppers' histories still recommend, and a second run changes nothing
     import pandas as pd
-
     from conftest import RUN_DATE
-    from shoploop import processes, registry, steps
+
+    from shoploop.models import registry
+    from shoploop.pipeline import processes, steps
 
     settings = built["settings"]
     if processes.running(settings, "service") is None:

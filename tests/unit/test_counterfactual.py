@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from shoploop.counterfactual import expected_clicks, logged_clicks
+from shoploop.monitoring.counterfactual import expected_clicks, logged_clicks
 
 THETA = np.array([1.0, 0.6, 0.35, 0.2])
 ALPHA = {"a": 0.8, "b": 0.5, "c": 0.2, "d": 0.05}

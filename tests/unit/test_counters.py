@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from shoploop import counters, stream
+from shoploop.features import counters, stream
 from shoploop.settings import Settings
 
 NOW = datetime(2026, 11, 29, 15, 30)

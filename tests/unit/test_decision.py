@@ -5,8 +5,8 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-from shoploop.decision import Thresholds, ctr_drop_p_value, decide
-from shoploop.monitor import online_quality
+from shoploop.monitoring.decision import Thresholds, ctr_drop_p_value, decide
+from shoploop.monitoring.monitor import online_quality
 
 CALM = {"drifted_columns": 1, "drift_share": 0.125,
         "columns": {"model_score": {"method": "Wasserstein distance (normed)", "value": 0.02, "threshold": 0.1,
@@ -127,7 +127,7 @@ def test_online_quality_per_window_version_and_position():
 def test_price_moves_pair_items_so_a_new_mix_of_items_is_not_a_move():
     import numpy as np
 
-    from shoploop.drift import price_moves
+    from shoploop.monitoring.drift import price_moves
 
     rng = np.random.default_rng(0)
     items = [f"e{i}" for i in range(30)] + [f"b{i}" for i in range(30)]
@@ -160,7 +160,7 @@ def test_a_wave_of_new_items_retrains_and_the_usual_arrivals_do_not():
 def test_a_column_empty_in_a_window_is_left_out_with_its_reason():
     import numpy as np
 
-    from shoploop.drift import COLUMNS, watchable
+    from shoploop.monitoring.drift import COLUMNS, watchable
 
     reference = pd.DataFrame({c: [1.0, 2.0] for c in COLUMNS})
     current = reference.assign(click_position=np.nan)  # nobody clicked lately
@@ -176,7 +176,7 @@ def test_one_monitor_run_at_a_time_in_a_home(tmp_path):
     import threading
     from datetime import date
 
-    from shoploop import steps
+    from shoploop.pipeline import steps
     from shoploop.settings import Settings
 
     settings = Settings(home=tmp_path)

@@ -3,9 +3,12 @@ with a verdict (the challenger promoted or rejected, with its reason in the hist
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from shoploop import interleaving, registry
+from shoploop.models import registry
+from shoploop.serving import interleaving
 from shoploop.settings import Settings
 
 A, B = "ranker:champion", "ranker:challenger"

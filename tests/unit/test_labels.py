@@ -4,11 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shoploop import labels
+from shoploop.models import labels
 from shoploop.models.finetune import training_triplets
 from shoploop.models.ranker import ITEM_FEATURES, RankerConfig, SeedRanker
-from shoploop.models.retrieval import LexicalIndex
-from shoploop.ranker_rows import (
+from shoploop.models.ranker_rows import (
     JUDGED,
     LOG_WEIGHTS,
     LOGGED,
@@ -19,6 +18,7 @@ from shoploop.ranker_rows import (
     choose_scale,
     judged_rows,
 )
+from shoploop.models.retrieval import LexicalIndex
 
 COLOURS = ["red", "blue", "green", "black", "white", "grey"]
 TYPES = ["kettle", "skillet", "lamp", "chair", "drill"]
@@ -212,8 +212,9 @@ def test_the_log_weight_is_the_one_shoppers_clicks_favour_among_the_most_relevan
 
 def test_click_ndcg_ranks_logged_pairs_by_their_attractiveness():
     # given one validation query's three logged pairs and a ranker that scores by the "rating" feature
-    from shoploop.models.ranker import SeedRanker
     import torch
+
+    from shoploop.models.ranker import SeedRanker
 
     config = RankerConfig(embedding_dim=2)
     ranker = SeedRanker(config)

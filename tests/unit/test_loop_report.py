@@ -3,7 +3,7 @@ and the registry's promotions, and the plots beside them."""
 
 from pathlib import Path
 
-from shoploop import loop
+from shoploop.pipeline import loop
 from shoploop.settings import Settings
 
 

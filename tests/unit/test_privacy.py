@@ -1,6 +1,6 @@
 import pytest
 
-from shoploop.privacy import pseudonymise, scrub
+from shoploop.warehouse.privacy import pseudonymise, scrub
 
 
 def test_pseudonym_is_stable_keyed_and_not_the_id():

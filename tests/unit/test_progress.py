@@ -2,7 +2,7 @@
 
 import time
 
-from shoploop import progress
+from shoploop.pipeline import progress
 
 
 def test_off_a_terminal_progress_is_plain_lines_with_the_time_left(capsys, monkeypatch):

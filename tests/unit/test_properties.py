@@ -9,12 +9,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from shoploop.data import adapters, landing
-from shoploop.privacy import pseudonymise, scrub
-from shoploop.text import clean_text, price_bound
+from shoploop.data.text import clean_text, price_bound
+from shoploop.warehouse.privacy import pseudonymise, scrub
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "services"))
 
@@ -121,7 +122,7 @@ EVENT = st.fixed_dictionaries(
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(events=st.lists(EVENT, min_size=1, max_size=4))
 def test_an_event_is_refused_with_its_field_named_or_lands_in_the_contract(tmp_path, events):
-    from shoploop import stream
+    from shoploop.features import stream
     from shoploop.settings import Settings
 
     try:

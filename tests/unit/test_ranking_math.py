@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from shoploop.evaluate import is_heldout, ndcg_at_k
+from shoploop.models.evaluate import is_heldout, ndcg_at_k
 from shoploop.models.retrieval import hybrid_candidates, top_k
 
 
@@ -36,7 +36,7 @@ def test_hybrid_candidates_take_from_both_retrievers():
 
 
 def test_gate_compares_champion_and_challenger_on_the_same_test_set():
-    from shoploop.registry import gate
+    from shoploop.models.registry import gate
 
     stored = {"tag": "old", "metrics": {"model": 0.70}}  # scored on its own, older test set
     challenger = {"model": 0.80, "bm25": 0.60, "champion": {"tag": "old", "model": 0.85}}
@@ -47,7 +47,7 @@ def test_gate_compares_champion_and_challenger_on_the_same_test_set():
 
 
 def test_without_search_labels_the_gate_judges_recommendation():
-    from shoploop.registry import gate
+    from shoploop.models.registry import gate
 
     # given a version with no search labels, whose recommender beats popularity
     rec = {"served": {"ndcg@10": 0.08}, "popularity": {"ndcg@10": 0.02}}
@@ -101,7 +101,7 @@ def test_the_request_path_scores_as_the_trained_network_does():
 
 
 def test_click_ndcg_is_one_for_clicks_on_top_and_falls_as_they_sink():
-    from shoploop.evaluate import click_ndcg
+    from shoploop.models.evaluate import click_ndcg
 
     assert click_ndcg([1]) == 1.0 and click_ndcg([2, 1]) == 1.0
     assert click_ndcg([2]) == pytest.approx(1 / np.log2(3))
@@ -122,7 +122,7 @@ class _FixedRanker:
 def test_traffic_weighted_ndcg_weighs_each_query_by_its_searches():
     import pandas as pd
 
-    from shoploop.evaluate import model_ndcg, query_ndcg, traffic_weighted
+    from shoploop.models.evaluate import model_ndcg, query_ndcg, traffic_weighted
 
     # given two held-out queries judged alike, one answered in the ideal order and one reversed
     held = [q for q in (f"q{i}" for i in range(200)) if is_heldout(q)][:2]

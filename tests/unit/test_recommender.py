@@ -19,7 +19,7 @@ def engine():
     from shoploop.models.ranker import ITEM_FEATURES
     from shoploop.models.retrieval import DenseIndex, LexicalIndex
     from shoploop.models.sequence import CoOccurrence, SASRec, SASRecConfig
-    from shoploop.predict import SearchEngine, frame_lookup
+    from shoploop.serving.predict import SearchEngine, frame_lookup
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -124,7 +124,7 @@ def test_a_shop_version_adds_its_seed_rankers_score_and_the_price_gap(engine):
     # given a version with a seed ranker (zero-shot: sigma(bm25 + cosine)) and items priced by row
     from shoploop.models.ranker import ITEM_FEATURES, RankerConfig, SeedRanker
     from shoploop.models.recommender import RERANK_FEATURES
-    from shoploop.predict import SearchEngine, frame_lookup
+    from shoploop.serving.predict import SearchEngine, frame_lookup
 
     engine.bundle.ranker = SeedRanker.zero_shot(RankerConfig(embedding_dim=16))
     features = pd.DataFrame(np.nan, index=engine.item_ids, columns=ITEM_FEATURES)

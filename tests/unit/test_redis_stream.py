@@ -7,10 +7,10 @@ import uuid
 
 import pandas as pd
 import pytest
-
 from conftest import need
-from shoploop import redis_stream, stream
+
 from shoploop.data import landing
+from shoploop.features import redis_stream, stream
 from shoploop.settings import Settings
 
 REDIS_URL = os.environ.get("SHOPLOOP_TEST_REDIS", "redis://127.0.0.1:6379/0")

@@ -1,6 +1,6 @@
 """The monitor's reading of the service's Prometheus metrics: zero-result rate and latency quantiles."""
 
-from shoploop.monitor import _quantile, parse_health
+from shoploop.monitoring.monitor import _quantile, parse_health
 
 METRICS = """# HELP shoploop_searches_total searches answered, by model version and outcome
 # TYPE shoploop_searches_total counter

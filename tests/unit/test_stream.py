@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from shoploop import counters, stream
 from shoploop.data import landing
+from shoploop.features import counters, stream
 from shoploop.settings import Settings
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from shoploop.text import clean_text
+from shoploop.data.text import clean_text
 
 
 @pytest.mark.parametrize("raw, clean", [
@@ -26,7 +26,7 @@ def test_none_stays_none_and_plain_text_is_untouched():
     ("Kestrel UNDER 12", 12.0), ("red frying pan", None), ("size 10 boots", None),
 ])
 def test_price_bound_is_read_from_the_query(query, bound):
-    from shoploop.text import price_bound
+    from shoploop.data.text import price_bound
 
     assert price_bound(query) == bound
 
@@ -35,7 +35,7 @@ def test_within_budget_feature_marks_items_over_the_bound():
     import numpy as np
 
     from shoploop.models.ranker import ITEM_FEATURES, MATCH_FEATURES
-    from shoploop.predict import ranking_features
+    from shoploop.serving.predict import ranking_features
 
     feats = np.zeros((2, len(ITEM_FEATURES)))
     feats[:, ITEM_FEATURES.index("log_price")] = np.log([10.0, 30.0])

@@ -3,8 +3,8 @@ query order follow row order, so two trainings on the same data would otherwise 
 
 import pandas as pd
 
+from shoploop.models.train import load_training_data
 from shoploop.settings import Settings
-from shoploop.train import load_training_data
 
 
 def _write_marts(home, seed: int | None) -> Settings:

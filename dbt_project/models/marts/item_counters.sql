@@ -1,7 +1,7 @@
 -- Real-time counters, as the event stream knows them: per item, the impressions, clicks and
 -- purchases of the trailing 24 hours, snapshotted at the top of every hour in which that window
 -- changes (an hour after events arrive, and again when they age out). The service pushes the same
--- counters to Feast's online store as feedback arrives (shoploop.counters); this mart is their
+-- counters to Feast's online store as feedback arrives (shoploop.features.counters); this mart is their
 -- offline history, so a training row sees the counters as they were at its moment, never after.
 with events as (
     select item_id, ts, event_type

@@ -1,4 +1,4 @@
--- User ids leave staging only as keyed hashes (see shoploop.privacy).
+-- User ids leave staging only as keyed hashes (see shoploop.warehouse.privacy).
 with source as (
     select * from {{ source('landing', 'users') }}
 ),

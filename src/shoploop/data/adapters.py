@@ -3,7 +3,7 @@
 Each adapter reads its files where they are and returns contract tables plus a quarantine frame:
 rows that cannot be landed (no id, no title, a rating outside 1..5, an unreadable time) are
 rejected there with a reason, never dropped silently. Text is landed raw; HTML, CSS and Unicode
-cleaning is the warehouse's job (see ``shoploop.text`` and the staging models), so the landing
+cleaning is the warehouse's job (see ``shoploop.data.text`` and the staging models), so the landing
 zone keeps what the source said.
 
 Formats: ``amazon2018`` (reviews + ``meta_*`` json, gzipped or not), ``esci`` (products jsonl[.zst]
@@ -30,7 +30,15 @@ import pandas as pd
 
 from shoploop.data.landing import CONTRACT
 from shoploop.data.sources import (
-    _READING, MAX_LINE_BYTES, MalformedSource, _check_line_lengths, _lines, _open_binary, _reading, _require)
+    _READING,
+    MAX_LINE_BYTES,
+    MalformedSource,
+    _check_line_lengths,
+    _lines,
+    _open_binary,
+    _reading,
+    _require,
+)
 
 FORMATS = ("amazon2018", "esci", "unisrec", "recbole", "homedepot", "generic")
 ESCI_GRADES = {"E": 3, "S": 2, "C": 1, "I": 0}

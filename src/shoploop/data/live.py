@@ -110,7 +110,7 @@ class MarketShoppers:
         the drift scenarios have started. Returns what was shown, clicked and bought (per model version
         under ``by_model``: an interleaved list credits each hit to the model that placed it)."""
         from shoploop.data.simulator import attraction, price_pain
-        from shoploop.evaluate import click_ndcg
+        from shoploop.models.evaluate import click_ndcg
 
         started = time.monotonic()
         stats = {"sessions": 0, "impressions": 0, "clicks": 0, "purchases": 0, "errors": 0, "by_model": {}}

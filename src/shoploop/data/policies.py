@@ -1,7 +1,7 @@
 """Logging policies: who ranks the slates the simulated shoppers see.
 
 Before any model a shop has a lexical ranker; once a champion is registered, it serves, and the
-simulated logs are closed-loop (see shoploop.steps.simulate).
+simulated logs are closed-loop (see shoploop.pipeline.steps.simulate).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class LexicalPolicy:
 
 
 class ServedModelPolicy:
-    """The model that is serving (a shoploop.predict.SearchEngine): what it would show is what
+    """The model that is serving (a shoploop.serving.predict.SearchEngine): what it would show is what
     shoppers see, so the logs are closed-loop. Items it does not know (newer than its bundle)
     cannot be shown until it is retrained: cold start is real."""
 

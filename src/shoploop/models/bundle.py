@@ -1,6 +1,6 @@
 """Everything a trained version serves from, saved and loaded as one folder.
 
-The folder goes into the BentoML model store as-is (see shoploop.registry): the fine-tuned
+The folder goes into the BentoML model store as-is (see shoploop.models.registry): the fine-tuned
 encoder, the ranker weights, the item embeddings with their ANN index and the BM25 index built
 from the same item text, the catalog fields a response shows, the recommender (SASRec, the
 item-to-item co-occurrence model, their re-ranker and the shoppers' histories) and the
@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from shoploop.models.encoder import TextEncoder
 from shoploop.models.ranker import SeedRanker
 from shoploop.models.recommender import RERANK_FEATURES, Reranker
-from shoploop.models.sequence import CoOccurrence, SASRec, SASRecConfig
-from shoploop.models.encoder import TextEncoder
 from shoploop.models.retrieval import DenseIndex, LexicalIndex
+from shoploop.models.sequence import CoOccurrence, SASRec, SASRecConfig
 
 CATALOG_COLUMNS = ["item_id", "title", "brand", "category_path", "price"]
 

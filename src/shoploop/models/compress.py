@@ -80,7 +80,7 @@ class OnnxTextEncoder:
 
 def export_onnx(model, tokenizer, folder: Path, quantise: bool) -> Path:
     """Write folder/model.onnx (int8 weights when ``quantise``) and the tokenizer beside it."""
-    from shoploop.progress import quiet
+    from shoploop.pipeline.progress import quiet
 
     folder.mkdir(parents=True, exist_ok=True)
     sample = tokenizer(["a red frying pan"], return_tensors="pt")
@@ -101,7 +101,7 @@ def _pretrained(folder: Path, dtype: torch.dtype | None = None):
     """A saved encoder loaded afresh (after a legacy ONNX export a model must be reloaded), in ``dtype``."""
     from transformers import AutoModel
 
-    from shoploop.progress import quiet
+    from shoploop.pipeline.progress import quiet
 
     with quiet(transformers_bars=True):
         model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
@@ -148,7 +148,7 @@ def make_student(teacher_dir: Path):
     """Four of the teacher's six layers (DistilBERT-style initialisation), then feed-forward pruning."""
     from transformers import AutoModel
 
-    from shoploop.progress import quiet
+    from shoploop.pipeline.progress import quiet
 
     with quiet(transformers_bars=True):
         student = AutoModel.from_pretrained(teacher_dir, local_files_only=True)
@@ -166,7 +166,7 @@ def distil(student, tokenizer, texts: list[str], targets: np.ndarray, epochs: in
     pooled = _Pooled(student).train()
     optimiser = torch.optim.AdamW(student.parameters(), lr=lr)
     target = torch.from_numpy(targets)
-    from shoploop.progress import bar
+    from shoploop.pipeline.progress import bar
 
     rng, losses = np.random.default_rng(seed), []
     shown = bar(total=epochs * -(-len(texts) // batch_size), desc="distilling the student", unit="step")
@@ -270,7 +270,7 @@ def compress(engine, test_queries: list[str], train_queries: list[str], titles: 
                     epochs=DISTIL_EPOCHS if warm_student is None else warm_epochs)
     timings["distil_s"] = round(time.perf_counter() - started, 1)
     student_dir = work / "student-fp32"
-    from shoploop.progress import quiet
+    from shoploop.pipeline.progress import quiet
 
     with quiet(transformers_bars=True):  # transformers' "Writing model shards" bar, even off a terminal
         student.save_pretrained(student_dir)

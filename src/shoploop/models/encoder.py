@@ -28,7 +28,7 @@ class TextEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         self.path = Path(path) if path else default_model_path()
-        from shoploop.progress import quiet
+        from shoploop.pipeline.progress import quiet
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
         with quiet(transformers_bars=True):
@@ -44,7 +44,7 @@ class TextEncoder:
         order = np.argsort([len(t) for t in texts])
         starts = range(0, len(texts), batch_size)
         if len(texts) >= 2000:  # the catalog, not a query
-            from shoploop.progress import bar
+            from shoploop.pipeline.progress import bar
 
             starts = bar(starts, desc=f"encoding {len(texts):,} texts", unit="batch")
         for start in starts:

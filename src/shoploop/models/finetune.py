@@ -1,6 +1,6 @@
 """Fine-tune the MiniLM encoder on the shop's query -> item signal.
 
-Pairs come from what the shop's data holds (shoploop.labels): graded judgments (a query's best
+Pairs come from what the shop's data holds (shoploop.models.labels): graded judgments (a query's best
 items) and the search logs (purchased, carted, clicked items); each pair carries a hard negative:
 an item shoppers examined and skipped, one judged irrelevant or only a complement, or one the
 zero-shot hybrid retriever ranks high that the labels call irrelevant. The loss is sentence-transformers'
@@ -21,7 +21,7 @@ import torch
 
 from shoploop.models.encoder import default_model_path
 from shoploop.models.retrieval import hybrid_candidates
-from shoploop.predict import scaled_bm25
+from shoploop.serving.predict import scaled_bm25
 
 POSITIVES_PER_QUERY = 4   # exact items sampled per training query
 CLICKS_PER_QUERY = 2      # clicked items added per training query
@@ -95,11 +95,13 @@ def finetune(triplets: list[tuple[str, str, str]], out_dir: Path, config: Finetu
     only rank 0 saves. Returns the loss per epoch and the seconds taken.
     """
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import (
+        MultipleNegativesRankingLoss,
+    )
 
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    from shoploop.progress import quiet
+    from shoploop.pipeline.progress import quiet
 
     with quiet(transformers_bars=True):
         model = SentenceTransformer(str(base or default_model_path()), device="cpu")
@@ -124,7 +126,7 @@ def finetune(triplets: list[tuple[str, str, str]], out_dir: Path, config: Finetu
     warmup = max(1, int(total * config.warmup_share))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: min(1.0, (step + 1) / warmup) * max(0.0, (total - step) / max(1, total - warmup)))
-    from shoploop.progress import bar
+    from shoploop.pipeline.progress import bar
 
     model.train()
     losses = []

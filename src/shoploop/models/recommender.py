@@ -164,7 +164,7 @@ class Reranker:
 def fit_reranker(engine, validation: tuple[list[str], list[list[int]], list[int]], seed: int = 7
                  ) -> tuple[Reranker | None, int]:
     """(the re-ranker fitted on the validation shoppers' candidate pools as ``engine``, a
-    shoploop.predict.SearchEngine, serves them, the rows it learned from). A shopper's next item is
+    shoploop.serving.predict.SearchEngine, serves them, the rows it learned from). A shopper's next item is
     the positive, the rest of their pool the negatives; a shopper whose next item no source found
     teaches no order and is skipped."""
     feats, labels = [], []

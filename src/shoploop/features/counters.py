@@ -160,7 +160,7 @@ POLL_SECONDS = 0.1
 COMPACT_SECONDS = 60
 RETRY_WINDOW = timedelta(minutes=10)
 COLUMNS = ["event_id", "session_id", "item_id", "event_type", "surface", "ts"]
-logger = logging.getLogger("shoploop.counters")
+logger = logging.getLogger("shoploop.features.counters")
 
 
 class Feeder:
@@ -177,7 +177,7 @@ class Feeder:
     def catch_up(self, now: datetime | None = None) -> set[str]:
         """Count every log file of today's and yesterday's partitions not counted yet, each event once;
         push the items touched. Returns them."""
-        from shoploop import stream
+        from shoploop.features import stream
 
         now = now or _now()
         days = (now.date() - timedelta(days=1), now.date())
@@ -224,7 +224,7 @@ class Feeder:
         """Merge the log files of a day the feeder has counted into one, and count that file as read.
         Safe beside a running ``catch_up``: only files already counted are merged, and a merged file the
         feeder lists before it is marked read holds only sources it counted (``stream.sources_of``)."""
-        from shoploop import stream
+        from shoploop.features import stream
 
         with self._consumed_lock:
             done = set(self.consumed.get(day, set()))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from shoploop import orchestration, processes, registry, spark, steps
+from shoploop.models import registry
+from shoploop.pipeline import orchestration, processes, steps
 from shoploop.settings import Settings
+from shoploop.warehouse import spark
 
 LIVE_SESSIONS = 60
 
@@ -24,10 +26,10 @@ def start_evidently(settings: Settings) -> str:
 
 
 def run(settings: Settings, run_date: date, say=print) -> dict:
+    import time
+
     from shoploop.data import landing
     from shoploop.data.live import run_shoppers
-
-    import time
 
     started = time.monotonic()
     clock = [started]

@@ -1,7 +1,7 @@
 """Online evaluation: a challenger against the champion by team-draft interleaving.
 
 Once a new version passes the offline gate while the champion serves shoppers, it becomes the
-challenger (shoploop.registry): a share of searches (``settings.interleave_share``) is answered with
+challenger (shoploop.models.registry): a share of searches (``settings.interleave_share``) is answered with
 one list drawn from both rankings by team draft (Radlinski, Kurup & Joachims, "How does clickthrough
 data reflect retrieval quality?", CIKM 2008): in each round the model with fewer picks so far (a coin
 toss on a tie) places its best item not yet placed. Each hit names the model that placed it

@@ -3,9 +3,9 @@
 Every trained version is saved with its metrics, data window and lineage in the model's metadata.
 A version is promoted to champion only if it passes the gate: it must beat BM25 on the held-out
 queries and must not fall below the current champion, which is re-evaluated on the same held-out
-queries (champion/challenger on one test set; see shoploop.steps.evaluate). While the champion serves
+queries (champion/challenger on one test set; see shoploop.pipeline.steps.evaluate). While the champion serves
 shoppers, a version that passes the gate becomes the challenger instead, and the shoppers decide: the
-monitor's interleaving verdict (shoploop.interleaving) promotes or rejects it (``conclude``). Every
+monitor's interleaving verdict (shoploop.serving.interleaving) promotes or rejects it (``conclude``). Every
 promotion, challenge, rejection and rollback is in the history with its reason.
 """
 
@@ -217,7 +217,7 @@ def challenger(settings: Settings) -> dict | None:
 
 
 def conclude(settings: Settings, verdict) -> str | None:
-    """Act on an interleaving verdict (shoploop.interleaving.Verdict) about the current challenger:
+    """Act on an interleaving verdict (shoploop.serving.interleaving.Verdict) about the current challenger:
     'promoted' (it becomes champion, the offline and the online evidence in the reason), 'rejected'
     (it is dropped; the champion keeps serving), or None while shoppers have not decided."""
     rival = challenger(settings)

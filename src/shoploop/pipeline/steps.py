@@ -13,8 +13,10 @@ import sys
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
-from shoploop import features, processes, registry
-from shoploop.settings import Settings
+from shoploop import features
+from shoploop.models import registry
+from shoploop.pipeline import processes
+from shoploop.settings import PROJECT_DIR, Settings
 
 
 def artifacts(settings: Settings, run_date: date) -> Path:
@@ -50,7 +52,7 @@ def land(settings: Settings, run_date: date, policy: str = "auto") -> dict:
 
 def transform(settings: Settings, run_date: date, full_refresh: bool = False) -> dict:
     """Compact the event log's small files (the service writes one per commit), then dbt build."""
-    from shoploop.stream import compact_all
+    from shoploop.features.stream import compact_all
     from shoploop.warehouse import transform as run
 
     compacted = [c for c in compact_all(settings) if c["compacted"]]
@@ -76,7 +78,7 @@ def feature_store(settings: Settings, run_date: date) -> None:
 def train(settings: Settings, run_date: date) -> dict:
     """Train a version. Under torchrun (WORLD_SIZE > 1) the encoder fine-tunes with
     DistributedDataParallel over gloo; rank 0 finishes and saves the version."""
-    from shoploop.train import train as run
+    from shoploop.models.train import train as run
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
@@ -105,9 +107,9 @@ def train(settings: Settings, run_date: date) -> dict:
 
 def first_answer(settings: Settings, run_date: date) -> dict:
     """On a shop where nothing serves yet: register the untrained first version (see
-    shoploop.train.first_version) as champion, so the service can answer while training runs. The
+    shoploop.models.train.first_version) as champion, so the service can answer while training runs. The
     trained version replaces it only through the gate, scored against it on the same held-out queries."""
-    from shoploop.train import first_version
+    from shoploop.models.train import first_version
 
     current = registry.champion(settings)
     if current is not None:
@@ -173,8 +175,12 @@ def reindex(settings: Settings, run_date: date) -> dict:
 def offline_engine(settings: Settings, bundle_dir: Path):
     """The serving code path over point-in-time features as of the label date (for evaluation)."""
     from shoploop.models.bundle import ModelBundle
-    from shoploop.predict import SearchEngine, frame_lookup
-    from shoploop.train import load_training_data, point_in_time_features, user_log_prices
+    from shoploop.models.train import (
+        load_training_data,
+        point_in_time_features,
+        user_log_prices,
+    )
+    from shoploop.serving.predict import SearchEngine, frame_lookup
 
     bundle = ModelBundle.load(bundle_dir)
     data = load_training_data(settings)
@@ -188,10 +194,10 @@ def compress(settings: Settings, run_date: date) -> dict:
     """Distil, prune, quantise and export the query encoder; the gate's pick joins the bundle."""
     import pandas as pd
 
-    from shoploop import labels
-    from shoploop.evaluate import is_heldout, model_ndcg
+    from shoploop.models import labels
     from shoploop.models.compress import STUDENT
     from shoploop.models.compress import compress as run
+    from shoploop.models.evaluate import is_heldout, model_ndcg
 
     out = artifacts(settings, run_date)
     shutil.rmtree(out / "bundle" / "query_encoder", ignore_errors=True)  # measure against the teacher
@@ -232,12 +238,21 @@ def evaluate(settings: Settings, run_date: date) -> dict:
     last items; the champion on the same queries."""
     import pandas as pd
 
-    from shoploop import labels
-    from shoploop.counterfactual import gate_record
-    from shoploop.evaluate import (encode_heldout_once, evaluate_pool, evaluate_recommend, evaluate_search, model_ndcg,
-                                   query_ndcg, save_metrics, traffic_weighted, zero_shot_baseline)
+    from shoploop.models import labels
+    from shoploop.models.evaluate import (
+        encode_heldout_once,
+        evaluate_pool,
+        evaluate_recommend,
+        evaluate_search,
+        model_ndcg,
+        query_ndcg,
+        save_metrics,
+        traffic_weighted,
+        zero_shot_baseline,
+    )
     from shoploop.models.ranker import ITEM_FEATURES
     from shoploop.models.recommender import split
+    from shoploop.monitoring.counterfactual import gate_record
 
     out = artifacts(settings, run_date)
     engine, data = offline_engine(settings, out / "bundle")
@@ -272,7 +287,7 @@ def evaluate(settings: Settings, run_date: date) -> dict:
     current = registry.champion(settings)
     if current and metrics["n_queries"]:
         # Champion and challenger on one test set: the champion is scored on these held-out queries too.
-        from shoploop.predict import SearchEngine
+        from shoploop.serving.predict import SearchEngine
 
         bundle = registry.load_version(settings, current["tag"])
         rival = SearchEngine(bundle, bundle.text_encoder(), engine.item_features)
@@ -304,7 +319,7 @@ def register(settings: Settings, run_date: date) -> dict:
     # While the champion serves shoppers, they decide between it and a version that passes the offline gate.
     online = settings.interleave_share > 0 and current is not None and served_shoppers(settings, current["tag"])
     promoted, reason = registry.promote(settings, tag, metrics, online=online)
-    from shoploop import model_card
+    from shoploop.models import model_card
 
     card = model_card.write(out / "model_card.md", tag, promoted, reason, metrics, report, lineage,
                             json.loads(compressed.read_text()) if compressed.exists() else None)
@@ -317,7 +332,7 @@ def register(settings: Settings, run_date: date) -> dict:
 def served_shoppers(settings: Settings, tag: str) -> bool:
     """Has this version served shoppers (any search feedback naming it in the event log)? A catalog
     refresh (``reindex``) of a version that served them counts: the same model, over more items."""
-    from shoploop.monitor import feedback_events
+    from shoploop.monitoring.monitor import feedback_events
 
     models = [tag]
     while len(models) < 50 and (refreshed := registry.lineage(settings, models[-1]).get("reindexed_from")):
@@ -329,7 +344,7 @@ def served_shoppers(settings: Settings, tag: str) -> bool:
 def bin_of(tool: str, venv: str = ".venv") -> str:
     """A tool's path inside one of the project's venvs (the running interpreter's when it is that venv)."""
     here = Path(sys.executable).parent / tool
-    return str(here) if venv == ".venv" and here.exists() else str(Path(__file__).resolve().parents[2] / venv / "bin" / tool)
+    return str(here) if venv == ".venv" and here.exists() else str(PROJECT_DIR / venv / "bin" / tool)
 
 
 def replicas(settings: Settings) -> list[tuple[str, int]]:
@@ -381,7 +396,7 @@ def _deploy_replica(settings: Settings, name: str, port: int) -> dict:
 
 def served_engine(settings: Settings, latest=None):
     """(tag, engine) of the model that serves, over the latest materialised item features."""
-    from shoploop.predict import SearchEngine, frame_lookup
+    from shoploop.serving.predict import SearchEngine, frame_lookup
 
     tag, bundle = registry.load_champion(settings)
     latest = features.latest_item_features(settings) if latest is None else latest
@@ -406,9 +421,16 @@ def monitor(settings: Settings, run_date: date) -> dict:
 
 
 def _monitor(settings: Settings, run_date: date) -> dict:
-    from shoploop import decision
-    from shoploop.drift import drift_report
-    from shoploop.monitor import attributed_events, feedback_events, log_online, online_quality, service_health, tail_items
+    from shoploop.monitoring import decision
+    from shoploop.monitoring.drift import drift_report
+    from shoploop.monitoring.monitor import (
+        attributed_events,
+        feedback_events,
+        log_online,
+        online_quality,
+        service_health,
+        tail_items,
+    )
 
     out = settings.reports / str(run_date)
     out.mkdir(parents=True, exist_ok=True)
@@ -425,7 +447,7 @@ def _monitor(settings: Settings, run_date: date) -> dict:
     decided = decision.decide(drift, online, registry.champion(settings))
     rival = registry.challenger(settings)
     if rival and decided["decision"] != "rollback":  # shoppers' verdict on the challenger, from the raw log
-        from shoploop import interleaving
+        from shoploop.serving import interleaving
 
         verdict = interleaving.verdict(feedback_events(settings, since=rival["since"]), tag, rival["tag"])
         outcome = registry.conclude(settings, verdict)

@@ -1,10 +1,10 @@
 """Monitoring: what the loop watches, reference window vs current window — the logged impressions with
-the model's scores (the drift checks over them are shoploop.drift), online quality from the feedback log
+the model's scores (the drift checks over them are shoploop.monitoring.drift), online quality from the feedback log
 per model version, the service's health — and the Evidently workspace and dashboard they are shown in.
 
 The reference window is the older part of the logged events, the current window the most recent
-days (live feedback included once dbt has run over it). ``monitor.json`` (shoploop.steps.monitor) holds
-drift, online quality per model version and the decision with its reasons (shoploop.decision).
+days (live feedback included once dbt has run over it). ``monitor.json`` (shoploop.pipeline.steps.monitor) holds
+drift, online quality per model version and the decision with its reasons (shoploop.monitoring.decision).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from shoploop.data import landing
-from shoploop.evaluate import click_ndcg
-from shoploop.predict import SearchEngine, scaled_bm25
+from shoploop.models.evaluate import click_ndcg
+from shoploop.serving.predict import SearchEngine, scaled_bm25
 from shoploop.settings import Settings
 
 PROJECT = "shoploop"
@@ -227,7 +227,7 @@ def parse_health(text: str, model_version: str) -> dict:
 
 def evidently_project(settings: Settings):
     """The local Evidently workspace and its "shoploop" project, with the dashboard's panels."""
-    from shoploop.progress import quiet
+    from shoploop.pipeline.progress import quiet
 
     with quiet(*EVIDENTLY_NOTICES):
         from evidently.sdk.models import PanelMetric
@@ -262,11 +262,11 @@ def log_online(settings: Settings, online: dict, health: dict, model_version: st
     """Add this run's online quality of the serving version (current window, search) and the service's
     health to the Evidently project, so the dashboard shows them over time beside drift. Returns the
     values logged (None: neither traffic nor a service to measure)."""
-    from evidently import Dataset, DataDefinition, Report
+    from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import MeanValue
 
-    from shoploop import registry
-    from shoploop.progress import quiet
+    from shoploop.models import registry
+    from shoploop.pipeline.progress import quiet
 
     quality = online.get("current", {}).get(model_version, {}).get("search") or {}
     if not quality and not health:

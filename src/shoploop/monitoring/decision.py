@@ -1,15 +1,15 @@
 """What the monitor decides: ``none``, ``retrain`` or ``rollback``, always with its reasons.
 
-Inputs are the drift summary (shoploop.drift.summarise) and the online quality per window and
-model version (shoploop.monitor.online_quality). The rules, in order:
+Inputs are the drift summary (shoploop.monitoring.drift.summarise) and the online quality per window and
+model version (shoploop.monitoring.monitor.online_quality). The rules, in order:
 
 - **rollback** when the champion was promoted over a previous version and, on enough impressions
   each, shoppers click its search results significantly less (two-proportion z-test) and by more
   than ``rollback_margin`` than they clicked the previous version's;
 - **retrain** when the data drifted (``drifted_columns`` of the watched columns: Evidently's per-column
   tests, distance-based on windows of over 1,000 rows, so noise does not count), the same items'
-  prices moved in a category (shoploop.drift.price_moves), a wave of new items arrived
-  (shoploop.drift.catalog_arrivals), the model's scores or the shoppers' queries drifted, or the champion's own
+  prices moved in a category (shoploop.monitoring.drift.price_moves), a wave of new items arrived
+  (shoploop.monitoring.drift.catalog_arrivals), the model's scores or the shoppers' queries drifted, or the champion's own
   click-through fell significantly and by more than ``ctr_drop`` from the reference window to the
   current one;
 - **none** otherwise, with what was checked.

@@ -22,7 +22,6 @@ from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
-
 LINE_EVERY_S = 30.0
 
 

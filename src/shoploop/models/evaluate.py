@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from shoploop.models.encoder import RememberingEncoder, TextEncoder, base_vectors
-from shoploop.predict import SearchEngine, scaled_bm25
-from shoploop.progress import bar
+from shoploop.pipeline.progress import bar
+from shoploop.serving.predict import SearchEngine, scaled_bm25
 
 HELDOUT_SHARE = 5  # one query in five is held out
 
@@ -158,7 +158,7 @@ def pool_scores(engine: SearchEngine, query_text: str, rows: np.ndarray, zero_sh
     """Each system's scores of the given item rows (a query's judged pool) for the query: the served
     ranker (on the spelling-corrected query, as served), BM25 as typed, zero-shot and fine-tuned
     MiniLM cosine, and a random order. zero_shot_items: the zero-shot encoder's vectors of ``rows``."""
-    from shoploop.text import price_bound
+    from shoploop.data.text import price_bound
 
     corrected = engine.bundle.lexical.correct(query_text)
     h_query = engine.encoder.encode([corrected])[0]
@@ -222,7 +222,7 @@ def evaluate_recommend(engine: SearchEngine, test: tuple[list[str], list[list[in
     popularity; recall@k of long-tail targets; for the served one also the long-tail share of what
     it shows, and catalog coverage."""
     from shoploop.models.sequence import ranking_metrics
-    from shoploop.predict import taste
+    from shoploop.serving.predict import taste
 
     users, histories, targets = test
     if engine.bundle.sasrec is None or not targets:
@@ -283,7 +283,7 @@ def model_ndcg(engine: SearchEngine, judgments: pd.DataFrame, k: int = 10, compl
     if complete:
         return round(float(query_ndcg(engine, judgments, k).mean()), 4)
     test = judgments[judgments["query_id"].map(is_heldout)]
-    from shoploop.text import price_bound
+    from shoploop.data.text import price_bound
 
     row_of = {item_id: r for r, item_id in enumerate(engine.item_ids)}
     test = test[test["item_id"].isin(row_of)]

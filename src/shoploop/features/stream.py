@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shoploop.data import landing
-from shoploop.privacy import scrub
 from shoploop.settings import Settings
+from shoploop.warehouse.privacy import scrub
 
 # A partition holding at least this many files is compacted (fewer: not worth a rewrite).
 COMPACT_FROM_FILES = 32
@@ -117,7 +117,7 @@ def open_log(settings: Settings):
     """The service's event writer for the configured stream (``record(events)`` durable before it returns)."""
     if settings.event_stream == "embedded":
         return EventLog(settings)
-    from shoploop import redis_stream
+    from shoploop.features import redis_stream
 
     return redis_stream.RedisEventLog(settings)
 
@@ -126,10 +126,10 @@ def start_consumers(settings: Settings, store):
     """Start the stream's consumers in this process: the real-time counters' feeder (returned) and, on
     Redis, the landing zone's consumer (the embedded log is the landing zone already)."""
     if settings.event_stream == "embedded":
-        from shoploop import counters
+        from shoploop.features import counters
 
         return counters.Feeder(settings, store).start()
-    from shoploop import redis_stream
+    from shoploop.features import redis_stream
 
     return redis_stream.start_consumers(settings, store)
 

@@ -32,8 +32,8 @@ from datetime import datetime
 import pandas as pd
 import pyarrow as pa
 
-from shoploop import counters, stream
 from shoploop.data import landing
+from shoploop.features import counters, stream
 from shoploop.settings import Settings
 
 KEEP_HOURS = 48  # the counters' 24-hour window, and a day for a landing consumer that was down
@@ -42,7 +42,7 @@ CLAIM_AFTER_MS = 30_000  # an entry a consumer read and did not acknowledge for 
 LEASE_MS = 3_000  # the counters' feeder: a dead leader's lease runs out within this
 READ_COUNT = 2_000  # entries per read
 LAND_SECONDS = 0.5  # the landing consumer writes at most one file this often (more when a read is full)
-logger = logging.getLogger("shoploop.redis_stream")
+logger = logging.getLogger("shoploop.features.redis_stream")
 
 
 def connect(settings: Settings):

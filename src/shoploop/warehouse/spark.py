@@ -2,7 +2,7 @@
 
 The cluster is Spark's own: a master and a worker started from the pyspark wheel with ``spark-class``
 (``org.apache.spark.deploy.master.Master`` / ``...worker.Worker``), each a server of this home (see
-``shoploop.processes``), on loopback. A shop with a cluster of its own sets ``spark_master`` and
+``shoploop.pipeline.processes``), on loopback. A shop with a cluster of its own sets ``spark_master`` and
 nothing is started.
 
 dbt-spark's ``session`` method builds in the Python process that runs dbt: it takes the active
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from shoploop import processes
+from shoploop.pipeline import processes
 from shoploop.settings import Settings
 
 SERVERS = ("spark-master", "spark-worker")
@@ -191,8 +191,8 @@ def _jvm_output_to(log: Path):
 def _register_rules(spark, key: str) -> None:
     from pyspark.sql.types import StringType
 
-    from shoploop.privacy import pseudonymise, scrub
-    from shoploop.text import clean_text
+    from shoploop.data.text import clean_text
+    from shoploop.warehouse.privacy import pseudonymise, scrub
 
     udfs = {"pseudonymise": lambda user_id: pseudonymise(user_id, key), "scrub": scrub, "clean_text": clean_text}
     for name, function in udfs.items():

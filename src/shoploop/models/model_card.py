@@ -70,7 +70,7 @@ def write(path: Path, tag: str, promoted: bool, reason: str, metrics: dict, trai
                                           ips["logged"]["ci95"], ips["logged"]["logged_slot_share"]]],
                                  ["ranking", "clicks per search (IPS)", "95% interval", "slots with logged evidence"])
                         + "\n\nFrom the logged impressions under the position-based click model "
-                          "(shoploop.counterfactual): a slot with no logged evidence counts no click.")
+                          "(shoploop.monitoring.counterfactual): a slot with no logged evidence counts no click.")
     rec = metrics.get("recommend", {})
     if "served" in rec:
         systems = [name for name in ("served", "sasrec", "cooccurrence", "taste_vector", "popularity") if name in rec]

@@ -22,10 +22,10 @@ from pathlib import Path
 from dbt.adapters.duckdb.plugins import BasePlugin
 
 from shoploop.data.landing import fsync_dir
-from shoploop.privacy import KEY_ENV, pseudonymise, scrub
-from shoploop.progress import bar
+from shoploop.data.text import clean_text
+from shoploop.pipeline.progress import bar
 from shoploop.settings import Settings
-from shoploop.text import clean_text
+from shoploop.warehouse.privacy import KEY_ENV, pseudonymise, scrub
 
 
 class DbtFailed(RuntimeError):
@@ -173,7 +173,7 @@ def run_dbt(settings: Settings, *args: str) -> dict[str, int]:
     with _tool_env(settings), connected(settings, "build"):
         os.environ[MARTS_ENV] = str(out)  # the profile's external_root (DuckDB) or location_root (Spark)
         if spark:
-            from shoploop.spark import dbt_session
+            from shoploop.warehouse.spark import dbt_session
 
             dbt_session(settings)  # the session dbt-spark takes: on the cluster, the rules' UDFs registered
         try:

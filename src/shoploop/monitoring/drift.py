@@ -1,7 +1,7 @@
-"""Drift checks over the monitor's two windows (shoploop.monitor): Evidently's data drift of the watched
+"""Drift checks over the monitor's two windows (shoploop.monitoring.monitor): Evidently's data drift of the watched
 columns, the shoppers' queries (embeddings), prices item against itself, and waves of new items.
 
-Each drift run is saved as HTML, as a JSON summary (``drift.json``, what shoploop.decision reads), and as
+Each drift run is saved as HTML, as a JSON summary (``drift.json``, what shoploop.monitoring.decision reads), and as
 a run of the "shoploop" project in the local Evidently workspace that `evidently ui` shows.
 """
 
@@ -13,9 +13,18 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from shoploop.monitor import (CATEGORICAL, COLUMNS, CURRENT_DAYS, EVIDENTLY_NOTICES, NUMERICAL, evidently_project,
-                              impressions, model_scores, split_windows)
-from shoploop.predict import SearchEngine
+from shoploop.monitoring.monitor import (
+    CATEGORICAL,
+    COLUMNS,
+    CURRENT_DAYS,
+    EVIDENTLY_NOTICES,
+    NUMERICAL,
+    evidently_project,
+    impressions,
+    model_scores,
+    split_windows,
+)
+from shoploop.serving.predict import SearchEngine
 from shoploop.settings import Settings
 
 __all__ = ["COLUMNS", "drift_report", "summarise", "watchable", "catalog_arrivals", "price_moves", "query_drift"]
@@ -46,7 +55,7 @@ def summarise(snapshot_dict: dict) -> dict:
 
 def drift_report(settings: Settings, engine: SearchEngine, run_date, model_version: str,
                  as_of: datetime | None = None) -> dict:
-    from shoploop.progress import quiet
+    from shoploop.pipeline.progress import quiet
 
     with quiet(*EVIDENTLY_NOTICES):
         from evidently import Report
@@ -93,7 +102,7 @@ def watchable(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[list[str]
 
 def _dataset(frame: pd.DataFrame, columns: list[str]):
     """An Evidently Dataset of the watched columns, each declared numerical or categorical (never guessed)."""
-    from evidently import Dataset, DataDefinition
+    from evidently import DataDefinition, Dataset
 
     return Dataset.from_pandas(frame[columns], data_definition=DataDefinition(
         numerical_columns=[c for c in columns if c in NUMERICAL], categorical_columns=[c for c in columns if c in CATEGORICAL]))
@@ -146,7 +155,7 @@ def query_drift(engine: SearchEngine, reference: pd.DataFrame, current: pd.DataF
     ``sample`` of each, as often as they were asked), compared by Evidently's EmbeddingsDrift (a
     classifier trained to tell the windows apart: ROC AUC). Searches, not distinct texts: a head query
     asked in both windows is the same traffic, and as distinct texts it would sit in both classes."""
-    from evidently import Dataset, DataDefinition, Report
+    from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import EmbeddingsDrift
 
     asked = [frame.drop_duplicates(["session_id", "query_id"])["query_text"].dropna() for frame in (reference, current)]

@@ -16,15 +16,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from shoploop import features, labels
-from shoploop.evaluate import ndcg_at_k, spearman
+from shoploop import features
+from shoploop.data.text import price_bound
+from shoploop.models import labels
 from shoploop.models.bias import ipw_weights
 from shoploop.models.encoder import TextEncoder
+from shoploop.models.evaluate import ndcg_at_k, spearman
 from shoploop.models.ranker import RankerConfig, SeedRanker
 from shoploop.models.retrieval import LexicalIndex, hybrid_candidates
-from shoploop.predict import ranking_features, scaled_bm25
+from shoploop.serving.predict import ranking_features, scaled_bm25
 from shoploop.settings import Settings
-from shoploop.text import price_bound
 
 # Hard negatives per judged training query, from the retriever the ranker will sit behind.
 TRAIN_CANDIDATES = 50

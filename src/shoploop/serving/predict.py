@@ -12,11 +12,11 @@ from typing import Callable
 import numpy as np
 from pydantic import BaseModel
 
+from shoploop.data.text import price_bound
 from shoploop.models.bundle import ModelBundle
 from shoploop.models.encoder import TextEncoder
 from shoploop.models.ranker import COUNTERS, ITEM_FEATURES
 from shoploop.models.retrieval import fuse, lexical_ranking, top_k
-from shoploop.text import price_bound
 
 # Items the ranker rescores per request: enough for recall, few enough for one Feast lookup.
 CANDIDATES = 100
@@ -101,7 +101,7 @@ class Hit(BaseModel):
     category_path: str
     price: float
     rating: float | None = None  # the shop's star rating, where the served features hold one
-    # The model that placed this hit when the list interleaves two (shoploop.interleaving); absent, the
+    # The model that placed this hit when the list interleaves two (shoploop.serving.interleaving); absent, the
     # answer's model_version. A client sends it back as its events' model_version.
     model_version: str | None = None
 

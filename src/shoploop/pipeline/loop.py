@@ -24,7 +24,8 @@ from pathlib import Path
 
 import httpx
 
-from shoploop import demo, orchestration, processes, registry, steps
+from shoploop.models import registry
+from shoploop.pipeline import demo, orchestration, processes, steps
 from shoploop.settings import Settings
 
 # A shop small enough that a retraining takes minutes on two cores, big enough for drift to show.

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from shoploop import processes, steps
+from shoploop.pipeline import processes, steps
 from shoploop.settings import Settings
 
 COMPONENTS = ["api-server", "scheduler", "dag-processor", "triggerer"]

@@ -1,0 +1,1 @@
+"""What the loop watches and decides: drift, online quality, counterfactual estimates, the decision."""

@@ -1,0 +1,1 @@
+"""The request path: search, similar, recommend (predict) and the challenger's interleaving."""
