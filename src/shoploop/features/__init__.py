@@ -300,15 +300,23 @@ class SqliteCounters:
         # Feast writes a row's naive UTC time as the epoch of that clock reading in local time
         # (sqlite adapter): the bound goes through the same conversion, so it holds in any time zone.
         oldest = (datetime.now(timezone.utc) - self.ttl).replace(tzinfo=None).timestamp() if self.ttl else None
-        out = np.full((len(item_ids), len(self.fields)), np.nan)
+        # (position, field, value) of every cell, then one assignment: a numpy item assignment per row
+        # was most of this read's time.
+        rows, cols, values = [], [], []
+        column, decoded = self.column, self.decoded
         for key, field, blob, stamp in connection.execute(self.sql.format(",".join("?" * len(keys))), keys):
-            j = self.column.get(field)
+            j = column.get(field)
             if j is None or (oldest is not None and stamp is not None and stamp < oldest):
                 continue
-            number = self.decoded.get(blob)
+            number = decoded.get(blob)
             if number is None:
                 number = self._decode(blob)
-            out[at[key], j] = number  # every position the item holds
+            for i in at[key]:  # every position the item holds
+                rows.append(i)
+                cols.append(j)
+                values.append(number)
+        out = np.full((len(item_ids), len(self.fields)), np.nan)
+        out[rows, cols] = values
         return out
 
     def _decode(self, blob: bytes) -> float:
