@@ -97,6 +97,23 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+# The variables prometheus_client reads its multiprocess folder from (two spellings), and the prefix of the
+# temp folder Feast's import makes when neither is set (feast.metrics).
+PROMETHEUS_DIRS = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")
+FEAST_METRICS_PREFIX = "feast_metrics_"
+
+
+def inherited_env() -> dict[str, str]:
+    """This process's environment as a server it starts should inherit it: without a metrics folder
+    Feast's import made. Importing feast points PROMETHEUS_MULTIPROC(ESS)_DIR at a temp folder that the
+    importing process deletes when it exits, and its children (a step run as a subprocess) inherit the
+    setting; a server started from any of them outlives that process (`make demo` leaves Airflow
+    running), and every Airflow task that imported feast after it ended failed on the missing folder
+    (the daily refresh's `features` step, three tries). A folder the user configured is kept."""
+    return {key: value for key, value in os.environ.items()
+            if not (key in PROMETHEUS_DIRS and Path(value).name.startswith(FEAST_METRICS_PREFIX))}
+
+
 def start(settings: Settings, name: str, command: list[str], env: dict[str, str], cwd: Path,
           port: int | None = None) -> int:
     """Start server ``name`` after ending any leftover of it (a worker orphaned by a killed parent)."""
@@ -108,7 +125,7 @@ def start(settings: Settings, name: str, command: list[str], env: dict[str, str]
                            f"for this home; stop it or choose another port (see settings.py)")
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     log = open(settings.run_dir / f"{name}.log", "ab")
-    proc = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env, TAG_VARIABLE: tag(settings, name)},
+    proc = subprocess.Popen(command, cwd=cwd, env={**inherited_env(), **env, TAG_VARIABLE: tag(settings, name)},
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     pid_file(settings, name).write_text(str(proc.pid))
     _started[name] = proc
