@@ -93,6 +93,22 @@ def test_compaction_merges_small_files_and_an_interrupted_one_counts_nothing_twi
     pd.testing.assert_frame_equal(before.drop(columns="event_timestamp"), again.drop(columns="event_timestamp"))
 
 
+def test_a_reader_that_cannot_list_again_holds_compaction_off_until_it_is_done(tmp_path):
+    # given a day of one-request files and a reader that lists them and opens them later (dbt's
+    # read_parquet) / when a compaction comes while it reads / then it waits for the next pass and every
+    # listed file is still there; once the reader is done the next pass compacts
+    settings = Settings(home=tmp_path)
+    for i in range(30):
+        stream.record_events(settings, [_event(i)])
+    day = _today().date()
+    with stream.no_compaction(settings), stream.no_compaction(settings):  # readers share the log
+        listed = stream.partition_files(settings, day)
+        result = stream.compact(settings, day, min_files=2)
+        assert result["compacted"] == 0 and result["deferred"] and all(p.exists() for p in listed)
+    assert stream.compact(settings, day, min_files=2)["compacted"] == 30
+    assert len(landing.read_table(settings.landing, "events")) == 30
+
+
 def test_readers_see_every_event_once_while_the_log_is_written_and_compacted(tmp_path):
     # given a writer appending one-event files and a compactor merging them as fast as it can / when a
     # reader reads the table over and over meanwhile / then no read fails on a file removed under it,

@@ -232,6 +232,8 @@ class Feeder:
         if len(counted) < stream.COMPACT_FROM_FILES:
             return None
         result = stream.compact(self.settings, day, files=counted)
+        if not result["compacted"]:  # deferred: a reader holds the log
+            return result
         with self._consumed_lock:
             self.consumed.setdefault(day, set()).update({result["into"], *result["sources"]})
         return result

@@ -12,9 +12,11 @@ it has counted once a minute, each build whatever has many files). Duplicate del
 
 from __future__ import annotations
 
+import fcntl
 import json
 import threading
 import uuid
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -137,6 +139,23 @@ def start_consumers(settings: Settings, store):
 SOURCES_KEY, sources_of = landing.SOURCES_KEY, landing.sources_of  # what a compacted file holds
 
 
+def _compaction_lock(settings: Settings):
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    return open(settings.run_dir / "compaction.lock", "a")
+
+
+@contextmanager
+def no_compaction(settings: Settings):
+    """No compaction removes an event file while the block runs (one that starts meanwhile waits for the
+    next pass). For a reader that lists the log's files and opens them later and cannot list again:
+    dbt's ``read_parquet`` over the landing zone failed the daily refresh's transform when the live
+    service's feeder compacted the day's files in between. Python readers list again instead
+    (``landing.read_files``). Any number of readers at once; an exclusive ``flock`` for the compactor."""
+    with _compaction_lock(settings) as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        yield
+
+
 def compact(settings: Settings, day: date, min_files: int = COMPACT_FROM_FILES, files: list[Path] | None = None) -> dict:
     """Merge the small files of one day's event partition (or the given ones of it) into one file.
 
@@ -150,6 +169,15 @@ def compact(settings: Settings, day: date, min_files: int = COMPACT_FROM_FILES, 
     files = partition_files(settings, day) if files is None else files
     if len(files) < min_files:
         return {"day": str(day), "files": len(files), "compacted": 0}
+    with _compaction_lock(settings) as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a reader holds the log (no_compaction): the next pass compacts
+            return {"day": str(day), "files": len(files), "compacted": 0, "deferred": True}
+        return _merge(folder, day, files)
+
+
+def _merge(folder: Path, day: date, files: list[Path]) -> dict:
     tables, sources = [], []
     for path in files:
         table = pq.read_table(path)

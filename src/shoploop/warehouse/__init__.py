@@ -170,7 +170,10 @@ def run_dbt(settings: Settings, *args: str) -> dict[str, int]:
         # The models' logic is unit-tested on DuckDB (the same SQL, where the engines differ a dispatched macro).
         cli += ["--exclude", "test_type:unit"]
     progress = _NodeProgress(f"dbt {args[0]} ({settings.warehouse_engine})")
-    with _tool_env(settings), connected(settings, "build"):
+    from shoploop.features.stream import no_compaction
+
+    # dbt lists the event log's files and opens them later: no compaction in between.
+    with _tool_env(settings), connected(settings, "build"), no_compaction(settings):
         os.environ[MARTS_ENV] = str(out)  # the profile's external_root (DuckDB) or location_root (Spark)
         if spark:
             from shoploop.warehouse.spark import dbt_session
