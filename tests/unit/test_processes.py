@@ -24,7 +24,8 @@ def test_a_server_outlives_the_metrics_folder_feasts_import_made(tmp_path):
         import feast.metrics
         assert os.path.isdir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
         subprocess.run([sys.executable, "-c", {start!r}, "by-a-step"], check=True)
-        exec({start!r}.replace("sys.argv[1]", "'by-the-parent'"))
+        sys.argv[1:] = ["by-the-parent"]
+        exec({start!r})
     """)
     subprocess.run([sys.executable, "-c", parent], check=True, timeout=120)
     # when the servers look for the folder after that process is gone
