@@ -280,6 +280,35 @@ def test_a_registration_killed_midway_never_promotes_a_partial_version(built):
         log.write_bytes(saved_log)
 
 
+def test_a_registration_that_dies_attaching_its_card_leaves_the_champion_whole(built, monkeypatch):
+    # given a version the gate would crown / when the registration dies after copying the model card into
+    # the version's folder and before recording its digest / then the champion is still the earlier,
+    # complete version: the card is attached before the decision takes effect
+    import shutil
+
+    from shoploop.models import registry
+    from shoploop.pipeline import steps
+
+    settings = built["settings"].model_copy(update={"interleave_share": 0.0})  # crown, not challenge
+    pointer, log = registry.champion_file(settings), registry.history_file(settings)
+    saved, saved_log = pointer.read_bytes(), log.read_bytes()
+
+    def dies_midway(settings, tag, file):
+        shutil.copy(file, Path(registry._bentoml(settings).models.get(tag).path) / file.name)
+        raise KeyboardInterrupt("killed while attaching the card")
+
+    monkeypatch.setattr(registry, "gate", lambda metrics, current: (True, "passes (forced by the test)"))
+    monkeypatch.setattr(registry, "attach", dies_midway)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            steps.register(settings, date(2026, 11, 29))
+        assert pointer.read_bytes() == saved
+        registry.load_version(settings, registry.champion(settings)["tag"])
+    finally:
+        pointer.write_bytes(saved)
+        log.write_bytes(saved_log)
+
+
 def test_the_monitor_measures_online_quality_and_decides_with_reasons(built):
     import json
 

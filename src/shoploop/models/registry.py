@@ -17,6 +17,7 @@ import os
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 from shoploop.models.bundle import ModelBundle
 from shoploop.settings import Settings
@@ -175,21 +176,41 @@ def _record(settings: Settings, event: str, tag: str, replaced: str | None, reas
         os.fsync(f.fileno())
 
 
+class Decision(NamedTuple):
+    """What ``promote`` does with a version: ``action`` is 'crown', 'challenge' or 'keep' (nothing changes)."""
+    promoted: bool
+    reason: str
+    action: str
+    gate_reason: str
+
+
+def decide(settings: Settings, tag: str, metrics: dict, online: bool = False) -> Decision:
+    """What ``promote`` would do with ``tag`` now, without doing it: the registration writes the
+    decision into the version's model card before the decision takes effect, so a champion is never a
+    version whose card is still being attached."""
+    current = champion(settings)
+    if current and current["tag"] == tag:
+        return Decision(True, "already champion", "keep", "already champion")
+    ok, reason = gate(metrics, current)
+    if ok and online and current:
+        return Decision(False, f"offline gate passed ({reason}); now the challenger of {current['tag']}: "
+                               "shoppers decide by interleaving", "challenge", reason)
+    return Decision(ok, reason, "crown" if ok else "keep", reason)
+
+
 def promote(settings: Settings, tag: str, metrics: dict, online: bool = False) -> tuple[bool, str]:
     """Make ``tag`` the champion if it passes the offline gate; the reason is returned either way.
 
     ``online``: the champion serves shoppers, so passing the gate makes ``tag`` the challenger instead,
     and shoppers decide (``conclude``, from the interleaving verdict the monitor computes)."""
-    current = champion(settings)
-    if current and current["tag"] == tag:
-        return True, "already champion"
-    ok, reason = gate(metrics, current)
-    if ok and online and current:
-        challenge(settings, tag, metrics, reason)
-        return False, f"offline gate passed ({reason}); now the challenger of {current['tag']}: shoppers decide by interleaving"
-    if ok:
-        _crown(settings, {"tag": tag, "metrics": metrics, "previous": current and current["tag"]}, "promotion", reason)
-    return ok, reason
+    decision = decide(settings, tag, metrics, online)
+    if decision.action == "challenge":
+        challenge(settings, tag, metrics, decision.gate_reason)
+    elif decision.action == "crown":
+        current = champion(settings)
+        _crown(settings, {"tag": tag, "metrics": metrics, "previous": current and current["tag"]}, "promotion",
+               decision.reason)
+    return decision.promoted, decision.reason
 
 
 def challenge(settings: Settings, tag: str, metrics: dict, reason: str) -> None:

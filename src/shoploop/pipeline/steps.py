@@ -7,6 +7,7 @@ trained bundle and its reports under ``artifacts/<run-date>/``, the model store 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sys
@@ -17,6 +18,8 @@ from shoploop import features
 from shoploop.models import registry
 from shoploop.pipeline import processes
 from shoploop.settings import PROJECT_DIR, Settings
+
+log = logging.getLogger(__name__)
 
 
 def artifacts(settings: Settings, run_date: date) -> Path:
@@ -318,12 +321,17 @@ def register(settings: Settings, run_date: date) -> dict:
     current = registry.champion(settings)
     # While the champion serves shoppers, they decide between it and a version that passes the offline gate.
     online = settings.interleave_share > 0 and current is not None and served_shoppers(settings, current["tag"])
-    promoted, reason = registry.promote(settings, tag, metrics, online=online)
+    # The card (which records the decision) is attached before the decision takes effect: a registration
+    # killed in between leaves a complete version that is not champion, never a champion mid-attach.
+    decision = registry.decide(settings, tag, metrics, online=online)
     from shoploop.models import model_card
 
-    card = model_card.write(out / "model_card.md", tag, promoted, reason, metrics, report, lineage,
+    card = model_card.write(out / "model_card.md", tag, decision.promoted, decision.reason, metrics, report, lineage,
                             json.loads(compressed.read_text()) if compressed.exists() else None)
     registry.attach(settings, tag, card)
+    promoted, reason = registry.promote(settings, tag, metrics, online=online)
+    if (promoted, reason) != (decision.promoted, decision.reason):  # the champion changed meanwhile
+        log.warning("%s: the registry decided %r after its model card recorded %r", tag, reason, decision.reason)
     result = {"tag": tag, "promoted": promoted, "reason": reason, "model_card": str(card)}
     (out / "register.json").write_text(json.dumps(result, indent=2))
     return result
