@@ -71,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from shoploop.models import registry
-    from shoploop.pipeline import processes, steps
+    from shoploop.pipeline import operate, processes
     from shoploop.settings import Settings, get_settings
 
     home = get_settings()
@@ -82,7 +82,7 @@ def main() -> None:
     os.environ["SHOPLOOP_INTERLEAVE_SHARE"] = "1"
     settings = Settings()
     processes.stop(settings, "service")
-    steps.deploy(settings)
+    operate.deploy(settings)
     result = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores", "confidence_needed": 0.95, "directions": []}
     try:
@@ -99,7 +99,7 @@ def main() -> None:
             registry.rollback(settings, trained, "bench/interleaving.py: the trained champion serves again")
         os.environ.pop("SHOPLOOP_INTERLEAVE_SHARE")
         processes.stop(settings, "service")
-        steps.deploy(Settings())
+        operate.deploy(Settings())
 
     print(f"\n{'case':<56}{'verdict':>12}{'expected':>10}{'sessions':>10}{'confidence':>12}")
     for row in result["directions"]:

@@ -101,7 +101,7 @@ def main() -> None:
                         "product judged for it; 1 keeps all (about 30 minutes a seed on 2 cores)")
     args = parser.parse_args()
     os.environ["SHOPLOOP_HOME"] = str(HOME)
-    from shoploop.models.evaluate import is_heldout
+    from shoploop.models.evaluate import is_heldout, offline_engine
     from shoploop.pipeline import steps
     from shoploop.settings import Settings
 
@@ -127,7 +127,7 @@ def main() -> None:
         started = time.perf_counter()
         report = steps.train(settings, RUN_DATE)
         train_s = round(time.perf_counter() - started, 1)
-        engine, data = steps.offline_engine(settings, steps.artifacts(settings, RUN_DATE) / "bundle")
+        engine, data = offline_engine(settings, steps.artifacts(settings, RUN_DATE) / "bundle")
         text_of = dict(zip(data.catalog["item_id"], data.item_text))
         item_text = [text_of[i] for i in engine.item_ids]
         heldout = data.judgments["query_id"].map(is_heldout)

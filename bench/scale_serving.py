@@ -65,7 +65,7 @@ def build(settings) -> dict:
 
 
 def serve_and_measure(settings, requests: int, label: str) -> dict:
-    from shoploop.pipeline import demo, steps
+    from shoploop.pipeline import demo, operate, processes, steps
 
     print(f"{label}:", flush=True)
     if settings.online_store != "embedded":
@@ -74,8 +74,8 @@ def serve_and_measure(settings, requests: int, label: str) -> dict:
     else:
         materialise_s = None
     try:
-        answer, ready_s = timed(f"start {settings.service_replicas} replica(s) until ready", lambda: steps.deploy(settings))
-        urls = [f"http://{settings.host}:{port}" for _, port in steps.replicas(settings)[:settings.service_replicas]]
+        answer, ready_s = timed(f"start {settings.service_replicas} replica(s) until ready", lambda: operate.deploy(settings))
+        urls = [f"http://{settings.host}:{port}" for _, port in processes.replicas(settings)[:settings.service_replicas]]
         texts = queries(settings)
         row = {"replicas": len(urls), "workers_each": settings.service_workers, "ready_s": ready_s,
                "model_version": answer["model_version"], "http": over_http(urls, texts, requests),

@@ -291,9 +291,7 @@ def main() -> None:
               "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
               "calibration_s": calibration(),
               "in_process": in_process(settings, texts, args.repeats)}
-    from shoploop.pipeline import steps
-
-    urls = [f"http://{settings.host}:{port}" for name, port in steps.replicas(settings)
+    urls = [f"http://{settings.host}:{port}" for name, port in processes.replicas(settings)
             if processes.running(settings, name) is not None and processes.answers(f"http://{settings.host}:{port}/readyz")]
     if urls:
         workers = len([p for p in processes.tagged(settings, "service") if "worker" in " ".join(p.cmdline())])

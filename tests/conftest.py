@@ -103,7 +103,8 @@ def built(settings):
 
 @pytest.fixture(scope="session")
 def engine(built):
+    from shoploop.models.evaluate import offline_engine
     from shoploop.pipeline import steps
 
-    engine, _ = steps.offline_engine(built["settings"], steps.artifacts(built["settings"], RUN_DATE) / "bundle")
+    engine, _ = offline_engine(built["settings"], steps.artifacts(built["settings"], RUN_DATE) / "bundle")
     return engine

@@ -8,7 +8,7 @@ from datetime import date, datetime, timezone
 import typer
 
 from shoploop.data.simulator import DRIFTS
-from shoploop.pipeline import steps
+from shoploop.pipeline import operate, steps
 from shoploop.settings import get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -132,7 +132,7 @@ def first(run_date: str = RunDate):
 @app.command()
 def deploy():
     """Serve the champion: hot swap into the running service (no request dropped), or start it."""
-    served = steps.deploy(get_settings())
+    served = operate.deploy(get_settings())
     typer.echo(f"{served['url']}: {served['model_version']} serves ({served['how']}"
                f"{', was ' + served['previous'] if served.get('previous') else ''})")
 
@@ -141,7 +141,7 @@ def deploy():
 def monitor(run_date: str = RunDate):
     """Drift (Evidently: features and model scores) and online quality per model version, then the
     decision (none / retrain / rollback) with its reasons; a rollback is carried out at once."""
-    _show(steps.monitor(get_settings(), _run_date(run_date)))
+    _show(operate.monitor(get_settings(), _run_date(run_date)))
 
 
 @app.command()

@@ -312,10 +312,10 @@ def test_a_registration_that_dies_attaching_its_card_leaves_the_champion_whole(b
 def test_the_monitor_measures_online_quality_and_decides_with_reasons(built):
     import json
 
-    from shoploop.pipeline import steps
+    from shoploop.pipeline import operate
 
     settings = built["settings"]
-    summary = steps.monitor(settings, date(2026, 11, 29))
+    summary = operate.monitor(settings, date(2026, 11, 29))
     assert summary["decision"] in ("none", "retrain") and (summary["reasons"] or summary["checked"])
     search = [v["search"] for window in summary["online"].values() for v in window.values() if "search" in v]
     assert search and all(0 <= s["ctr"] <= 1 and 0 <= s["long_tail_exposure"] <= 1 for s in search)

@@ -57,9 +57,9 @@ def _real_loop(tmp_path: Path, fmt: str, make_slice) -> tuple:
 
 
 def _served(settings):
-    from shoploop.pipeline import steps
+    from shoploop.serving.predict import served_engine
 
-    return steps.served_engine(settings)[1]
+    return served_engine(settings)[1]
 
 
 def test_a_shop_with_logs_and_no_judgments_trains_and_serves(tmp_path):
@@ -111,7 +111,7 @@ def test_real_relevance_labels_train_as_sparse_judgments_and_serve_the_real_cata
     assert "unjudged_weight_validation_spearman" in card and "text_validation_spearman" in card and "ranker_text" in card
     assert report["recommender"]["sasrec"].startswith("not trained")  # no histories: said, not crashed
     # the compression step ran on it, within its bound
-    from shoploop.pipeline import steps
+    from shoploop.pipeline import operate, steps
 
     compressed = json.loads((steps.artifacts(settings, RUN_DATE) / "compression.json").read_text())
     assert compressed["distil_texts"] == 256 and compressed["rows"]
@@ -125,7 +125,7 @@ def test_real_relevance_labels_train_as_sparse_judgments_and_serve_the_real_cata
         assert "drill" in " ".join(h.title.lower() for h in hits)
     # and monitoring says in one line why there is nothing to watch
     if registered["promoted"]:
-        assert "no search impressions" in steps.monitor(settings, RUN_DATE)["drift"]["skipped"]
+        assert "no search impressions" in operate.monitor(settings, RUN_DATE)["drift"]["skipped"]
 
 
 def _office_slice(folder: Path, users: int = 600) -> Path:

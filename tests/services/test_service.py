@@ -72,9 +72,9 @@ def test_service_class_answers_directly(built):
 # --- level 3: a real `bentoml serve` over HTTP ------------------------------------------------
 @pytest.fixture(scope="module")
 def served(built):
-    from shoploop.pipeline import processes, steps
+    from shoploop.pipeline import operate, processes
 
-    url = steps.deploy(built["settings"])["url"]
+    url = operate.deploy(built["settings"])["url"]
     yield url
     processes.stop(built["settings"], "service")
 
@@ -245,7 +245,7 @@ def test_concurrent_feedback_shares_commits_and_loses_nothing(built, served):
 @pytest.mark.slow
 def test_feedback_is_durable_across_a_restart(built, served):
     from shoploop.data import landing
-    from shoploop.pipeline import processes, steps
+    from shoploop.pipeline import operate, processes
 
     settings = built["settings"]
     event = {"event_id": "durable-test-1", "session_id": "t-2", "event_type": "purchase", "item_id": "i000001",
@@ -253,7 +253,7 @@ def test_feedback_is_durable_across_a_restart(built, served):
     assert httpx.post(served + "/feedback", json={"events": [event]}, timeout=30).status_code == 200
     # when the service is killed and started again
     processes.stop(settings, "service")
-    steps.deploy(settings)
+    operate.deploy(settings)
     # then the acknowledged event is in the log, with the phone number scrubbed
     events = landing.read_table(settings.landing, "events")
     row = events[events["event_id"] == "durable-test-1"]
@@ -331,7 +331,7 @@ def test_a_deploy_hot_swaps_without_dropping_a_request(built, served):
     # into the running service and not one request fails
     import threading
 
-    from shoploop.pipeline import steps
+    from shoploop.pipeline import operate
 
     outcomes, done = [], threading.Event()
 
@@ -347,7 +347,7 @@ def test_a_deploy_hot_swaps_without_dropping_a_request(built, served):
     poller = threading.Thread(target=poll)
     poller.start()
     try:
-        deployed = steps.deploy(built["settings"])
+        deployed = operate.deploy(built["settings"])
         done.wait(1.0)
     finally:
         done.set()
@@ -391,7 +391,7 @@ def test_make_stop_ends_the_worker_even_after_its_parent_was_killed(built, serve
     import signal
     import time
 
-    from shoploop.pipeline import processes, steps
+    from shoploop.pipeline import operate, processes
 
     settings = built["settings"]
     leader = processes.running(settings, "service")
@@ -402,7 +402,7 @@ def test_make_stop_ends_the_worker_even_after_its_parent_was_killed(built, serve
     assert processes.stop(settings, "service")
     assert processes.tagged(settings, "service") == []
     assert processes.port_free(settings.host, settings.service_port)
-    assert steps.deploy(settings)["how"] == "started"  # and a new start finds nothing in its way
+    assert operate.deploy(settings)["how"] == "started"  # and a new start finds nothing in its way
     assert httpx.post(served + "/search", json={"query": "tent"}, timeout=30).status_code == 200
 
 
@@ -501,13 +501,13 @@ def test_two_workers_share_the_counters_and_the_event_log(built, served):
     from concurrent.futures import ThreadPoolExecutor
 
     from shoploop.data import landing
-    from shoploop.pipeline import processes, steps
+    from shoploop.pipeline import operate, processes
 
     settings = built["settings"]
     processes.stop(settings, "service")
     os.environ["SHOPLOOP_SERVICE_WORKERS"] = "2"
     try:
-        steps.deploy(settings)
+        operate.deploy(settings)
         assert len(_worker(settings)) == 2
         item = httpx.post(served + "/search", json={"query": "yoga mat", "k": 3}, timeout=30).json()["items"][2]["item_id"]
 
@@ -540,11 +540,11 @@ def test_a_worker_killed_mid_load_loses_nothing_and_counts_every_event_once(buil
     import time
 
     from shoploop.data import landing
-    from shoploop.pipeline import processes, steps
+    from shoploop.pipeline import operate, processes
 
     settings = built["settings"]
     if processes.running(settings, "service") is None:  # an earlier test stopped it
-        steps.deploy(settings)
+        operate.deploy(settings)
     item = httpx.post(served + "/search", json={"query": "camping tent", "k": 2}, timeout=30).json()["items"][1]["item_id"]
     acknowledged, stop, threads = _retrying_shoppers([served], item, "mid-load", position=2)
     time.sleep(3)
@@ -635,7 +635,7 @@ def test_two_replicas_on_a_redis_stream_land_and_count_every_event_once_through_
     from shoploop import features
     from shoploop.data import landing
     from shoploop.features import redis_stream
-    from shoploop.pipeline import processes, steps
+    from shoploop.pipeline import operate, processes, steps
     from shoploop.settings import Settings
 
     url = redis_for("the replicas share a Redis stream and online store")
@@ -654,7 +654,7 @@ def test_two_replicas_on_a_redis_stream_land_and_count_every_event_once_through_
         assert (settings.event_stream, settings.online_store, settings.service_replicas) == (url, url, 2)
         assert settings.warehouse_engine == "duckdb"
         steps.feature_store(settings, RUN_DATE)
-        deployed = steps.deploy(settings)
+        deployed = operate.deploy(settings)
         urls = [replica["url"] for replica in deployed["replicas"]]
         assert len(urls) == 2 and all(processes.answers(u + "/readyz") for u in urls)
         item = httpx.post(urls[1] + "/search", json={"query": "desk lamp", "k": 4}, timeout=30).json()["items"][3]["item_id"]
@@ -711,13 +711,13 @@ def test_a_challenger_interleaved_into_live_searches_is_promoted_by_shoppers_cli
 
     from shoploop.data import landing
     from shoploop.models import registry
-    from shoploop.pipeline import processes, steps
+    from shoploop.pipeline import operate, processes
     from shoploop.serving import interleaving
     from shoploop.serving.predict import Filters
 
     settings = built["settings"]
     if processes.running(settings, "service") is None:
-        steps.deploy(settings)
+        operate.deploy(settings)
     champion, rival = registry.champion(settings)["tag"], built["first"]["tag"]
     pid = processes.running(settings, "service")
     texts = landing.read_table(settings.landing, "judgments")["query_text"].drop_duplicates().tolist()
@@ -741,7 +741,7 @@ def test_a_challenger_interleaved_into_live_searches_is_promoted_by_shoppers_cli
                       for p, hit in enumerate(answer["items"], start=1)]
             events.append({**next(e for e in events if e["model_version"] == rival), "event_type": "click"})
             assert httpx.post(served + "/feedback", json={"events": events}, timeout=30).status_code == 200
-        monitored = steps.monitor(settings, RUN_DATE)
+        monitored = operate.monitor(settings, RUN_DATE)
         online = monitored["online_evaluation"]
         assert online["outcome"] == "promoted" and online["challenger_wins"] == 40 and online["champion_wins"] == 0
         last = registry.history(settings)[-1]
@@ -767,11 +767,11 @@ def test_a_new_product_is_searchable_after_reindex_without_retraining(built, ser
     from conftest import RUN_DATE
 
     from shoploop.models import registry
-    from shoploop.pipeline import processes, steps
+    from shoploop.pipeline import operate, processes, steps
 
     settings = built["settings"]
     if processes.running(settings, "service") is None:
-        steps.deploy(settings)
+        operate.deploy(settings)
     pid = processes.running(settings, "service")
     champion = registry.champion(settings)["tag"]
     mart = settings.marts / "item_text.parquet"
@@ -808,4 +808,4 @@ def test_a_new_product_is_searchable_after_reindex_without_retraining(built, ser
     finally:
         saved.to_parquet(mart, index=False)
         registry.rollback(settings, champion, "test: the trained model over the original catalog serves again")
-        steps.deploy(settings)
+        operate.deploy(settings)

@@ -176,7 +176,7 @@ def test_one_monitor_run_at_a_time_in_a_home(tmp_path):
     import threading
     from datetime import date
 
-    from shoploop.pipeline import steps
+    from shoploop.pipeline import operate
     from shoploop.settings import Settings
 
     settings = Settings(home=tmp_path)
@@ -184,7 +184,7 @@ def test_one_monitor_run_at_a_time_in_a_home(tmp_path):
     done = []
     with open(settings.run_dir / "monitor.lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        second = threading.Thread(target=lambda: done.append(steps.monitor(settings, date(2026, 11, 29))))
+        second = threading.Thread(target=lambda: done.append(operate.monitor(settings, date(2026, 11, 29))))
         second.start()
         second.join(2)
         assert second.is_alive() and not done

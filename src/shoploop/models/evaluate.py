@@ -17,6 +17,7 @@ import pandas as pd
 from shoploop.models.encoder import RememberingEncoder, TextEncoder, base_vectors
 from shoploop.pipeline.progress import bar
 from shoploop.serving.predict import SearchEngine, scaled_bm25
+from shoploop.settings import Settings
 
 HELDOUT_SHARE = 5  # one query in five is held out
 
@@ -303,3 +304,21 @@ def model_ndcg(engine: SearchEngine, judgments: pd.DataFrame, k: int = 10, compl
 def save_metrics(metrics: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+
+
+def offline_engine(settings: Settings, bundle_dir: Path):
+    """The serving code path over point-in-time features as of the label date (for evaluation)."""
+    from shoploop.models.bundle import ModelBundle
+    from shoploop.models.train import (
+        load_training_data,
+        point_in_time_features,
+        user_log_prices,
+    )
+    from shoploop.serving.predict import frame_lookup
+
+    bundle = ModelBundle.load(bundle_dir)
+    data = load_training_data(settings)
+    pit = point_in_time_features(settings, bundle.catalog["item_id"].tolist(), data.as_of)
+    prices = user_log_prices(settings, list(bundle.user_sequences), data.as_of)
+    return SearchEngine(bundle, bundle.text_encoder(), frame_lookup(pit),
+                        lambda user: prices.get(user, float("nan"))), data

@@ -3,7 +3,7 @@ the model's scores (the drift checks over them are shoploop.monitoring.drift), o
 per model version, the service's health — and the Evidently workspace and dashboard they are shown in.
 
 The reference window is the older part of the logged events, the current window the most recent
-days (live feedback included once dbt has run over it). ``monitor.json`` (shoploop.pipeline.steps.monitor) holds
+days (live feedback included once dbt has run over it). ``monitor.json`` (shoploop.pipeline.operate.monitor) holds
 drift, online quality per model version and the decision with its reasons (shoploop.monitoring.decision).
 """
 
@@ -285,3 +285,15 @@ def log_online(settings: Settings, online: dict, health: dict, model_version: st
     workspace, project = evidently_project(settings)
     workspace.add_run(project.id, snapshot)
     return values
+
+
+def served_shoppers(settings: Settings, tag: str) -> bool:
+    """Has this version served shoppers (any search feedback naming it in the event log)? A catalog
+    refresh (``reindex``) of a version that served them counts: the same model, over more items."""
+    from shoploop.models import registry
+
+    models = [tag]
+    while len(models) < 50 and (refreshed := registry.lineage(settings, models[-1]).get("reindexed_from")):
+        models.append(refreshed)
+    events = feedback_events(settings)
+    return bool((events["model_version"].isin(models) & (events["surface"] == "search")).any())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from shoploop.models import registry
-from shoploop.pipeline import orchestration, processes, steps
+from shoploop.pipeline import operate, orchestration, processes, steps
 from shoploop.settings import Settings
 from shoploop.warehouse import spark
 
@@ -16,7 +16,7 @@ def start_evidently(settings: Settings) -> str:
     if not processes.running(settings, "evidently"):
         settings.evidently_workspace.mkdir(parents=True, exist_ok=True)
         processes.start(settings, "evidently",
-                        [steps.bin_of("evidently"), "ui", "--workspace", str(settings.evidently_workspace),
+                        [processes.bin_of("evidently"), "ui", "--workspace", str(settings.evidently_workspace),
                          "--host", settings.host, "--port", str(settings.evidently_port)],
                         env=settings.tool_env(), cwd=settings.home, port=settings.evidently_port)
     url = f"http://{settings.host}:{settings.evidently_port}"
@@ -48,7 +48,7 @@ def run(settings: Settings, run_date: date, say=print) -> dict:
     timed("  features   feast apply + materialize done")
     first = steps.first_answer(settings, run_date)
     if first.get("promoted"):
-        served = steps.deploy(settings, run_date)
+        served = operate.deploy(settings, run_date)
         timed(f"  first      {served['url']} answers after {time.monotonic() - started:.0f} s with {first['tag']} "
             "(zero-shot MiniLM + BM25, seed ranker); the trained model follows and is swapped in")
     else:
@@ -72,7 +72,7 @@ def run(settings: Settings, run_date: date, say=print) -> dict:
     timed(f"  register   {registered}")
     if not registry.champion(settings):
         raise RuntimeError(f"no champion to serve: {registered['reason']} (model card {registered['model_card']})")
-    served = steps.deploy(settings, run_date)
+    served = operate.deploy(settings, run_date)
     service = served["url"]
     swapped = f", swapped in without a restart (was {served['previous']})" if served["how"] == "hot swap" else " (started)"
     timed(f"  serve      {service}: {served['model_version']}{swapped}, {time.monotonic() - started:.0f} s after the start")
@@ -87,7 +87,7 @@ def run(settings: Settings, run_date: date, say=print) -> dict:
         timed(f"  rebuild    {steps.describe_transform(steps.transform(settings, run_date))}, with the shoppers' feedback")
     else:
         timed("  shoppers   none simulated on a real shop's data: its own shoppers' /feedback feeds the loop")
-    monitored = steps.monitor(settings, run_date)
+    monitored = operate.monitor(settings, run_date)
     drift = monitored["drift"]
     outcome = drift.get("skipped") or f"drift share {drift.get('drift_share')} -> {drift['html']}"
     timed(f"  monitor    {outcome}")
@@ -103,6 +103,6 @@ def run(settings: Settings, run_date: date, say=print) -> dict:
 
 
 def stop_all(settings: Settings) -> list[str]:
-    servers = [name for name, _ in steps.replicas(settings)] + ["evidently"]
+    servers = [name for name, _ in processes.replicas(settings)] + ["evidently"]
     return ([name for name in servers if processes.stop(settings, name)] + orchestration.stop_airflow(settings)
             + spark.stop_spark(settings))

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from shoploop.models import registry
-from shoploop.pipeline import demo, orchestration, processes, steps
+from shoploop.pipeline import demo, operate, orchestration, processes, steps
 from shoploop.settings import Settings
 
 # A shop small enough that a retraining takes minutes on two cores, big enough for drift to show.
@@ -120,7 +120,7 @@ def run(settings: Settings, run_date: date, say=print, keep_running: bool = Fals
     say(f"shoploop loop, run date {run_date}, home {settings.home} ({settings.n_items:,} items); drift "
         f"{settings.drift}. About {'30 minutes' if scale == 'small' else 'an hour'} on two cores; each stage "
         "prints a line when it ends.")
-    for name, _ in steps.replicas(settings):
+    for name, _ in processes.replicas(settings):
         processes.stop(settings, name)
     orchestration.stop_airflow(settings)
     for name in ("evidently", PINNED):
@@ -137,7 +137,7 @@ def run(settings: Settings, run_date: date, say=print, keep_running: bool = Fals
     steps.compress(settings, before)
     steps.evaluate(settings, before)
     registered = steps.register(settings, before)
-    served = steps.deploy(settings, before)
+    served = operate.deploy(settings, before)
     url = served["url"]
     stale = served["model_version"]
     stage("shop", f"{url} serves {stale}, trained on the data up to {before - timedelta(days=1)} ({registered['reason']})")
@@ -257,7 +257,7 @@ PINNED = "stale-model"
 def start_pinned(settings: Settings, tag: str) -> str:
     """A second service serving ``tag`` whatever the registry says (settings.model_tag), on the next port."""
     port = settings.service_port + 7
-    processes.start(settings, PINNED, [steps.bin_of("bentoml"), "serve", "service:Shoploop", "--host", settings.host,
+    processes.start(settings, PINNED, [processes.bin_of("bentoml"), "serve", "service:Shoploop", "--host", settings.host,
                                        "--port", str(port)],
                     env={**settings.tool_env(), "SHOPLOOP_SERVICE_PORT": str(port), "SHOPLOOP_MODEL_TAG": tag},
                     cwd=settings.project_dir / "services", port=port)

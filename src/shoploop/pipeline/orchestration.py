@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from shoploop.pipeline import processes, steps
+from shoploop.pipeline import processes
 from shoploop.settings import Settings
 
 COMPONENTS = ["api-server", "scheduler", "dag-processor", "triggerer"]
@@ -37,7 +37,7 @@ def every_server_name(settings: Settings) -> list[str]:
 
 def airflow_env(settings: Settings) -> dict[str, str]:
     home = settings.airflow_home
-    airflow_bin = Path(steps.bin_of("airflow", ".venv-airflow")).parent
+    airflow_bin = Path(processes.bin_of("airflow", ".venv-airflow")).parent
     env = {
         **settings.tool_env(),
         # `airflow standalone` starts its components as `airflow ...` found on PATH.
@@ -78,7 +78,7 @@ def postgres(settings: Settings, query: str, database: str | None = None) -> lis
     code = ("import json, sys, psycopg2\n"
             "c = psycopg2.connect(sys.argv[1]); c.autocommit = True; cur = c.cursor(); cur.execute(sys.argv[2])\n"
             "print(json.dumps(cur.fetchall() if cur.description else [], default=str))\n")
-    python = str(Path(steps.bin_of("airflow", ".venv-airflow")).with_name("python"))
+    python = str(Path(processes.bin_of("airflow", ".venv-airflow")).with_name("python"))
     run = subprocess.run([python, "-c", code, dsn, query], capture_output=True, text=True, timeout=60)
     if run.returncode != 0:
         raise RuntimeError(f"PostgreSQL at {url.hostname}:{url.port}: "
@@ -98,7 +98,7 @@ def ensure_database(settings: Settings) -> bool:
 def start_airflow(settings: Settings, say=None) -> str:
     """Start this home's Airflow unless it runs; return its URL once its API answers."""
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
-    airflow, env = steps.bin_of("airflow", ".venv-airflow"), airflow_env(settings)
+    airflow, env = processes.bin_of("airflow", ".venv-airflow"), airflow_env(settings)
     names = server_names(settings)
     if not settings.airflow_workers:
         if not processes.running(settings, "airflow"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -22,7 +23,7 @@ from typing import Callable
 import httpx
 import psutil
 
-from shoploop.settings import Settings
+from shoploop.settings import PROJECT_DIR, Settings
 
 TAG_VARIABLE = "SHOPLOOP_SERVER"
 
@@ -176,3 +177,22 @@ def wait_http(url: str, timeout_s: float, name: str, log: Path, alive: Callable[
     tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
     why = "exited" if not alive() else f"did not answer at {url} within {timeout_s:.0f}s"
     raise TimeoutError(f"{name} {why}; last log lines of {log}:\n{tail}")
+
+
+def bin_of(tool: str, venv: str = ".venv") -> str:
+    """A tool's path inside one of the project's venvs (the running interpreter's when it is that venv)."""
+    here = Path(sys.executable).parent / tool
+    return str(here) if venv == ".venv" and here.exists() else str(PROJECT_DIR / venv / "bin" / tool)
+
+
+def replicas(settings: Settings) -> list[tuple[str, int]]:
+    """(process name, port) of each service replica: settings.service_replicas of them on consecutive
+    ports from settings.service_port (a load balancer in front spreads the traffic), plus any replica a
+    larger setting started earlier, so `shoploop stop` ends it too."""
+    named = [("service" if n == 0 else f"service-{n + 1}", settings.service_port + n)
+             for n in range(settings.service_replicas)]
+    for extra in sorted(settings.run_dir.glob("service-*.pgid")) if settings.run_dir.exists() else []:
+        n = int(extra.stem.split("-")[1]) - 1
+        if n >= settings.service_replicas:
+            named.append((extra.stem, settings.service_port + n))
+    return named

@@ -1,4 +1,5 @@
-"""The loop's steps, each idempotent for a run date; the CLI, the DAG and the demo call these.
+"""The loop's steps up to a registered version, each idempotent for a run date; the CLI, the DAGs and the
+demo call these (deploying and monitoring it: ``shoploop.pipeline.operate``).
 
 State between steps lives in the home: marts (dbt), the Feast registry and online store, the
 trained bundle and its reports under ``artifacts/<run-date>/``, the model store (BentoML).
@@ -10,14 +11,13 @@ import json
 import logging
 import os
 import shutil
-import sys
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from shoploop import features
 from shoploop.models import registry
-from shoploop.pipeline import processes
-from shoploop.settings import PROJECT_DIR, Settings
+from shoploop.pipeline import operate, processes
+from shoploop.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ def simulate(settings: Settings, run_date: date, policy: str = "auto") -> dict:
         raise ValueError(f"unknown policy {policy!r}: use auto, champion or lexical")
     logging_policy = LexicalPolicy()
     if policy == "champion" or (policy == "auto" and registry.champion(settings)):
+        from shoploop.serving.predict import served_engine
+
         logging_policy = ServedModelPolicy(*reversed(served_engine(settings)))
     return {**run(settings, run_date, logging_policy), "logging_policy": logging_policy.name}
 
@@ -170,27 +172,9 @@ def reindex(settings: Settings, run_date: date) -> dict:
     registry.reindexed(settings, new_tag, reason)
     shutil.rmtree(out / "bundle")
     result = {"tag": new_tag, "reindexed_from": tag, "reason": reason, **change}
-    if any(processes.running(settings, name) is not None for name, _ in replicas(settings)):
-        result["deploy"] = deploy(settings, run_date)
+    if any(processes.running(settings, name) is not None for name, _ in processes.replicas(settings)):
+        result["deploy"] = operate.deploy(settings, run_date)
     return result
-
-
-def offline_engine(settings: Settings, bundle_dir: Path):
-    """The serving code path over point-in-time features as of the label date (for evaluation)."""
-    from shoploop.models.bundle import ModelBundle
-    from shoploop.models.train import (
-        load_training_data,
-        point_in_time_features,
-        user_log_prices,
-    )
-    from shoploop.serving.predict import SearchEngine, frame_lookup
-
-    bundle = ModelBundle.load(bundle_dir)
-    data = load_training_data(settings)
-    pit = point_in_time_features(settings, bundle.catalog["item_id"].tolist(), data.as_of)
-    prices = user_log_prices(settings, list(bundle.user_sequences), data.as_of)
-    return SearchEngine(bundle, bundle.text_encoder(), frame_lookup(pit),
-                        lambda user: prices.get(user, float("nan"))), data
 
 
 def compress(settings: Settings, run_date: date) -> dict:
@@ -200,7 +184,7 @@ def compress(settings: Settings, run_date: date) -> dict:
     from shoploop.models import labels
     from shoploop.models.compress import STUDENT
     from shoploop.models.compress import compress as run
-    from shoploop.models.evaluate import is_heldout, model_ndcg
+    from shoploop.models.evaluate import is_heldout, model_ndcg, offline_engine
 
     out = artifacts(settings, run_date)
     shutil.rmtree(out / "bundle" / "query_encoder", ignore_errors=True)  # measure against the teacher
@@ -248,6 +232,7 @@ def evaluate(settings: Settings, run_date: date) -> dict:
         evaluate_recommend,
         evaluate_search,
         model_ndcg,
+        offline_engine,
         query_ndcg,
         save_metrics,
         traffic_weighted,
@@ -306,6 +291,8 @@ def evaluate(settings: Settings, run_date: date) -> dict:
 
 
 def register(settings: Settings, run_date: date) -> dict:
+    from shoploop.monitoring.monitor import served_shoppers
+
     out = artifacts(settings, run_date)
     metrics = json.loads((out / "metrics.json").read_text())
     report = json.loads((out / "train.json").read_text())
@@ -335,141 +322,3 @@ def register(settings: Settings, run_date: date) -> dict:
     result = {"tag": tag, "promoted": promoted, "reason": reason, "model_card": str(card)}
     (out / "register.json").write_text(json.dumps(result, indent=2))
     return result
-
-
-def served_shoppers(settings: Settings, tag: str) -> bool:
-    """Has this version served shoppers (any search feedback naming it in the event log)? A catalog
-    refresh (``reindex``) of a version that served them counts: the same model, over more items."""
-    from shoploop.monitoring.monitor import feedback_events
-
-    models = [tag]
-    while len(models) < 50 and (refreshed := registry.lineage(settings, models[-1]).get("reindexed_from")):
-        models.append(refreshed)
-    events = feedback_events(settings)
-    return bool((events["model_version"].isin(models) & (events["surface"] == "search")).any())
-
-
-def bin_of(tool: str, venv: str = ".venv") -> str:
-    """A tool's path inside one of the project's venvs (the running interpreter's when it is that venv)."""
-    here = Path(sys.executable).parent / tool
-    return str(here) if venv == ".venv" and here.exists() else str(PROJECT_DIR / venv / "bin" / tool)
-
-
-def replicas(settings: Settings) -> list[tuple[str, int]]:
-    """(process name, port) of each service replica: settings.service_replicas of them on consecutive
-    ports from settings.service_port (a load balancer in front spreads the traffic), plus any replica a
-    larger setting started earlier, so `shoploop stop` ends it too."""
-    named = [("service" if n == 0 else f"service-{n + 1}", settings.service_port + n)
-             for n in range(settings.service_replicas)]
-    for extra in sorted(settings.run_dir.glob("service-*.pgid")) if settings.run_dir.exists() else []:
-        n = int(extra.stem.split("-")[1]) - 1
-        if n >= settings.service_replicas:
-            named.append((extra.stem, settings.service_port + n))
-    return named
-
-
-def deploy(settings: Settings, run_date: date | None = None) -> dict:
-    """Bring the champion to every replica of the service: a hot swap where one is up (no request dropped;
-    a version that fails to load leaves the old one serving), else a start that waits until it answers.
-    Each replica's other workers follow the registry within seconds (services/service.py)."""
-    done = [_deploy_replica(settings, name, port) for name, port in replicas(settings)[:settings.service_replicas]]
-    if len(done) == 1:
-        return done[0]
-    return {"url": done[0]["url"], "how": ", ".join(sorted({d["how"] for d in done})),
-            "model_version": done[0]["model_version"], "replicas": done}
-
-
-def _deploy_replica(settings: Settings, name: str, port: int) -> dict:
-    url = f"http://{settings.host}:{port}"
-    if processes.running(settings, name) is not None and processes.answers(f"{url}/readyz"):
-        import httpx
-
-        answer = httpx.post(f"{url}/admin/reload", json={}, timeout=600,
-                            headers={"Authorization": f"Bearer {settings.admin_secret}"})
-        body = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
-        if answer.status_code != 200:
-            raise RuntimeError(f"hot swap refused by {url} ({answer.status_code}): "
-                               f"{body.get('error', answer.text[:300])}")
-        return {"url": url, "how": "hot swap", "model_version": body["model_version"], "previous": body["previous"]}
-    processes.stop(settings, name)
-    settings.admin_secret  # made before the service starts, so an operator can read it at once
-    processes.start(settings, name,
-                    [bin_of("bentoml"), "serve", "service:Shoploop", "--host", settings.host, "--port", str(port)],
-                    env={**settings.tool_env(), "SHOPLOOP_SERVICE_PORT": str(port)},
-                    cwd=settings.project_dir / "services", port=port)
-    processes.wait_http(f"{url}/readyz", 180, "bentoml serve", settings.run_dir / f"{name}.log",
-                        alive=lambda: processes.running(settings, name) is not None)
-    return {"url": url, "how": "started", "model_version": registry.load_champion_tag(settings)}
-
-
-def served_engine(settings: Settings, latest=None):
-    """(tag, engine) of the model that serves, over the latest materialised item features."""
-    from shoploop.serving.predict import SearchEngine, frame_lookup
-
-    tag, bundle = registry.load_champion(settings)
-    latest = features.latest_item_features(settings) if latest is None else latest
-    return tag, SearchEngine(bundle, bundle.text_encoder(), frame_lookup(latest))
-
-
-def monitor(settings: Settings, run_date: date) -> dict:
-    """Drift and online quality, then the decision (none / retrain / rollback) with its reasons, saved
-    as reports/<date>/monitor.json. A rollback is carried out here: the previous version becomes
-    champion and, when the service runs, is hot-swapped into it. One run at a time in a home (the
-    hourly DAG's and a person's): they share the reports, the Evidently workspace and the registry."""
-    import fcntl
-
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.run_dir / "monitor.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print("monitor: another monitor run is under way in this home; waiting for it to end", file=sys.stderr, flush=True)
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        return _monitor(settings, run_date)
-
-
-def _monitor(settings: Settings, run_date: date) -> dict:
-    from shoploop.monitoring import decision
-    from shoploop.monitoring.drift import drift_report
-    from shoploop.monitoring.monitor import (
-        attributed_events,
-        feedback_events,
-        log_online,
-        online_quality,
-        service_health,
-        tail_items,
-    )
-
-    out = settings.reports / str(run_date)
-    out.mkdir(parents=True, exist_ok=True)
-    if registry.champion(settings) is None:  # a new shop: the loop's first decision is to train
-        summary = {"run_date": str(run_date), "model_version": None, "decision": "retrain",
-                   "reasons": ["no model serves yet"], "checked": []}
-        (out / "monitor.json").write_text(json.dumps(summary, indent=2))
-        return {**summary, "drift": {"skipped": "no model serves yet"}}
-    latest = features.latest_item_features(settings)
-    tag, engine = served_engine(settings, latest)
-    as_of = datetime.combine(run_date + timedelta(days=1), time())  # what was known by the end of the run date
-    drift = drift_report(settings, engine, run_date, model_version=tag, as_of=as_of)
-    online = online_quality(attributed_events(settings, as_of), tail_items(latest))
-    decided = decision.decide(drift, online, registry.champion(settings))
-    rival = registry.challenger(settings)
-    if rival and decided["decision"] != "rollback":  # shoppers' verdict on the challenger, from the raw log
-        from shoploop.serving import interleaving
-
-        verdict = interleaving.verdict(feedback_events(settings, since=rival["since"]), tag, rival["tag"])
-        outcome = registry.conclude(settings, verdict)
-        decided["online_evaluation"] = {**verdict.as_dict(), "outcome": outcome or "undecided"}
-        (decided["reasons"] if outcome else decided["checked"]).append(f"challenger {rival['tag']}: {verdict.reason()}")
-        if outcome == "promoted" and processes.running(settings, "service") is not None:
-            decided["deployed"] = deploy(settings)
-    if decided["decision"] == "rollback":
-        registry.rollback(settings, decided["rollback_to"], "; ".join(decided["reasons"]))
-        if processes.running(settings, "service") is not None:  # a running service swaps back at once
-            decided["deployed"] = deploy(settings)
-    health = service_health(settings, tag)  # zero-result rate and latency, from the running service
-    logged = log_online(settings, online, health, tag, run_date)  # the Evidently dashboard's panels
-    summary = {"run_date": str(run_date), "model_version": tag, "drift": drift, "online": online,
-               "service": health, "dashboard": logged, **decided}
-    (out / "monitor.json").write_text(json.dumps(summary, indent=2, default=str))
-    return summary

@@ -17,6 +17,7 @@ from shoploop.models.bundle import ModelBundle
 from shoploop.models.encoder import TextEncoder
 from shoploop.models.ranker import COUNTERS, ITEM_FEATURES
 from shoploop.models.retrieval import fuse, lexical_ranking, top_k
+from shoploop.settings import Settings
 
 # Items the ranker rescores per request: enough for recall, few enough for one Feast lookup.
 CANDIDATES = 100
@@ -277,3 +278,13 @@ def frame_lookup(frame) -> FeatureLookup:
         return table.reindex(item_ids).to_numpy()
 
     return lookup
+
+
+def served_engine(settings: Settings, latest=None):
+    """(tag, engine) of the model that serves, over the latest materialised item features."""
+    from shoploop import features
+    from shoploop.models import registry
+
+    tag, bundle = registry.load_champion(settings)
+    latest = features.latest_item_features(settings) if latest is None else latest
+    return tag, SearchEngine(bundle, bundle.text_encoder(), frame_lookup(latest))
