@@ -48,6 +48,9 @@ STOREFRONT = Path(__file__).with_name("storefront.html")
 # How often a worker asks Feast's registry whether a materialisation landed.
 FEATURE_REFRESH_SECONDS = 5
 logger = logging.getLogger("shoploop.service")
+# What a worker swaps in and re-reads is what an operator asks first: BentoML's handlers show WARNING and
+# above by default, so the service's own INFO lines (now serving X, features re-read) are let through.
+logger.setLevel(logging.INFO)
 # BentoML reads pydantic attributes that pydantic 2.11 deprecates (model_fields off the instance, on every
 # request; __get_pydantic_core_schema__): warnings only BentoML can act on. (Feast puts its own "once" rule
 # for every DeprecationWarning in front of the filters when it is imported: imported first, so this one wins.)
