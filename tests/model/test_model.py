@@ -287,9 +287,13 @@ def test_a_registration_that_dies_attaching_its_card_leaves_the_champion_whole(b
     import shutil
 
     from shoploop.models import registry
+    from shoploop.monitoring import monitor
     from shoploop.pipeline import steps
 
-    settings = built["settings"].model_copy(update={"interleave_share": 0.0})  # crown, not challenge
+    # crown, not challenge: as if no shopper had met the champion. (Not a settings copy with interleaving
+    # off: steps export a non-default setting into os.environ, and every service started later inherits it.)
+    monkeypatch.setattr(monitor, "served_shoppers", lambda settings, tag: False)
+    settings = built["settings"]
     pointer, log = registry.champion_file(settings), registry.history_file(settings)
     saved, saved_log = pointer.read_bytes(), log.read_bytes()
 
