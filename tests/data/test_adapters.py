@@ -59,7 +59,7 @@ def test_homedepot_search_relevance():
     assert judgments.groupby("query_id").size().median() == 7  # sparse: a handful of judged products a query
 
 
-@pytest.mark.parametrize("relevance, grade", [(1.0, 0), (1.33, 1), (1.67, 1), (2.0, 2), (2.33, 2), (2.67, 3), (3.0, 3)])
+@pytest.mark.parametrize("relevance, grade", [(1.0, 0), (1.33, 0.5), (1.67, 1), (2.0, 1.5), (2.25, 1.9), (2.33, 2), (2.67, 2.5), (3.0, 3)])
 def test_homedepot_mean_rater_scores_map_onto_the_grade_scale(relevance, grade):
     assert adapters.homedepot_grade(relevance) == grade
 
@@ -94,10 +94,15 @@ def test_recbole_atomic_files_with_a_bad_row(tmp_path):
 
 
 def test_generic_layout_and_its_errors(tmp_path):
-    pd.DataFrame({"query_id": ["q1", None], "query_text": ["pan", "pot"], "item_id": ["i1", "i2"],
-                  "grade": [3, 1]}).to_csv(tmp_path / "judgments.csv", index=False)
+    pd.DataFrame({"query_id": ["q1", None, "q1", "q2", "q3"], "query_text": ["pan", "pot", "pan", "lid", "lid"],
+                  "item_id": ["i1", "i2", "i3", "i1", "i2"],
+                  "grade": [3, 1, 2.5, 7, "high"]}).to_csv(tmp_path / "judgments.csv", index=False)
     landed = adapters.read("generic", tmp_path, LANDED_AT)
-    assert len(landed.tables["judgments"]) == 1 and landed.quarantine["reason"].tolist() == ["missing query_id"]
+    # then a mean rater score keeps its fraction; a row with no key or a grade off the 0..3 scale is quarantined
+    _fits_contract(landed)
+    assert landed.tables["judgments"]["grade"].tolist() == [3.0, 2.5]
+    assert landed.quarantine["reason"].tolist() == ["missing query_id", "grade '7' is not a number from 0 to 3",
+                                                    "grade 'high' is not a number from 0 to 3"]
     pd.DataFrame({"item_id": ["i1"]}).to_csv(tmp_path / "items.csv", index=False)
     with pytest.raises(ValueError, match="missing contract columns"):
         adapters.read("generic", tmp_path, LANDED_AT)

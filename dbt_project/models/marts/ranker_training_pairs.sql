@@ -47,7 +47,7 @@ logged as (
         'click_log' as label_source,
         -- The session groups one result page: a skip above a click there was examined.
         session_id,
-        cast(null as integer) as grade,
+        cast(null as double) as grade,
         min(position) filter (where event_type = 'impression') as position,
         bool_or(event_type = 'click') as clicked,
         -- What followed the click: the graded implicit label (purchase > add to cart > click > skip).

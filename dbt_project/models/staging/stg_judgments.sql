@@ -1,4 +1,5 @@
--- Graded relevance labels (ESCI-style 0..3); the latest grade for a (query, item) pair wins.
+-- Graded relevance labels on 0..3 (ESCI-style whole grades, or a mean of raters' scores with its fraction);
+-- the latest grade for a (query, item) pair wins.
 with source as (
     select * from {{ source('landing', 'judgments') }}
 ),
@@ -8,7 +9,7 @@ ranked as (
         query_id,
         scrub(query_text) as query_text,
         item_id,
-        cast(grade as integer) as grade,
+        cast(grade as double) as grade,
         cast(dt as date) as judged_on,
         row_number() over (partition by query_id, item_id order by dt desc, grade desc) as version_rank
     from source

@@ -305,10 +305,11 @@ def recbole(path: Path, landed_at: datetime) -> Landing:
     return out
 
 
-def homedepot_grade(relevance: float) -> int:
-    """Home Depot's mean rater score 1 (irrelevant) .. 3 (exact) on the contract's 0..3 grade scale,
-    rounded half up: 1 -> 0, 1.33 -> 1, 2 -> 2, 2.67 -> 3 (the file writes a third as .33, hence the 0.01)."""
-    return int(np.floor((relevance - 1.0) * 1.5 + 0.51))
+def homedepot_grade(relevance: float) -> float:
+    """Home Depot's mean rater score 1 (irrelevant) .. 3 (exact) on the contract's 0..3 grade scale, kept
+    fractional in steps of 0.05 (the file writes a third as .33: 1.33 -> 0.5, 2.67 -> 2.5): rounded to whole
+    grades the seven levels the raters' means make would fall to four."""
+    return float(np.clip(round((relevance - 1.0) * 30) / 20, 0.0, 3.0))
 
 
 def homedepot(path: Path, landed_at: datetime) -> Landing:
@@ -360,7 +361,14 @@ def generic(path: Path, landed_at: datetime) -> Landing:
         bad = frame[key].isna()
         for record in frame[bad].to_dict("records"):
             out.reject(table, record, f"missing {key}")
-        out.put(table, frame[~bad].copy())
+        frame = frame[~bad]
+        if table == "judgments":  # a grade the scale has no place for cannot be ranked against
+            grade = pd.to_numeric(frame["grade"], errors="coerce")
+            off_scale = ~grade.between(0, 3)
+            for record in frame[off_scale].to_dict("records"):
+                out.reject(table, record, f"grade {record['grade']!r} is not a number from 0 to 3")
+            frame = frame[~off_scale].assign(grade=grade[~off_scale])
+        out.put(table, frame.copy())
     if not out.tables:
         raise FileNotFoundError(f"{path}: no <table>.csv or <table>.parquet for any of {sorted(CONTRACT)}")
     return out

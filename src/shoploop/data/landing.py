@@ -39,7 +39,7 @@ CONTRACT: dict[str, dict[str, pa.DataType]] = {
         "event_type": pa.string(), "item_id": pa.string(), "query_id": pa.string(), "query_text": pa.string(),
         "position": pa.int64(), "surface": pa.string(), "model_version": pa.string(), "price_seen": pa.float64(),
     },
-    "judgments": {"query_id": pa.string(), "query_text": pa.string(), "item_id": pa.string(), "grade": pa.int64()},
+    "judgments": {"query_id": pa.string(), "query_text": pa.string(), "item_id": pa.string(), "grade": pa.float64()},
     # Rows an adapter could not land, kept with the reason (the record as JSON, cut at 4,000 chars).
     "quarantine": {"source": pa.string(), "table_name": pa.string(), "record": pa.string(), "reason": pa.string()},
 }

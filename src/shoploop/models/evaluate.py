@@ -26,7 +26,7 @@ def is_heldout(query_id: str) -> bool:
     return int(hashlib.md5(query_id.encode()).hexdigest()[:8], 16) % HELDOUT_SHARE == 0
 
 
-def ndcg_at_k(ranked_item_ids: list[str], grades: dict[str, int], k: int = 10) -> float:
+def ndcg_at_k(ranked_item_ids: list[str], grades: dict[str, float], k: int = 10) -> float:
     """nDCG with exponential gain 2^grade - 1; unjudged items count as irrelevant."""
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     gains = np.array([2 ** grades.get(i, 0) - 1 for i in ranked_item_ids[:k]], dtype=float)
@@ -44,14 +44,14 @@ def click_ndcg(clicked_positions) -> float:
     return float((1 / np.log2(at + 1)).sum() / (1 / np.log2(np.arange(len(at)) + 2)).sum())
 
 
-def reciprocal_rank(ranked_item_ids: list[str], grades: dict[str, int], min_grade: int = 3) -> float:
+def reciprocal_rank(ranked_item_ids: list[str], grades: dict[str, float], min_grade: int = 3) -> float:
     for rank, item in enumerate(ranked_item_ids, 1):
         if grades.get(item, 0) >= min_grade:
             return 1.0 / rank
     return 0.0
 
 
-def recall(ranked_item_ids, grades: dict[str, int], min_grade: int = 2) -> float:
+def recall(ranked_item_ids, grades: dict[str, float], min_grade: int = 2) -> float:
     """Share of the relevant items (exact or substitute) that the ranking holds."""
     relevant = {i for i, g in grades.items() if g >= min_grade}
     return len(relevant & set(ranked_item_ids)) / len(relevant) if relevant else 0.0

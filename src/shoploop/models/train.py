@@ -85,7 +85,7 @@ def load_training_data(settings: Settings) -> TrainingData:
     stamps = pairs["event_timestamp"].dropna()
     return TrainingData(
         catalog=items[CATALOG_COLUMNS], item_text=items["item_text"].tolist(),
-        judgments=judged[["query_id", "query_text", "item_id", "grade"]].astype({"grade": int}).reset_index(drop=True),
+        judgments=judged[["query_id", "query_text", "item_id", "grade"]].astype({"grade": float}).reset_index(drop=True),
         as_of=pd.Timestamp(stamps.max()) if len(stamps) else pd.Timestamp.now().normalize(),
         histories=pd.read_parquet(marts / "user_histories.parquet").sort_values(["user_key", "item_id"], ignore_index=True),
         logs=logged,
@@ -216,7 +216,10 @@ def train(settings: Settings, work_dir: Path, finetune_config: FinetuneConfig | 
     # The encoder learns from the judged queries' best items, else from what shoppers carted and bought
     # (confident clicks too where those are few: labels.encoder_positives).
     if plan.use_judgments:
-        signal, min_grade, learned_from = judgments, 2, "judged items graded 2 or more"
+        # Whole grades (a mean of raters' scores rounded half up): a query's best items are its positives,
+        # and 2.5 against 3 is a rater's doubt, not a lesser item.
+        signal, min_grade, learned_from = judgments.assign(grade=np.floor(judgments["grade"] + 0.5)), 2, \
+            "judged items graded 2 or more"
         if not plan.judgments_complete:  # the ranker's text weights are judged on queries the encoder never saw
             signal = signal[~signal["query_id"].map(labels.in_validation)]
             learned_from += " (validation queries left out)"
