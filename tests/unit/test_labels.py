@@ -16,6 +16,7 @@ from shoploop.models.ranker_rows import (
     UNJUDGED_WEIGHTS,
     RankerRows,
     choose_scale,
+    clearly_better,
     judged_rows,
 )
 from shoploop.models.retrieval import LexicalIndex
@@ -140,12 +141,27 @@ def test_sparse_judgments_never_make_an_unjudged_item_a_full_negative():
     assert scale[UNJUDGED] in UNJUDGED_WEIGHTS and scale[UNJUDGED] < 1.0
     assert report["validation_queries"] >= 10 and len(report["unjudged_weight_validation_spearman"]) == len(UNJUDGED_WEIGHTS)
     with_text, alone = report["text_validation_spearman"].values()
-    assert config.text == (with_text > alone) == report["ranker_text"]
-    # and the fitted ranker serves only where it orders the pools better than the encoder alone
+    errors = report["validation_spearman_standard_error"]
+    assert config.text == report["ranker_text"] and (not config.text or with_text > alone) and errors["text"] >= 0
+    # and the fitted ranker serves only where it orders the pools better than the encoder alone, beyond noise
     fitted, encoder = report["encoder_alone_validation_spearman"].values()
     assert fitted == (with_text if config.text else alone)
-    assert config.fixed == (("cosine",) if encoder > fitted else ()) and report["ranker_fixed"] == (list(config.fixed) or None)
+    assert (config.fixed or fitted > encoder) and errors["encoder"] >= 0 and report["ranker_fixed"] == (list(config.fixed) or None)
     assert (rows.fit(scale, config).losses == []) == bool(config.fixed)
+
+
+def test_a_richer_ranker_must_beat_the_simpler_beyond_the_noise_of_its_validation_queries():
+    rng = np.random.default_rng(3)
+    simpler = pd.Series(rng.uniform(-1, 1, 300), index=[f"q{i}" for i in range(300)])
+    # a steady gain on every query is clear; the same mean gain as noise of +-0.5 a query is not
+    assert clearly_better(simpler + 0.02, simpler)[0]
+    noise = rng.normal(0, 0.5, 300)
+    noisy = simpler + 0.005 + noise - noise.mean()
+    better, error = clearly_better(noisy, simpler)
+    assert not better and error > 0.02
+    # a simpler ranker that is better, or a tie, keeps the simpler; only the queries both could score count
+    assert not clearly_better(simpler, simpler + 0.02)[0] and not clearly_better(simpler, simpler)[0]
+    assert clearly_better((simpler + 0.02).iloc[:50], simpler)[0]
 
 
 def test_a_ranker_without_text_weighs_the_features_alone():

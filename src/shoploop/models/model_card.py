@@ -20,7 +20,7 @@ def write(path: Path, tag: str, promoted: bool, reason: str, metrics: dict, trai
     used = train.get("labels", {})
     # the label weights and ranker inputs chosen on validation queries, with what each candidate measured there
     chosen = ("_weight", "validation_ndcg@10", "validation_click_ndcg@10", "validation_spearman", "validation_queries", "ranker_text",
-              "ranker_fixed")
+              "ranker_fixed", "_standard_error")
     weights = {key: value for key, value in used.items() if key.endswith(chosen)}
     sections = [
         f"# Model card: {tag}",
