@@ -162,6 +162,7 @@ def test_a_richer_ranker_must_beat_the_simpler_beyond_the_noise_of_its_validatio
     # a simpler ranker that is better, or a tie, keeps the simpler; only the queries both could score count
     assert not clearly_better(simpler, simpler + 0.02)[0] and not clearly_better(simpler, simpler)[0]
     assert clearly_better((simpler + 0.02).iloc[:50], simpler)[0]
+    assert clearly_better(simpler.iloc[:1] + 0.02, simpler) == (True, None)
 
 
 def test_a_ranker_without_text_weighs_the_features_alone():

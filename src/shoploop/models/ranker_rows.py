@@ -153,7 +153,7 @@ class RankerRows:
         return pd.Series(rhos, dtype=float)
 
 
-def clearly_better(richer: pd.Series, simpler: pd.Series) -> tuple[bool, float]:
+def clearly_better(richer: pd.Series, simpler: pd.Series) -> tuple[bool, float | None]:
     """Whether the richer ranker orders the same validation queries better than the simpler one by more
     than one standard error of their per-query difference (the one-standard-error rule), and that error.
     Sparse judgments need it: about six judged products a query leave each query's Spearman coarse, and on
@@ -162,7 +162,7 @@ def clearly_better(richer: pd.Series, simpler: pd.Series) -> tuple[bool, float]:
     both = pd.concat({"richer": richer, "simpler": simpler}, axis=1).dropna()
     gain = both["richer"] - both["simpler"]
     if len(gain) < 2:
-        return bool(gain.sum() > 0), float("nan")
+        return bool(gain.sum() > 0), None  # no error to measure (None, not NaN: the report is JSON)
     error = float(gain.std(ddof=1) / np.sqrt(len(gain)))
     return bool(gain.mean() > error), round(error, 4)
 
