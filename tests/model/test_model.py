@@ -333,6 +333,38 @@ def test_the_monitor_measures_online_quality_and_decides_with_reasons(built):
     assert any(s["online_ndcg@10"] is not None and 0 < s["online_ndcg@10"] <= 1 for s in search)
     saved = json.loads((settings.reports / "2026-11-29" / "monitor.json").read_text())
     assert saved["decision"] == summary["decision"] and saved["drift"]["drift_share"] >= 0
+    assert {"load", "drift", "online", "dashboard"} <= set(saved["seconds"])  # where a monitor run's time went
+
+
+def test_drift_over_unchanged_marts_and_version_is_reused_and_a_changed_mart_is_not(built):
+    # given the drift run the monitor saved / when nothing it reads changed / then the saved summary comes
+    # back without scoring anything again (no engine is given); a touched mart changes the inputs
+    import json
+    import os
+    from datetime import datetime
+
+    from shoploop.monitoring.drift import drift_report, fingerprint
+
+    settings, run_date = built["settings"], date(2026, 11, 29)
+    saved_file = settings.reports / str(run_date) / "drift.json"
+    if not saved_file.exists():
+        from shoploop.pipeline import operate
+
+        operate.monitor(settings, run_date)
+    saved = json.loads(saved_file.read_text())
+    as_of = datetime(2026, 11, 30)
+    assert saved["inputs"] == fingerprint(settings, saved["model_version"], run_date, as_of)
+    reused = drift_report(settings, None, run_date, model_version=saved["model_version"], as_of=as_of)
+    assert reused["reused"].startswith(f"computed {saved['computed_at']}")
+    assert reused["drift_share"] == saved["drift_share"] and reused["columns"] == saved["columns"]
+    mart = settings.marts / "ranker_training_pairs.parquet"
+    stat = mart.stat()
+    try:
+        os.utime(mart, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+        assert fingerprint(settings, saved["model_version"], run_date, as_of) != saved["inputs"]
+    finally:
+        os.utime(mart, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert fingerprint(settings, "another-version", run_date, as_of) != saved["inputs"]
 
 
 def test_a_rollback_restores_the_predecessor_and_is_recorded(built):

@@ -166,6 +166,7 @@ def run(settings: Settings, run_date: date, say=print, keep_running: bool = Fals
     def monitor_run(why: str) -> dict:
         trained = settings.artifacts / str(run_date) / "register.json"
         held = json.loads(trained.read_text())["tag"] if trained.exists() else None
+        asked = time.monotonic()
         run_id = airflow.trigger("shoploop_monitor")
         airflow.wait("shoploop_monitor", run_id, say, 900)
         summary = json.loads((settings.reports / str(run_date) / "monitor.json").read_text())
@@ -175,7 +176,9 @@ def run(settings: Settings, run_date: date, say=print, keep_running: bool = Fals
         monitors.append({"at_s": round(time.monotonic() - began, 1), "why": why, "run_id": run_id,
                          "decision": decision, "reasons": summary.get("reasons", []),
                          "drifted_columns": summary.get("drift", {}).get("drifted_columns"),
-                         "online_evaluation": summary.get("online_evaluation")})
+                         "online_evaluation": summary.get("online_evaluation"),
+                         # from the trigger to the run's end, and the monitor step's own parts
+                         "seconds": round(time.monotonic() - asked, 1), "step_seconds": summary.get("seconds")})
         return summary
 
     # The monitor Airflow ran at start-up may have judged the data before or after the refresh: let it end,

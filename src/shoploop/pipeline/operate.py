@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time as _time
 from datetime import date, datetime, time, timedelta
 
 from shoploop import features
@@ -81,6 +82,14 @@ def _monitor(settings: Settings, run_date: date) -> dict:
 
     out = settings.reports / str(run_date)
     out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    clock = [_time.monotonic()]
+
+    def timed(part: str) -> None:  # seconds since the last part ended: where a monitor run's time goes
+        now = _time.monotonic()
+        timings[part] = round(now - clock[0], 2)
+        clock[0] = now
+
     if registry.champion(settings) is None:  # a new shop: the loop's first decision is to train
         summary = {"run_date": str(run_date), "model_version": None, "decision": "retrain",
                    "reasons": ["no model serves yet"], "checked": []}
@@ -88,10 +97,13 @@ def _monitor(settings: Settings, run_date: date) -> dict:
         return {**summary, "drift": {"skipped": "no model serves yet"}}
     latest = features.latest_item_features(settings)
     tag, engine = served_engine(settings, latest)
+    timed("load")
     as_of = datetime.combine(run_date + timedelta(days=1), time())  # what was known by the end of the run date
     drift = drift_report(settings, engine, run_date, model_version=tag, as_of=as_of)
+    timed("drift")
     online = online_quality(attributed_events(settings, as_of), tail_items(latest))
     decided = decision.decide(drift, online, registry.champion(settings))
+    timed("online")
     rival = registry.challenger(settings)
     if rival and decided["decision"] != "rollback":  # shoppers' verdict on the challenger, from the raw log
         from shoploop.serving import interleaving
@@ -102,13 +114,15 @@ def _monitor(settings: Settings, run_date: date) -> dict:
         (decided["reasons"] if outcome else decided["checked"]).append(f"challenger {rival['tag']}: {verdict.reason()}")
         if outcome == "promoted" and processes.running(settings, "service") is not None:
             decided["deployed"] = deploy(settings)
+        timed("interleaving")
     if decided["decision"] == "rollback":
         registry.rollback(settings, decided["rollback_to"], "; ".join(decided["reasons"]))
         if processes.running(settings, "service") is not None:  # a running service swaps back at once
             decided["deployed"] = deploy(settings)
     health = service_health(settings, tag)  # zero-result rate and latency, from the running service
     logged = log_online(settings, online, health, tag, run_date)  # the Evidently dashboard's panels
+    timed("dashboard")
     summary = {"run_date": str(run_date), "model_version": tag, "drift": drift, "online": online,
-               "service": health, "dashboard": logged, **decided}
+               "service": health, "dashboard": logged, **decided, "seconds": timings}
     (out / "monitor.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
