@@ -338,7 +338,7 @@ def test_the_monitor_measures_online_quality_and_decides_with_reasons(built):
 
 def test_drift_over_unchanged_marts_and_version_is_reused_and_a_changed_mart_is_not(built):
     # given the drift run the monitor saved / when nothing it reads changed / then the saved summary comes
-    # back without scoring anything again (no engine is given); a touched mart changes the inputs
+    # back without loading the engine or scoring anything again; a touched mart changes the inputs
     import json
     import os
     from datetime import datetime
@@ -354,7 +354,10 @@ def test_drift_over_unchanged_marts_and_version_is_reused_and_a_changed_mart_is_
     saved = json.loads(saved_file.read_text())
     as_of = datetime(2026, 11, 30)
     assert saved["inputs"] == fingerprint(settings, saved["model_version"], run_date, as_of)
-    reused = drift_report(settings, None, run_date, model_version=saved["model_version"], as_of=as_of)
+    def no_engine():
+        raise AssertionError("a reused drift run loads no engine")
+
+    reused = drift_report(settings, no_engine, run_date, model_version=saved["model_version"], as_of=as_of)
     assert reused["reused"].startswith(f"computed {saved['computed_at']}")
     assert reused["drift_share"] == saved["drift_share"] and reused["columns"] == saved["columns"]
     mart = settings.marts / "ranker_training_pairs.parquet"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -58,8 +59,9 @@ def summarise(snapshot_dict: dict) -> dict:
     return summary
 
 
-def drift_report(settings: Settings, engine: SearchEngine, run_date, model_version: str,
+def drift_report(settings: Settings, load_engine: Callable[[], SearchEngine], run_date, model_version: str,
                  as_of: datetime | None = None) -> dict:
+    """``load_engine`` gives the serving version's engine: called only when the run is computed, not reused."""
     from shoploop.pipeline.progress import quiet
 
     out = settings.reports / str(run_date)
@@ -78,6 +80,7 @@ def drift_report(settings: Settings, engine: SearchEngine, run_date, model_versi
     if frame.empty:  # a catalog with judgments and no logs: nothing behaved, so nothing drifted
         return {"run_date": str(run_date), "model_version": model_version,
                 "skipped": "no search impressions logged yet: behaviour and score drift need search events"}
+    engine = load_engine()
     frame["model_score"] = model_scores(engine, frame)
     reference, current = split_windows(frame)
     if reference.empty or current.empty:

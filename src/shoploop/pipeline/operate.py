@@ -96,10 +96,12 @@ def _monitor(settings: Settings, run_date: date) -> dict:
         (out / "monitor.json").write_text(json.dumps(summary, indent=2))
         return {**summary, "drift": {"skipped": "no model serves yet"}}
     latest = features.latest_item_features(settings)
-    tag, engine = served_engine(settings, latest)
+    tag = registry.load_champion_tag(settings)
     timed("load")
     as_of = datetime.combine(run_date + timedelta(days=1), time())  # what was known by the end of the run date
-    drift = drift_report(settings, engine, run_date, model_version=tag, as_of=as_of)
+    # the version's engine is loaded only for a drift run computed, not for one reused
+    drift = drift_report(settings, lambda: served_engine(settings, latest, tag)[1], run_date, model_version=tag,
+                         as_of=as_of)
     timed("drift")
     online = online_quality(attributed_events(settings, as_of), tail_items(latest))
     decided = decision.decide(drift, online, registry.champion(settings))

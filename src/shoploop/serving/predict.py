@@ -280,11 +280,11 @@ def frame_lookup(frame) -> FeatureLookup:
     return lookup
 
 
-def served_engine(settings: Settings, latest=None):
-    """(tag, engine) of the model that serves, over the latest materialised item features."""
+def served_engine(settings: Settings, latest=None, tag: str | None = None):
+    """(tag, engine) of the model that serves (or of ``tag``), over the latest materialised item features."""
     from shoploop import features
     from shoploop.models import registry
 
-    tag, bundle = registry.load_champion(settings)
+    tag, bundle = registry.load_champion(settings) if tag is None else (tag, registry.load_version(settings, tag))
     latest = features.latest_item_features(settings) if latest is None else latest
     return tag, SearchEngine(bundle, bundle.text_encoder(), frame_lookup(latest))
