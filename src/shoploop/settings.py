@@ -16,6 +16,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
+# The tools' telemetry off and the model hub offline: the same for every home, so safe to set process-wide.
+QUIET_TOOLS = {"BENTOML_DO_NOT_TRACK": "True", "DBT_SEND_ANONYMOUS_USAGE_STATS": "False", "DO_NOT_TRACK": "1",
+               "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "FEAST_USAGE": "False"}
 
 
 class Settings(BaseSettings):
@@ -235,12 +238,7 @@ class Settings(BaseSettings):
             "SHOPLOOP_TRAIN_LABELS": self.train_labels,
             "SHOPLOOP_PSEUDONYM_KEY": self.user_key,
             "BENTOML_HOME": str(self.bentoml_home),
-            "BENTOML_DO_NOT_TRACK": "True",
-            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
-            "DO_NOT_TRACK": "1",
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "FEAST_USAGE": "False",
+            **QUIET_TOOLS,
         }
 
 

@@ -21,8 +21,8 @@ needs_datasets = pytest.mark.skipif(not DATASETS.exists(), reason=f"real dataset
 
 @pytest.fixture(autouse=True)
 def _own_environment():
-    """The registry exports a home's settings to the environment (BentoML reads it there): give the
-    process back the environment it had, so later tests see their own home."""
+    """Feast and the registry export a home to the environment (Feast's yaml and BentoML read it there):
+    give the process back the environment it had, so later tests see their own home."""
     saved = dict(os.environ)
     yield
     os.environ.clear()

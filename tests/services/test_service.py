@@ -646,7 +646,7 @@ def test_two_replicas_on_a_redis_stream_land_and_count_every_event_once_through_
     scaled_env = {"SHOPLOOP_PROFILE": "scale", "SHOPLOOP_REDIS_URL": url, "SHOPLOOP_STREAM_PREFIX": prefix,
                   "SHOPLOOP_WAREHOUSE_ENGINE": "duckdb"}
     processes.stop(built["settings"], "service")
-    saved = dict(os.environ)  # restored whole: features.store exports every setting the profile implies
+    saved = dict(os.environ)  # restored whole: the scale profile's variables are set here, and Feast's home too
     os.environ.update(scaled_env)
     client = redis.Redis.from_url(url)
     try:

@@ -1,5 +1,6 @@
 """Background servers: what they inherit from the process that starts them."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -36,3 +37,25 @@ def test_a_server_outlives_the_metrics_folder_feasts_import_made(tmp_path):
     # then neither was handed that folder (what one has, if anything, exists)
     for log in logs:
         assert "folder" in log.read_text() and log.read_text().strip().endswith("ok"), log.read_text()
+
+
+def test_opening_feast_or_bentoml_exports_only_what_they_read_not_a_settings_copys_choices(tmp_path):
+    # given a process that opens Feast's store and BentoML's model store for a settings copy with a non-default
+    # choice (a test's or a bench's copy: no interleaving), as the registry and the feature steps do
+    probe = textwrap.dedent(f"""
+        import os
+        from shoploop import features
+        from shoploop.models import registry
+        from shoploop.settings import Settings
+        settings = Settings(home={str(tmp_path)!r}).model_copy(update={{"interleave_share": 0.0, "n_items": 77}})
+        features.store(settings)
+        registry._bentoml(settings)
+        print(sorted(k for k in os.environ if k.startswith(("SHOPLOOP_", "BENTOML_HOME"))))
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPLOOP_")}
+    # when it has done so
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, timeout=120,
+                         env=env).stdout.strip().splitlines()[-1]
+    # then its environment (what every server or subprocess it starts later inherits) holds the home, the engine
+    # and BentoML's home, and none of that copy's choices
+    assert out == str(["BENTOML_HOME", "SHOPLOOP_HOME", "SHOPLOOP_WAREHOUSE_ENGINE"]), out

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from shoploop.pipeline.progress import quiet, verbose
-from shoploop.settings import Settings
+from shoploop.settings import QUIET_TOOLS, Settings
 
 
 def _feast_env(settings: Settings) -> dict[str, str]:
@@ -92,7 +92,10 @@ def store(settings: Settings, offline: bool = False):
     ``offline`` for point-in-time joins and materialisation (on Spark, this process joins the cluster)."""
     from feast import FeatureStore
 
-    os.environ.update(settings.tool_env())
+    # Only what Feast reads in this process (the yaml's and the declarations' home, the engine their sources
+    # follow): exporting every setting would hand a settings copy's choices to whatever this process starts later.
+    os.environ.update({**QUIET_TOOLS, "SHOPLOOP_HOME": str(settings.home),
+                       "SHOPLOOP_WAREHOUSE_ENGINE": settings.warehouse_engine})
     if settings.warehouse_engine == "spark" and not verbose():
         # Feast calls its Spark store "experimental" wherever a SparkSource is made: nothing to act on. (Its
         # module puts a filter of its own first when imported: import it, then put this one before it.)

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 from shoploop.models.bundle import ModelBundle
-from shoploop.settings import Settings
+from shoploop.settings import QUIET_TOOLS, Settings
 
 
 def _bentoml(settings: Settings):
-    # BentoML reads BENTOML_HOME once, at import: set it first, and keep it outside the source tree.
-    os.environ.update(settings.tool_env())
+    # BentoML reads BENTOML_HOME once, at import: set it first, and keep it outside the source tree. Only that:
+    # exporting every setting would hand a settings copy's choices to whatever this process starts later.
+    os.environ.update({**QUIET_TOOLS, "BENTOML_HOME": str(settings.bentoml_home)})
     import bentoml
 
     return bentoml
