@@ -92,10 +92,13 @@ def store(settings: Settings, offline: bool = False):
     ``offline`` for point-in-time joins and materialisation (on Spark, this process joins the cluster)."""
     from feast import FeatureStore
 
-    # Only what Feast reads in this process (the yaml's and the declarations' home, the engine their sources
-    # follow): exporting every setting would hand a settings copy's choices to whatever this process starts later.
-    os.environ.update({**QUIET_TOOLS, "SHOPLOOP_HOME": str(settings.home),
-                       "SHOPLOOP_WAREHOUSE_ENGINE": settings.warehouse_engine})
+    # Only what Feast reads in this process: the yaml's and the declarations' home, and the engine their sources
+    # follow where it is not the default (the default is left unsaid, so a later Settings(profile="scale") of this
+    # process still fills it in). Exporting every setting would hand a settings copy's choices to whatever this
+    # process starts later.
+    engine = {} if settings.warehouse_engine == Settings.model_fields["warehouse_engine"].default else \
+        {"SHOPLOOP_WAREHOUSE_ENGINE": settings.warehouse_engine}
+    os.environ.update({**QUIET_TOOLS, "SHOPLOOP_HOME": str(settings.home), **engine})
     if settings.warehouse_engine == "spark" and not verbose():
         # Feast calls its Spark store "experimental" wherever a SparkSource is made: nothing to act on. (Its
         # module puts a filter of its own first when imported: import it, then put this one before it.)
