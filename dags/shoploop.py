@@ -59,10 +59,15 @@ def shoploop_refresh():
 
 
 @task(outlets=[RETRAIN_REQUESTS])
-def request_retraining(run_date: str, *, outlet_events=None) -> str:
+def request_retraining(run_date: str, *, outlet_events=None, ti=None) -> str:
     """Emit a retrain request when the monitor decided so, unless a version was already trained on this
     run date's data: drift that persists is no reason to train again on the same data (the hourly monitor
-    sees one refresh a day), and that version may be before shoppers as the challenger right now."""
+    sees one refresh a day), and that version may be before shoppers as the challenger right now. Nor
+    while a shoploop_retrain run is queued or running: it trains on the latest data already, and a second
+    request would queue a second training of the same data behind it (on the default-scale loop of
+    2026-12-07 the hourly monitor asked again mid-training, and that duplicate then trained beside the
+    interleaving shoppers). Once that run has registered, this run date counts as trained; if it fails,
+    the next monitor run asks again. ``ti``: Airflow's task instance (its run counts)."""
     home = Path(os.environ.get("SHOPLOOP_HOME", str(PROJECT_DIR / ".shoploop")))  # the home the steps ran on
     decided = json.loads((home / "reports" / run_date / "monitor.json").read_text())
     if decided["decision"] != "retrain":
@@ -71,6 +76,8 @@ def request_retraining(run_date: str, *, outlet_events=None) -> str:
     if trained.exists():
         done = json.loads(trained.read_text())
         return f"retraining held back: {done['tag']} was trained on this run date's data ({done['reason']})"
+    if ti is not None and ti.get_dr_count(dag_id="shoploop_retrain", states=["queued", "running"]):
+        return "retraining held back: a shoploop_retrain run is already queued or running"
     outlet_events[RETRAIN_REQUESTS].add(RETRAIN_ASSET, extra={"run_date": run_date, "reasons": decided["reasons"]})
     return "retraining requested: " + "; ".join(decided["reasons"])
 

@@ -72,7 +72,18 @@ class _Outlets:
         self.added.append((asset.uri, extra))
 
 
-def test_a_retrain_request_goes_out_on_a_retrain_decision_unless_this_run_date_was_trained_on(tmp_path, monkeypatch):
+class _Runs:
+    """Airflow's task instance as request_retraining asks it: how many shoploop_retrain runs are queued or running."""
+
+    def __init__(self, retraining: int):
+        self.retraining = retraining
+
+    def get_dr_count(self, dag_id, logical_dates=None, run_ids=None, states=None):
+        assert dag_id == "shoploop_retrain" and set(states) == {"queued", "running"}
+        return self.retraining
+
+
+def test_a_retrain_request_goes_out_on_a_retrain_decision_unless_this_date_was_trained_on_or_a_retraining_is_in_flight(tmp_path, monkeypatch):
     import importlib.util
     import json
 
@@ -83,15 +94,18 @@ def test_a_retrain_request_goes_out_on_a_retrain_decision_unless_this_run_date_w
     report = tmp_path / "reports" / "2026-11-29" / "monitor.json"
     report.parent.mkdir(parents=True)
 
-    def request(decision: str, run_date: str = "2026-11-29") -> tuple[str, list]:
+    def request(decision: str, run_date: str = "2026-11-29", retraining: int = 0) -> tuple[str, list]:
         path = tmp_path / "reports" / run_date / "monitor.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"decision": decision, "reasons": ["data drift: 5 columns drifted"]}))
         outlets = _Outlets()
-        return loop.request_retraining.function(run_date, outlet_events=outlets), outlets.added
+        return loop.request_retraining.function(run_date, outlet_events=outlets, ti=_Runs(retraining)), outlets.added
 
     said, added = request("retrain")
     assert added == [("shoploop://model/retrain", {"run_date": "2026-11-29", "reasons": ["data drift: 5 columns drifted"]})]
+    # a retraining queued or running already trains on this data: no second request queues behind it
+    said, added = request("retrain", retraining=1)
+    assert added == [] and "already queued or running" in said
     assert request("none")[1] == [] and request("rollback")[1] == []
     # a version trained on this run date's data (promoted, challenging or refused): the drift is already learnt
     trained = tmp_path / "artifacts" / "2026-11-29" / "register.json"
