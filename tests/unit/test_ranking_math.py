@@ -161,6 +161,10 @@ def test_the_ranker_is_the_mean_of_its_seeded_fits_and_the_same_whatever_ran_bef
         singles.append(single.theta.weight)
     torch.testing.assert_close(first.theta.weight, torch.stack(singles).mean(0))
     assert len(first.losses) == 2 and all(isinstance(x, float) for x in first.losses)
+    # the rows laid out once for every fit (SeedRanker.design) are what forward builds per batch
+    x, _, _ = SeedRanker.design(q, i, f)
+    with torch.no_grad():
+        torch.testing.assert_close(first.theta(x).squeeze(-1), first(*(torch.from_numpy(a.astype(np.float32)) for a in (q, i, f))))
     # and the averaged ranker still learnt the signal: the informative feature ranks the positives higher
     scores = first.score(q[0], i, f)
     assert scores[target == 1].mean() > scores[target == 0].mean()
