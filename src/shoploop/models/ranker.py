@@ -71,9 +71,12 @@ class SeedRanker(nn.Module):
 
     def forward(self, h_query: torch.Tensor, h_item: torch.Tensor, h_features: torch.Tensor) -> torch.Tensor:
         """Logits; σ of them is the probability that the item is relevant to the query."""
-        h_features = (h_features - self.feature_mean) / self.feature_std
-        x = torch.cat([h_query, h_item, h_query * h_item, h_features], dim=-1)
-        return self.theta(x).squeeze(-1)
+        return self.theta(self.layout(h_query, h_item, (h_features - self.feature_mean) / self.feature_std)).squeeze(-1)
+
+    @staticmethod
+    def layout(h_query: torch.Tensor, h_item: torch.Tensor, standardised: torch.Tensor) -> torch.Tensor:
+        """The rows as θ reads them: q ⊕ i ⊕ q⊙i ⊕ standardised H_features."""
+        return torch.cat([h_query, h_item, h_query * h_item, standardised], dim=-1)
 
     @torch.inference_mode()
     def score(self, h_query: np.ndarray, h_items: np.ndarray, h_features: np.ndarray) -> np.ndarray:
@@ -92,12 +95,12 @@ class SeedRanker(nn.Module):
 
     @staticmethod
     def design(h_query: np.ndarray, h_item: np.ndarray, h_features: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The rows as θ reads them, [q ⊕ i ⊕ q⊙i ⊕ standardised f] (what ``forward`` builds per batch), and
-        the standardisation of H_features (mean, std) fitted on them."""
+        """All the rows laid out as θ reads them (``layout``, which ``forward`` applies per batch), and the
+        standardisation of H_features (mean, std) fitted on them."""
         feats = torch.from_numpy(np.ascontiguousarray(h_features, dtype=np.float32))
         mean, std = feats.mean(0), feats.std(0).clamp(min=1e-6)
         q, i = (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in (h_query, h_item))
-        return torch.cat([q, i, q * i, (feats - mean) / std], dim=-1), mean, std
+        return SeedRanker.layout(q, i, (feats - mean) / std), mean, std
 
     def fit(self, h_query: np.ndarray, h_item: np.ndarray, h_features: np.ndarray, target: np.ndarray,
             weight: np.ndarray | None = None) -> list[float]:
@@ -157,7 +160,6 @@ class SeedRanker(nn.Module):
             ranker = cls(replace(config, seed=config.seed + k))
             ranker.losses = ranker.fit_design(design, target, weight)
             fits.append(ranker)
-        del design
         mean = cls(config)
         state = fits[0].state_dict()
         mean.load_state_dict({name: torch.stack([f.state_dict()[name] for f in fits]).mean(0) for name in state})
